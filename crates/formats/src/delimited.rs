@@ -128,6 +128,11 @@ impl<R: Read> DelimitedReader<R> {
         })
     }
 
+    /// Bytes of the payload consumed so far; for progress reporting.
+    pub fn byte_offset(&self) -> u64 {
+        self.inner.position().byte()
+    }
+
     /// The header row's column names, trimmed.
     pub fn headers(&self) -> &[String] {
         &self.headers

@@ -86,6 +86,8 @@ pub struct BoundMapping {
     default_currency: Option<Currency>,
     /// Header columns no field reads; reported so nothing is ignored unknowingly.
     pub unmapped_columns: Vec<String>,
+    /// Canonical field → the source column it is read from.
+    columns_by_field: HashMap<String, String>,
 }
 
 fn normalise_column(name: &str) -> String {
@@ -102,6 +104,7 @@ struct Binder<'a> {
     headers: &'a [String],
     missing: Vec<String>,
     used: Vec<bool>,
+    bound_columns: HashMap<String, String>,
 }
 
 impl Binder<'_> {
@@ -141,6 +144,9 @@ impl Binder<'_> {
                 .map(|(k, v)| (normalise_code(k), v.clone()))
                 .collect()
         });
+        if let Source::Column { name: column, .. } = &source {
+            self.bound_columns.insert(name.to_owned(), column.clone());
+        }
         BoundField {
             name: name.to_owned(),
             source,
@@ -172,6 +178,7 @@ impl MappingSpec {
             headers,
             missing: Vec::new(),
             used: vec![false; headers.len()],
+            bound_columns: HashMap::new(),
         };
         let fields = match &self.fields {
             Fields::Policy { fields, coverages } => {
@@ -247,6 +254,7 @@ impl MappingSpec {
                 ),
             });
         }
+        let columns_by_field = b.bound_columns.clone();
         let unmapped_columns = headers
             .iter()
             .zip(&b.used)
@@ -261,6 +269,7 @@ impl MappingSpec {
                 .as_deref()
                 .and_then(|c| Currency::parse(c).ok()),
             unmapped_columns,
+            columns_by_field,
         })
     }
 }
@@ -400,6 +409,11 @@ impl CodeList {
 }
 
 impl BoundMapping {
+    /// The source column a canonical field is read from, if it is read from one.
+    pub fn source_column(&self, field: &str) -> Option<&str> {
+        self.columns_by_field.get(field).map(String::as_str)
+    }
+
     /// Maps one raw record for `carrier`. Every field is tried, so the error list is complete.
     pub fn map(&self, carrier: &CarrierId, record: &RawRecord) -> Result<CanonicalRecord, Vec<FieldError>> {
         let mut r = RecordReader {

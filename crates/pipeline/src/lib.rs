@@ -1,1 +1,498 @@
-//! placeholder
+//! The ingestion pipeline: receive → parse → map → validate → commit.
+//!
+//! Architecture invariants:
+//! - The raw payload is stored (content-addressed) and checked against its mapping *before*
+//!   a submission exists: a payload that cannot be read leaves nothing behind.
+//! - Parsing and mapping stream record by record on a blocking thread; batches cross a
+//!   bounded channel to the committer, so memory is flat whatever the file size.
+//! - Each batch commits with the submission's progress (`committed_through`), so a worker
+//!   that dies mid-file is resumed by another from the next record, with the same result as
+//!   an uninterrupted run.
+
+mod documents;
+mod worker;
+
+pub use documents::{DocumentStore, StoredDocument};
+pub use worker::Worker;
+
+use carrierhub_formats::{DelimitedOptions, DelimitedReader, FormatError, RecordError};
+use carrierhub_mapping::{BoundMapping, FieldError, MappingError, MappingSpec};
+use carrierhub_model::{CanonicalRecord, CarrierId, RuleViolation, Validate};
+use carrierhub_store::{
+    Batch, Counts, NewMapping, NewRejection, NewSubmission, StagedRecord, Store, StoreError,
+    Submission,
+};
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{file}: {source}")]
+    Unreadable {
+        file: String,
+        #[source]
+        source: FormatError,
+    },
+    #[error("{file}: {source}{hint}")]
+    Mapping {
+        file: String,
+        #[source]
+        source: MappingError,
+        hint: String,
+    },
+    #[error("mapping '{mapping}' is for carrier '{mapping_carrier}', not '{carrier}'")]
+    CarrierMismatch {
+        mapping: String,
+        mapping_carrier: String,
+        carrier: String,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("submission {0} is being processed by another worker")]
+    Busy(i64),
+}
+
+/// Told how a long ingest is going; the CLI draws a progress bar with it.
+pub trait Progress: Send + Sync {
+    fn started(&self, _total_bytes: u64) {}
+    fn committed(&self, _bytes_read: u64, _counts: &Counts) {}
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// A payload handed in for a carrier, to be mapped with `mapping`.
+pub struct Delivery {
+    pub carrier: CarrierId,
+    pub mapping: MappingSpec,
+    /// The name the payload had when sent; kept for errors and lineage.
+    pub file_name: String,
+    pub path: PathBuf,
+    /// `cli`, `api`, …
+    pub received_via: String,
+}
+
+/// What receiving a payload produced.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub submission: Submission,
+    pub document: StoredDocument,
+    /// Header columns the mapping does not read.
+    pub unmapped_columns: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Pipeline {
+    store: Arc<dyn Store>,
+    documents: DocumentStore,
+    batch_size: usize,
+    lease: Duration,
+}
+
+impl Pipeline {
+    pub fn new(store: Arc<dyn Store>, documents: DocumentStore) -> Self {
+        Self {
+            store,
+            documents,
+            batch_size: 2_000,
+            lease: Duration::from_secs(120),
+        }
+    }
+
+    pub fn with_batch_size(mut self, records: usize) -> Self {
+        self.batch_size = records.max(1);
+        self
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn documents(&self) -> &DocumentStore {
+        &self.documents
+    }
+
+    /// Stores the payload, checks it can be read with its mapping, and records a submission
+    /// (status `received`). Nothing is recorded when the payload cannot be read.
+    pub async fn receive(&self, delivery: Delivery) -> Result<Receipt, PipelineError> {
+        if let Some(mc) = &delivery.mapping.carrier {
+            if *mc != delivery.carrier {
+                return Err(PipelineError::CarrierMismatch {
+                    mapping: delivery.mapping.name.clone(),
+                    mapping_carrier: mc.to_string(),
+                    carrier: delivery.carrier.to_string(),
+                });
+            }
+        }
+        let documents = self.documents.clone();
+        let path = delivery.path.clone();
+        let file_name = delivery.file_name.clone();
+        let spec = delivery.mapping.clone();
+        let (document, checked) = tokio::task::spawn_blocking(move || {
+            let source = std::fs::File::open(&path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+            })?;
+            let document = documents.put(source)?;
+            let checked = preflight(&documents, &document, &spec, &file_name);
+            if checked.is_err() {
+                documents.discard(&document);
+            }
+            Ok::<_, PipelineError>((document, checked))
+        })
+        .await
+        .expect("receive task panicked")?;
+        let unmapped_columns = checked?;
+
+        self.store
+            .ensure_carrier(&delivery.carrier, delivery.carrier.as_str())
+            .await?;
+        let mapping = self
+            .store
+            .register_mapping(NewMapping {
+                carrier: &delivery.carrier,
+                name: &delivery.mapping.name,
+                record: delivery.mapping.record,
+                version: delivery.mapping.version,
+                sha256: &delivery.mapping.sha256,
+                text: &delivery.mapping.text,
+            })
+            .await?;
+        self.store
+            .record_document(&document.sha256, document.size_bytes)
+            .await?;
+        let id = self
+            .store
+            .create_submission(NewSubmission {
+                carrier: &delivery.carrier,
+                mapping_id: mapping.id,
+                file_name: &delivery.file_name,
+                document_sha256: &document.sha256,
+                received_via: &delivery.received_via,
+            })
+            .await?;
+        let submission = self
+            .store
+            .get_submission(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("submission {id} vanished")))?;
+        tracing::info!(
+            submission_id = id,
+            carrier = %delivery.carrier,
+            file = %delivery.file_name,
+            sha256 = %document.sha256,
+            bytes = document.size_bytes,
+            "submission received"
+        );
+        Ok(Receipt {
+            submission,
+            document,
+            unmapped_columns,
+        })
+    }
+
+    /// Processes a received submission to the end, as worker `owner`. Resumes after the
+    /// records an earlier, interrupted run committed.
+    pub async fn process(
+        &self,
+        submission_id: i64,
+        owner: &str,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Submission, PipelineError> {
+        let Some(submission) = self
+            .store
+            .claim_submission(submission_id, owner, self.lease)
+            .await?
+        else {
+            return Err(PipelineError::Busy(submission_id));
+        };
+        let stored = self.store.get_mapping(submission.mapping.id).await?;
+        let spec = match MappingSpec::parse(&stored.reference.name, &stored.text) {
+            Ok(spec) => spec,
+            Err(e) => {
+                return Ok(self
+                    .store
+                    .finish_submission(submission_id, owner, Some(&e.to_string()))
+                    .await?)
+            }
+        };
+        let carrier = CarrierId::parse(&submission.carrier)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tracing::info!(
+            submission_id,
+            carrier = %carrier,
+            resume_after = submission.committed_through,
+            "processing submission"
+        );
+
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Batch, u64)>(2);
+        let job = ParseJob {
+            documents: self.documents.clone(),
+            sha256: submission.document_sha256.clone(),
+            file_name: submission.file_name.clone(),
+            spec,
+            carrier,
+            submission_id,
+            owner: owner.to_owned(),
+            lease: self.lease,
+            skip_through: submission.committed_through,
+            batch_size: self.batch_size,
+        };
+        progress.started(documents::file_size(&self.documents.path_of(&submission.document_sha256)));
+        let parser = tokio::task::spawn_blocking(move || job.run(tx));
+
+        let mut counts = submission.counts;
+        let mut commit_error = None;
+        while let Some((batch, bytes)) = rx.recv().await {
+            match self.store.commit_batch(batch).await {
+                Ok(outcome) => {
+                    counts.add(&outcome.counts);
+                    progress.committed(bytes, &counts);
+                }
+                Err(e) => {
+                    commit_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        let parsed = parser.await.expect("parser task panicked");
+        if let Some(e) = commit_error {
+            // Left `processing`: the lease expires and the submission is resumed.
+            return Err(e.into());
+        }
+        let error = parsed.err().map(|e| e.to_string());
+        let done = self
+            .store
+            .finish_submission(submission_id, owner, error.as_deref())
+            .await?;
+        tracing::info!(
+            submission_id,
+            status = done.status.as_str(),
+            received = done.counts.received,
+            inserted = done.counts.inserted,
+            updated = done.counts.updated,
+            unchanged = done.counts.unchanged,
+            rejected = done.counts.rejected,
+            "submission processed"
+        );
+        Ok(done)
+    }
+}
+
+fn delimited_options(spec: &MappingSpec) -> DelimitedOptions {
+    DelimitedOptions {
+        delimiter: spec
+            .source
+            .delimiter_byte()
+            .expect("checked when the mapping was parsed"),
+        quote: spec.source.quote as u8,
+        encoding: spec.source.encoding,
+    }
+}
+
+fn bind(
+    reader: &DelimitedReader<impl std::io::Read>,
+    spec: &MappingSpec,
+    file_name: &str,
+) -> Result<BoundMapping, PipelineError> {
+    spec.bind(reader.headers()).map_err(|source| {
+        let hint = reader
+            .suspected_delimiter()
+            .map(|d| {
+                format!(
+                    " (the header looks delimited by '{}', but mapping '{}' says '{}')",
+                    char::from(d),
+                    spec.name,
+                    spec.source.delimiter
+                )
+            })
+            .unwrap_or_default();
+        PipelineError::Mapping {
+            file: file_name.to_owned(),
+            source,
+            hint,
+        }
+    })
+}
+
+/// Reads the header of a stored payload and binds the mapping to it.
+fn preflight(
+    documents: &DocumentStore,
+    document: &StoredDocument,
+    spec: &MappingSpec,
+    file_name: &str,
+) -> Result<Vec<String>, PipelineError> {
+    let file = documents.open(&document.sha256)?;
+    let reader = DelimitedReader::new(BufReader::new(file), delimited_options(spec)).map_err(
+        |source| PipelineError::Unreadable {
+            file: file_name.to_owned(),
+            source,
+        },
+    )?;
+    Ok(bind(&reader, spec, file_name)?.unmapped_columns)
+}
+
+/// The blocking half of processing: reads, maps and validates, and hands batches over.
+struct ParseJob {
+    documents: DocumentStore,
+    sha256: String,
+    file_name: String,
+    spec: MappingSpec,
+    carrier: CarrierId,
+    submission_id: i64,
+    owner: String,
+    lease: Duration,
+    skip_through: u64,
+    batch_size: usize,
+}
+
+impl ParseJob {
+    fn empty_batch(&self) -> Batch {
+        Batch {
+            submission_id: self.submission_id,
+            owner: self.owner.clone(),
+            lease: self.lease,
+            records: Vec::with_capacity(self.batch_size),
+            rejections: Vec::new(),
+            rejected_records: 0,
+            through_record: self.skip_through,
+        }
+    }
+
+    fn run(self, tx: tokio::sync::mpsc::Sender<(Batch, u64)>) -> Result<(), PipelineError> {
+        let file = self.documents.open(&self.sha256)?;
+        let unreadable = |source| PipelineError::Unreadable {
+            file: self.file_name.clone(),
+            source,
+        };
+        let mut reader = DelimitedReader::new(
+            BufReader::with_capacity(256 * 1024, file),
+            delimited_options(&self.spec),
+        )
+        .map_err(unreadable)?;
+        let bound = bind(&reader, &self.spec, &self.file_name)?;
+        let mut batch = self.empty_batch();
+        let mut pending = 0usize;
+        let send = |batch: Batch, bytes: u64| tx.blocking_send((batch, bytes)).is_ok();
+        loop {
+            let Some(item) = reader.next() else { break };
+            let item = match item {
+                Ok(item) => item,
+                Err(fatal) => {
+                    // Keep what was read before the payload became unreadable.
+                    if pending > 0 {
+                        send(batch, reader.byte_offset());
+                    }
+                    let line = match &fatal {
+                        FormatError::Malformed { .. } => String::new(),
+                        _ => format!(" after record {}", reader_position(&reader)),
+                    };
+                    return Err(PipelineError::Unreadable {
+                        file: format!("{}{line}", self.file_name),
+                        source: fatal,
+                    });
+                }
+            };
+            let record_number = match &item {
+                Ok(raw) => raw.position.record,
+                Err(e) => e.position.record,
+            };
+            if record_number <= self.skip_through {
+                continue;
+            }
+            match item {
+                Err(e) => reject_unreadable(&mut batch, e),
+                Ok(raw) => match bound.map(&self.carrier, &raw) {
+                    Ok(record) => {
+                        let violations = violations(&record);
+                        if violations.is_empty() {
+                            batch.records.push(StagedRecord {
+                                record,
+                                record_number,
+                                source_line: raw.position.line,
+                            });
+                        } else {
+                            reject_invalid(&mut batch, &bound, record_number, raw.position.line, violations);
+                        }
+                    }
+                    Err(errors) => reject_unmappable(&mut batch, record_number, raw.position.line, errors),
+                },
+            }
+            batch.through_record = record_number;
+            pending += 1;
+            if pending >= self.batch_size {
+                if !send(std::mem::replace(&mut batch, self.empty_batch()), reader.byte_offset()) {
+                    return Ok(()); // the committer stopped; it reports why
+                }
+                batch.through_record = record_number;
+                pending = 0;
+            }
+        }
+        if pending > 0 {
+            send(batch, reader.byte_offset());
+        }
+        Ok(())
+    }
+}
+
+fn reader_position(reader: &DelimitedReader<impl std::io::Read>) -> String {
+    format!("(byte {})", reader.byte_offset())
+}
+
+fn violations(record: &CanonicalRecord) -> Vec<RuleViolation> {
+    match record {
+        CanonicalRecord::Policy(p) => p.violations(),
+        CanonicalRecord::Claim(c) => c.violations(),
+    }
+}
+
+fn reject_unreadable(batch: &mut Batch, e: RecordError) {
+    batch.rejections.push(NewRejection {
+        record_number: e.position.record,
+        source_line: e.position.line,
+        field: None,
+        source_column: e.column,
+        value: e.value,
+        reason: e.reason,
+    });
+    batch.rejected_records += 1;
+}
+
+fn reject_unmappable(batch: &mut Batch, record: u64, line: u64, errors: Vec<FieldError>) {
+    for e in errors {
+        batch.rejections.push(NewRejection {
+            record_number: record,
+            source_line: line,
+            field: Some(e.field),
+            source_column: e.column,
+            value: Some(e.value),
+            reason: e.reason,
+        });
+    }
+    batch.rejected_records += 1;
+}
+
+fn reject_invalid(
+    batch: &mut Batch,
+    bound: &BoundMapping,
+    record: u64,
+    line: u64,
+    violations: Vec<RuleViolation>,
+) {
+    for v in violations {
+        batch.rejections.push(NewRejection {
+            record_number: record,
+            source_line: line,
+            source_column: bound.source_column(&v.field).map(str::to_owned),
+            field: Some(v.field),
+            value: Some(v.value),
+            reason: v.reason,
+        });
+    }
+    batch.rejected_records += 1;
+}

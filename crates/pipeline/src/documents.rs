@@ -1,0 +1,87 @@
+//! Raw payloads, stored before anything else happens, content-addressed by SHA-256 so the
+//! same bytes are kept once however often they are sent.
+
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A stored payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDocument {
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub path: PathBuf,
+    /// False when identical bytes were already stored.
+    pub newly_stored: bool,
+}
+
+/// The document directory (`<data dir>/documents`).
+#[derive(Debug, Clone)]
+pub struct DocumentStore {
+    root: PathBuf,
+}
+
+impl DocumentStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn path_of(&self, sha256: &str) -> PathBuf {
+        self.root.join("sha256").join(&sha256[..2]).join(sha256)
+    }
+
+    /// Copies `source` into the store while hashing it, in constant memory.
+    pub fn put(&self, mut source: impl Read) -> io::Result<StoredDocument> {
+        let incoming = self.root.join("incoming");
+        std::fs::create_dir_all(&incoming)?;
+        let mut temp = tempfile::NamedTempFile::new_in(&incoming)?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = source.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            temp.write_all(&buffer[..n])?;
+            size += n as u64;
+        }
+        temp.as_file().sync_all()?;
+        let sha256 = hex::encode(hasher.finalize());
+        let path = self.path_of(&sha256);
+        let newly_stored = !path.exists();
+        if newly_stored {
+            std::fs::create_dir_all(path.parent().expect("document paths have a parent"))?;
+            temp.persist(&path).map_err(|e| e.error)?;
+        }
+        Ok(StoredDocument {
+            sha256,
+            size_bytes: size,
+            path,
+            newly_stored,
+        })
+    }
+
+    pub fn open(&self, sha256: &str) -> io::Result<File> {
+        let path = self.path_of(sha256);
+        File::open(&path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("document {sha256} ({}): {e}", path.display()),
+            )
+        })
+    }
+
+    /// Removes a document nothing refers to (a payload refused before it became a submission).
+    pub fn discard(&self, doc: &StoredDocument) {
+        if doc.newly_stored {
+            let _ = std::fs::remove_file(&doc.path);
+        }
+    }
+}
+
+pub(crate) fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}

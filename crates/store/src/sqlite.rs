@@ -1,0 +1,1123 @@
+//! The embedded store: one SQLite file in WAL mode, written by one connection at a time.
+//!
+//! SQLite allows one writer; rather than let concurrent writers collide on `SQLITE_BUSY`,
+//! writes go through a single connection behind a mutex and open with `BEGIN IMMEDIATE`
+//! (so another process writing the same file waits on the busy timeout instead of failing
+//! mid-transaction). Reads use a small pool and never block the writer (WAL).
+
+use crate::cursor::Cursor;
+use crate::types::*;
+use crate::{Result, Store, StoreError};
+use async_trait::async_trait;
+use carrierhub_model::{
+    derive_claim_transactions, derive_premium_transactions, CanonicalRecord, CarrierId, Claim,
+    Money, Policy, PolicyStatus, RecordKind,
+};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use futures_util::TryStreamExt;
+use rust_decimal::Decimal;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteStore {
+    read: SqlitePool,
+    writer: Mutex<SqliteConnection>,
+    path: PathBuf,
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn lease_end(lease: Duration) -> String {
+    (Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5)))
+        .to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn ts(s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp '{s}': {e}")))
+}
+
+fn opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>> {
+    s.as_deref().map(ts).transpose()
+}
+
+fn date(s: &str) -> Result<NaiveDate> {
+    NaiveDate::from_str(s).map_err(|e| StoreError::Corrupt(format!("date '{s}': {e}")))
+}
+
+fn money(amount: &str, currency: &str) -> Result<Money> {
+    let amount = Decimal::from_str(amount)
+        .map_err(|e| StoreError::Corrupt(format!("amount '{amount}': {e}")))?;
+    let currency = carrierhub_model::Currency::parse(currency)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Money::new(amount, currency))
+}
+
+fn amount_text(m: &Money) -> String {
+    m.amount.normalize().to_string()
+}
+
+fn page_of<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> Page<T> {
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|last| Cursor { after_id: id(last) }.encode())
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+enum Upsert {
+    Inserted,
+    Updated,
+    Unchanged,
+    Rejected(NewRejection),
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true)
+            .pragma("cache_size", "-32768");
+        let mut writer = SqliteConnection::connect_with(&options).await?;
+        MIGRATOR.run(&mut writer).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            read,
+            writer: Mutex::new(writer),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn begin(conn: &mut SqliteConnection) -> Result<()> {
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            // A caller dropped mid-transaction leaves it open: roll it back and start afresh.
+            if e.to_string().contains("within a transaction") {
+                sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+                sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            } else {
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn in_transaction<T, F>(&self, work: F) -> Result<T>
+    where
+        F: for<'c> FnOnce(
+            &'c mut SqliteConnection,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>,
+        >,
+    {
+        let mut conn = self.writer.lock().await;
+        Self::begin(&mut conn).await?;
+        match work(&mut conn).await {
+            Ok(value) => {
+                sqlx::query("COMMIT").execute(&mut *conn).await?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(e)
+            }
+        }
+    }
+
+    fn submission_from_row(row: &SqliteRow) -> Result<Submission> {
+        let status: String = row.try_get("status")?;
+        Ok(Submission {
+            id: row.try_get("id")?,
+            carrier: row.try_get("carrier_id")?,
+            mapping: MappingRef {
+                id: row.try_get("mapping_id")?,
+                name: row.try_get("mapping_name")?,
+                version: row.try_get::<i64, _>("mapping_version")? as u32,
+                revision: row.try_get::<i64, _>("mapping_revision")? as u32,
+                sha256: row.try_get("mapping_sha256")?,
+            },
+            file_name: row.try_get("file_name")?,
+            document_sha256: row.try_get("document_sha256")?,
+            received_via: row.try_get("received_via")?,
+            received_at: ts(&row.try_get::<String, _>("received_at")?)?,
+            status: SubmissionStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("submission status '{status}'")))?,
+            error: row.try_get("error")?,
+            started_at: opt_ts(row.try_get("started_at")?)?,
+            finished_at: opt_ts(row.try_get("finished_at")?)?,
+            counts: Counts {
+                received: row.try_get::<i64, _>("records")? as u64,
+                inserted: row.try_get::<i64, _>("inserted")? as u64,
+                updated: row.try_get::<i64, _>("updated")? as u64,
+                unchanged: row.try_get::<i64, _>("unchanged")? as u64,
+                rejected: row.try_get::<i64, _>("rejected")? as u64,
+            },
+            committed_through: row.try_get::<i64, _>("committed_through")? as u64,
+        })
+    }
+
+    fn policy_summary_from_row(row: &SqliteRow) -> Result<PolicySummary> {
+        Ok(PolicySummary {
+            id: row.try_get("id")?,
+            carrier: row.try_get("carrier_id")?,
+            number: row.try_get("policy_number")?,
+            line_of_business: CodeValue {
+                code: row.try_get("line_of_business")?,
+                original: row.try_get("line_of_business_original")?,
+            },
+            status: CodeValue {
+                code: row.try_get("status")?,
+                original: row.try_get("status_original")?,
+            },
+            effective_date: date(&row.try_get::<String, _>("effective_date")?)?,
+            expiration_date: date(&row.try_get::<String, _>("expiration_date")?)?,
+            premium: money(
+                &row.try_get::<String, _>("premium")?,
+                &row.try_get::<String, _>("currency")?,
+            )?,
+            producer: row.try_get("producer")?,
+            insured_name: row.try_get("insured_name")?,
+            version: row.try_get("version")?,
+            updated_at: ts(&row.try_get::<String, _>("updated_at")?)?,
+        })
+    }
+
+    fn claim_summary_from_row(row: &SqliteRow) -> Result<ClaimSummary> {
+        let currency: String = row.try_get("currency")?;
+        let paid = money(&row.try_get::<String, _>("paid")?, &currency)?;
+        let reserve = money(&row.try_get::<String, _>("reserve")?, &currency)?;
+        let incurred = paid
+            .checked_add(&reserve)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(ClaimSummary {
+            id: row.try_get("id")?,
+            carrier: row.try_get("carrier_id")?,
+            number: row.try_get("claim_number")?,
+            policy_id: row.try_get("policy_id")?,
+            policy_number: row.try_get("policy_number")?,
+            loss_date: date(&row.try_get::<String, _>("loss_date")?)?,
+            reported_date: date(&row.try_get::<String, _>("reported_date")?)?,
+            status: CodeValue {
+                code: row.try_get("status")?,
+                original: row.try_get("status_original")?,
+            },
+            cause: row.try_get("cause")?,
+            paid,
+            reserve,
+            incurred,
+            version: row.try_get("version")?,
+            updated_at: ts(&row.try_get::<String, _>("updated_at")?)?,
+        })
+    }
+}
+
+const SUBMISSION_SELECT: &str = "SELECT s.*, m.name AS mapping_name, m.version AS mapping_version, \
+     m.revision AS mapping_revision, m.sha256 AS mapping_sha256 \
+     FROM submissions s JOIN mappings m ON m.id = s.mapping_id";
+
+const CLAIM_SELECT: &str =
+    "SELECT c.*, p.policy_number FROM claims c JOIN policies p ON p.id = c.policy_id";
+
+async fn insert_rejection(
+    conn: &mut SqliteConnection,
+    submission_id: i64,
+    r: &NewRejection,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO rejections (submission_id, record_number, source_line, field, source_column, value, reason) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(submission_id)
+    .bind(r.record_number as i64)
+    .bind(r.source_line as i64)
+    .bind(&r.field)
+    .bind(&r.source_column)
+    .bind(&r.value)
+    .bind(&r.reason)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_event(
+    conn: &mut SqliteConnection,
+    event_type: &str,
+    carrier: &CarrierId,
+    subject_id: i64,
+    payload: serde_json::Value,
+    at: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (event_type, carrier_id, subject_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(event_type)
+    .bind(carrier.as_str())
+    .bind(subject_id)
+    .bind(payload.to_string())
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_policy(
+    conn: &mut SqliteConnection,
+    submission_id: i64,
+    staged: &StagedRecord,
+    policy: &Policy,
+    at: &str,
+) -> Result<Upsert> {
+    let hash = policy.content_hash();
+    let current = sqlx::query(
+        "SELECT p.id, p.version, p.content_hash, v.record FROM policies p \
+         JOIN policy_versions v ON v.policy_id = p.id AND v.version = p.version \
+         WHERE p.carrier_id = ? AND p.policy_number = ?",
+    )
+    .bind(policy.carrier.as_str())
+    .bind(policy.number.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (policy_id, version, previous, outcome) = match current {
+        Some(row) => {
+            let current_hash: String = row.try_get("content_hash")?;
+            if current_hash == hash {
+                return Ok(Upsert::Unchanged);
+            }
+            let id: i64 = row.try_get("id")?;
+            let version: i64 = row.try_get("version")?;
+            let record: String = row.try_get("record")?;
+            let previous: Policy = serde_json::from_str(&record)
+                .map_err(|e| StoreError::Corrupt(format!("policy {id} v{version}: {e}")))?;
+            sqlx::query(
+                "UPDATE policy_versions SET valid_to = ? WHERE policy_id = ? AND version = ?",
+            )
+            .bind(at)
+            .bind(id)
+            .bind(version)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "UPDATE policies SET version = ?, content_hash = ?, line_of_business = ?, \
+                 line_of_business_original = ?, status = ?, status_original = ?, effective_date = ?, \
+                 expiration_date = ?, premium = ?, currency = ?, producer = ?, insured_name = ?, \
+                 updated_at = ? WHERE id = ?",
+            )
+            .bind(version + 1)
+            .bind(&hash)
+            .bind(policy.line_of_business.value.code())
+            .bind(&policy.line_of_business.original)
+            .bind(policy.status.value.code())
+            .bind(&policy.status.original)
+            .bind(policy.effective_date.to_string())
+            .bind(policy.expiration_date.to_string())
+            .bind(amount_text(&policy.premium))
+            .bind(policy.premium.currency.as_str())
+            .bind(&policy.producer)
+            .bind(&policy.insured.name)
+            .bind(at)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+            (id, version + 1, Some(previous), Upsert::Updated)
+        }
+        None => {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO policies (carrier_id, policy_number, version, content_hash, line_of_business, \
+                 line_of_business_original, status, status_original, effective_date, expiration_date, \
+                 premium, currency, producer, insured_name, created_at, updated_at) \
+                 VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(policy.carrier.as_str())
+            .bind(policy.number.as_str())
+            .bind(&hash)
+            .bind(policy.line_of_business.value.code())
+            .bind(&policy.line_of_business.original)
+            .bind(policy.status.value.code())
+            .bind(&policy.status.original)
+            .bind(policy.effective_date.to_string())
+            .bind(policy.expiration_date.to_string())
+            .bind(amount_text(&policy.premium))
+            .bind(policy.premium.currency.as_str())
+            .bind(&policy.producer)
+            .bind(&policy.insured.name)
+            .bind(at)
+            .bind(at)
+            .fetch_one(&mut *conn)
+            .await?;
+            (id, 1, None, Upsert::Inserted)
+        }
+    };
+    let record = serde_json::to_string(policy).expect("policies serialise");
+    sqlx::query(
+        "INSERT INTO policy_versions (policy_id, version, content_hash, record, submission_id, \
+         record_number, source_line, valid_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(policy_id)
+    .bind(version)
+    .bind(&hash)
+    .bind(record)
+    .bind(submission_id)
+    .bind(staged.record_number as i64)
+    .bind(staged.source_line as i64)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    for t in derive_premium_transactions(previous.as_ref(), policy) {
+        sqlx::query(
+            "INSERT INTO premium_transactions (policy_id, policy_version, kind, amount, currency, \
+             effective_date, submission_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(policy_id)
+        .bind(version)
+        .bind(t.kind.code())
+        .bind(amount_text(&t.amount))
+        .bind(t.amount.currency.as_str())
+        .bind(t.effective_date.to_string())
+        .bind(submission_id)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let became_cancelled = policy.status.value == PolicyStatus::Cancelled
+        && previous
+            .as_ref()
+            .is_some_and(|p| p.status.value != PolicyStatus::Cancelled);
+    let event_type = match (&previous, became_cancelled) {
+        (None, _) => "policy.created",
+        (Some(_), true) => "policy.cancelled",
+        (Some(_), false) => "policy.updated",
+    };
+    insert_event(
+        conn,
+        event_type,
+        &policy.carrier,
+        policy_id,
+        serde_json::json!({
+            "policy_id": policy_id,
+            "carrier": policy.carrier,
+            "number": policy.number,
+            "version": version,
+            "status": policy.status.value,
+            "premium": policy.premium,
+            "submission_id": submission_id,
+        }),
+        at,
+    )
+    .await?;
+    Ok(outcome)
+}
+
+async fn upsert_claim(
+    conn: &mut SqliteConnection,
+    submission_id: i64,
+    staged: &StagedRecord,
+    claim: &Claim,
+    at: &str,
+) -> Result<Upsert> {
+    let policy_id: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM policies WHERE carrier_id = ? AND policy_number = ?")
+            .bind(claim.carrier.as_str())
+            .bind(claim.policy_number.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(policy_id) = policy_id else {
+        return Ok(Upsert::Rejected(NewRejection {
+            record_number: staged.record_number,
+            source_line: staged.source_line,
+            field: Some("policy_number".into()),
+            source_column: None,
+            value: Some(claim.policy_number.to_string()),
+            reason: format!(
+                "policy '{}' is not known for carrier '{}'; ingest the policy feed first",
+                claim.policy_number, claim.carrier
+            ),
+        }));
+    };
+    let hash = claim.content_hash();
+    let current = sqlx::query(
+        "SELECT c.id, c.version, c.content_hash, v.record FROM claims c \
+         JOIN claim_versions v ON v.claim_id = c.id AND v.version = c.version \
+         WHERE c.carrier_id = ? AND c.claim_number = ?",
+    )
+    .bind(claim.carrier.as_str())
+    .bind(claim.number.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (claim_id, version, previous, outcome) = match current {
+        Some(row) => {
+            if row.try_get::<String, _>("content_hash")? == hash {
+                return Ok(Upsert::Unchanged);
+            }
+            let id: i64 = row.try_get("id")?;
+            let version: i64 = row.try_get("version")?;
+            let previous: Claim = serde_json::from_str(&row.try_get::<String, _>("record")?)
+                .map_err(|e| StoreError::Corrupt(format!("claim {id} v{version}: {e}")))?;
+            sqlx::query("UPDATE claim_versions SET valid_to = ? WHERE claim_id = ? AND version = ?")
+                .bind(at)
+                .bind(id)
+                .bind(version)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(
+                "UPDATE claims SET policy_id = ?, version = ?, content_hash = ?, loss_date = ?, \
+                 reported_date = ?, status = ?, status_original = ?, cause = ?, paid = ?, reserve = ?, \
+                 currency = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(policy_id)
+            .bind(version + 1)
+            .bind(&hash)
+            .bind(claim.loss_date.to_string())
+            .bind(claim.reported_date.to_string())
+            .bind(claim.status.value.code())
+            .bind(&claim.status.original)
+            .bind(&claim.cause)
+            .bind(amount_text(&claim.paid))
+            .bind(amount_text(&claim.reserve))
+            .bind(claim.paid.currency.as_str())
+            .bind(at)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+            (id, version + 1, Some(previous), Upsert::Updated)
+        }
+        None => {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO claims (carrier_id, claim_number, policy_id, version, content_hash, loss_date, \
+                 reported_date, status, status_original, cause, paid, reserve, currency, created_at, updated_at) \
+                 VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(claim.carrier.as_str())
+            .bind(claim.number.as_str())
+            .bind(policy_id)
+            .bind(&hash)
+            .bind(claim.loss_date.to_string())
+            .bind(claim.reported_date.to_string())
+            .bind(claim.status.value.code())
+            .bind(&claim.status.original)
+            .bind(&claim.cause)
+            .bind(amount_text(&claim.paid))
+            .bind(amount_text(&claim.reserve))
+            .bind(claim.paid.currency.as_str())
+            .bind(at)
+            .bind(at)
+            .fetch_one(&mut *conn)
+            .await?;
+            (id, 1, None, Upsert::Inserted)
+        }
+    };
+    sqlx::query(
+        "INSERT INTO claim_versions (claim_id, version, content_hash, record, submission_id, \
+         record_number, source_line, valid_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(claim_id)
+    .bind(version)
+    .bind(&hash)
+    .bind(serde_json::to_string(claim).expect("claims serialise"))
+    .bind(submission_id)
+    .bind(staged.record_number as i64)
+    .bind(staged.source_line as i64)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    for t in derive_claim_transactions(previous.as_ref(), claim) {
+        sqlx::query(
+            "INSERT INTO claim_transactions (claim_id, claim_version, kind, amount, currency, \
+             submission_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(claim_id)
+        .bind(version)
+        .bind(t.kind.code())
+        .bind(amount_text(&t.amount))
+        .bind(t.amount.currency.as_str())
+        .bind(submission_id)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    insert_event(
+        conn,
+        if previous.is_none() { "claim.created" } else { "claim.updated" },
+        &claim.carrier,
+        claim_id,
+        serde_json::json!({
+            "claim_id": claim_id,
+            "policy_id": policy_id,
+            "carrier": claim.carrier,
+            "number": claim.number,
+            "version": version,
+            "status": claim.status.value,
+            "paid": claim.paid,
+            "reserve": claim.reserve,
+            "submission_id": submission_id,
+        }),
+        at,
+    )
+    .await?;
+    Ok(outcome)
+}
+
+async fn apply_batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<BatchOutcome> {
+    let status = sqlx::query("SELECT status, lease_owner FROM submissions WHERE id = ?")
+        .bind(batch.submission_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let status = status
+        .map(|r| -> Result<(String, Option<String>)> {
+            Ok((r.try_get("status")?, r.try_get("lease_owner")?))
+        })
+        .transpose()?;
+    match status {
+        Some((s, Some(owner))) if s == "processing" && owner == batch.owner => {}
+        Some((s, owner)) => {
+            return Err(StoreError::Invalid(format!(
+                "submission {} is {s} and held by {}, not by {}",
+                batch.submission_id,
+                owner.as_deref().unwrap_or("nobody"),
+                batch.owner
+            )))
+        }
+        None => {
+            return Err(StoreError::NotFound(format!(
+                "submission {} does not exist",
+                batch.submission_id
+            )))
+        }
+    }
+    let at = now();
+    let mut counts = Counts {
+        received: batch.records.len() as u64 + batch.rejected_records,
+        rejected: batch.rejected_records,
+        ..Counts::default()
+    };
+    for r in &batch.rejections {
+        insert_rejection(conn, batch.submission_id, r).await?;
+    }
+    for staged in &batch.records {
+        let outcome = match &staged.record {
+            CanonicalRecord::Policy(p) => {
+                upsert_policy(conn, batch.submission_id, staged, p, &at).await?
+            }
+            CanonicalRecord::Claim(c) => {
+                upsert_claim(conn, batch.submission_id, staged, c, &at).await?
+            }
+        };
+        match outcome {
+            Upsert::Inserted => counts.inserted += 1,
+            Upsert::Updated => counts.updated += 1,
+            Upsert::Unchanged => counts.unchanged += 1,
+            Upsert::Rejected(r) => {
+                insert_rejection(conn, batch.submission_id, &r).await?;
+                counts.rejected += 1;
+            }
+        }
+    }
+    sqlx::query(
+        "UPDATE submissions SET records = records + ?, inserted = inserted + ?, updated = updated + ?, \
+         unchanged = unchanged + ?, rejected = rejected + ?, committed_through = ?, lease_until = ? \
+         WHERE id = ?",
+    )
+    .bind(counts.received as i64)
+    .bind(counts.inserted as i64)
+    .bind(counts.updated as i64)
+    .bind(counts.unchanged as i64)
+    .bind(counts.rejected as i64)
+    .bind(batch.through_record as i64)
+    .bind(lease_end(batch.lease))
+    .bind(batch.submission_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(BatchOutcome { counts })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    async fn ensure_carrier(&self, id: &CarrierId, name: &str) -> Result<()> {
+        let id = id.as_str().to_owned();
+        let name = name.to_owned();
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO carriers (id, name, created_at) VALUES (?, ?, ?) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&id)
+                .bind(&name)
+                .bind(now())
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_carriers(&self) -> Result<Vec<CarrierSummary>> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.name, c.created_at, \
+             (SELECT COUNT(*) FROM policies p WHERE p.carrier_id = c.id) AS policies, \
+             (SELECT COUNT(*) FROM claims k WHERE k.carrier_id = c.id) AS claims, \
+             (SELECT COUNT(*) FROM submissions s WHERE s.carrier_id = c.id) AS submissions \
+             FROM carriers c ORDER BY c.id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CarrierSummary {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    policies: r.try_get("policies")?,
+                    claims: r.try_get("claims")?,
+                    submissions: r.try_get("submissions")?,
+                    created_at: ts(&r.try_get::<String, _>("created_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn register_mapping(&self, m: NewMapping<'_>) -> Result<MappingRef> {
+        let carrier = m.carrier.as_str().to_owned();
+        let name = m.name.to_owned();
+        let kind = match m.record {
+            RecordKind::Policy => "policy",
+            RecordKind::Claim => "claim",
+        };
+        let version = m.version;
+        let sha = m.sha256.to_owned();
+        let text = m.text.to_owned();
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let existing = sqlx::query(
+                    "SELECT id, revision FROM mappings WHERE carrier_id = ? AND name = ? AND sha256 = ?",
+                )
+                .bind(&carrier)
+                .bind(&name)
+                .bind(&sha)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let (id, revision) = match existing {
+                    Some(row) => (row.try_get("id")?, row.try_get::<i64, _>("revision")?),
+                    None => {
+                        let revision: i64 = sqlx::query_scalar(
+                            "SELECT COALESCE(MAX(revision), 0) + 1 FROM mappings WHERE carrier_id = ? AND name = ?",
+                        )
+                        .bind(&carrier)
+                        .bind(&name)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                        let id: i64 = sqlx::query_scalar(
+                            "INSERT INTO mappings (carrier_id, name, record_kind, version, revision, sha256, spec, created_at) \
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        )
+                        .bind(&carrier)
+                        .bind(&name)
+                        .bind(kind)
+                        .bind(version as i64)
+                        .bind(revision)
+                        .bind(&sha)
+                        .bind(&text)
+                        .bind(now())
+                        .fetch_one(&mut *conn)
+                        .await?;
+                        (id, revision)
+                    }
+                };
+                Ok(MappingRef {
+                    id,
+                    name,
+                    version,
+                    revision: revision as u32,
+                    sha256: sha,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn find_mapping(&self, carrier: &CarrierId, name: &str) -> Result<Option<StoredMapping>> {
+        let row = sqlx::query(
+            "SELECT * FROM mappings WHERE carrier_id = ? AND name = ? ORDER BY revision DESC LIMIT 1",
+        )
+        .bind(carrier.as_str())
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| stored_mapping(&r)).transpose()
+    }
+
+    async fn get_mapping(&self, id: i64) -> Result<StoredMapping> {
+        let row = sqlx::query("SELECT * FROM mappings WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("mapping {id} does not exist")))?;
+        stored_mapping(&row)
+    }
+
+    async fn record_document(&self, sha256: &str, size_bytes: u64) -> Result<()> {
+        let sha = sha256.to_owned();
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO documents (sha256, size_bytes, stored_at) VALUES (?, ?, ?) \
+                     ON CONFLICT (sha256) DO NOTHING",
+                )
+                .bind(&sha)
+                .bind(size_bytes as i64)
+                .bind(now())
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_submission(&self, s: NewSubmission<'_>) -> Result<i64> {
+        let carrier = s.carrier.as_str().to_owned();
+        let mapping_id = s.mapping_id;
+        let file = s.file_name.to_owned();
+        let sha = s.document_sha256.to_owned();
+        let via = s.received_via.to_owned();
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let id = sqlx::query_scalar(
+                    "INSERT INTO submissions (carrier_id, mapping_id, file_name, document_sha256, received_via, \
+                     received_at, status) VALUES (?, ?, ?, ?, ?, ?, 'received') RETURNING id",
+                )
+                .bind(&carrier)
+                .bind(mapping_id)
+                .bind(&file)
+                .bind(&sha)
+                .bind(&via)
+                .bind(now())
+                .fetch_one(&mut *conn)
+                .await?;
+                Ok(id)
+            })
+        })
+        .await
+    }
+
+    async fn claim_submission(
+        &self,
+        id: i64,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Submission>> {
+        let owner = owner.to_owned();
+        let claimed = self
+            .in_transaction(move |conn| {
+                Box::pin(async move {
+                    let at = now();
+                    let done = sqlx::query(
+                        "UPDATE submissions SET status = 'processing', started_at = COALESCE(started_at, ?), \
+                         lease_owner = ?, lease_until = ? \
+                         WHERE id = ? AND (status = 'received' OR (status = 'processing' \
+                         AND (lease_owner = ? OR lease_until IS NULL OR lease_until < ?)))",
+                    )
+                    .bind(&at)
+                    .bind(&owner)
+                    .bind(lease_end(lease))
+                    .bind(id)
+                    .bind(&owner)
+                    .bind(&at)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            })
+            .await?;
+        if !claimed {
+            return Ok(None);
+        }
+        self.get_submission(id).await
+    }
+
+    async fn finish_submission(&self, id: i64, owner: &str, error: Option<&str>) -> Result<Submission> {
+        let error = error.map(str::to_owned);
+        let owner = owner.to_owned();
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE submissions SET status = ?, error = ?, finished_at = ?, lease_owner = NULL, \
+                     lease_until = NULL WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+                )
+                .bind(if error.is_some() { "failed" } else { "completed" })
+                .bind(&error)
+                .bind(now())
+                .bind(id)
+                .bind(&owner)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::Invalid(format!(
+                        "submission {id} is not being processed by {owner}"
+                    )));
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        self.get_submission(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("submission {id} does not exist")))
+    }
+
+    async fn get_submission(&self, id: i64) -> Result<Option<Submission>> {
+        let row = sqlx::query(&format!("{SUBMISSION_SELECT} WHERE s.id = ?"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| Self::submission_from_row(&r)).transpose()
+    }
+
+    async fn list_submissions(&self, filter: &SubmissionFilter) -> Result<Page<Submission>> {
+        let mut q = QueryBuilder::<Sqlite>::new(SUBMISSION_SELECT);
+        q.push(" WHERE 1 = 1");
+        if let Some(c) = &filter.carrier {
+            q.push(" AND s.carrier_id = ").push_bind(c.clone());
+        }
+        if let Some(after) = filter.page.after_id {
+            q.push(" AND s.id > ").push_bind(after);
+        }
+        q.push(" ORDER BY s.id LIMIT ").push_bind(filter.page.limit as i64 + 1);
+        let rows = q.build().fetch_all(&self.read).await?;
+        let items = rows
+            .iter()
+            .map(Self::submission_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_of(items, filter.page.limit, |s| s.id))
+    }
+
+    async fn unfinished_submissions(&self) -> Result<Vec<Submission>> {
+        let rows = sqlx::query(&format!(
+            "{SUBMISSION_SELECT} WHERE s.status IN ('received', 'processing') ORDER BY s.id"
+        ))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(Self::submission_from_row).collect()
+    }
+
+    async fn commit_batch(&self, batch: Batch) -> Result<BatchOutcome> {
+        self.in_transaction(move |conn| Box::pin(async move { apply_batch(conn, &batch).await }))
+            .await
+    }
+
+    async fn list_rejections(&self, submission: i64, page: &PageRequest) -> Result<Page<Rejection>> {
+        let rows = sqlx::query(
+            "SELECT r.*, s.file_name FROM rejections r JOIN submissions s ON s.id = r.submission_id \
+             WHERE r.submission_id = ? AND r.id > ? ORDER BY r.id LIMIT ?",
+        )
+        .bind(submission)
+        .bind(page.after_id.unwrap_or(0))
+        .bind(page.limit as i64 + 1)
+        .fetch_all(&self.read)
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                Ok(Rejection {
+                    id: r.try_get("id")?,
+                    submission_id: r.try_get("submission_id")?,
+                    file_name: r.try_get("file_name")?,
+                    record_number: r.try_get::<i64, _>("record_number")? as u64,
+                    line: r.try_get::<i64, _>("source_line")? as u64,
+                    field: r.try_get("field")?,
+                    column: r.try_get("source_column")?,
+                    value: r.try_get("value")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_of(items, page.limit, |r| r.id))
+    }
+
+    async fn list_policies(&self, filter: &PolicyFilter) -> Result<Page<PolicySummary>> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM policies WHERE 1 = 1");
+        if let Some(c) = &filter.carrier {
+            q.push(" AND carrier_id = ").push_bind(c.clone());
+        }
+        if let Some(l) = filter.line_of_business {
+            q.push(" AND line_of_business = ").push_bind(l.code());
+        }
+        if let Some(s) = filter.status {
+            q.push(" AND status = ").push_bind(s.code());
+        }
+        if let Some(after) = filter.page.after_id {
+            q.push(" AND id > ").push_bind(after);
+        }
+        q.push(" ORDER BY id LIMIT ").push_bind(filter.page.limit as i64 + 1);
+        let rows = q.build().fetch_all(&self.read).await?;
+        let items = rows
+            .iter()
+            .map(Self::policy_summary_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_of(items, filter.page.limit, |p| p.id))
+    }
+
+    async fn get_policy(&self, id: i64) -> Result<Option<PolicyDetail>> {
+        let Some(row) = sqlx::query(
+            "SELECT p.*, v.record, v.submission_id, v.record_number, v.source_line, \
+             (SELECT COUNT(*) FROM policy_versions x WHERE x.policy_id = p.id) AS versions \
+             FROM policies p JOIN policy_versions v ON v.policy_id = p.id AND v.version = p.version \
+             WHERE p.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let summary = Self::policy_summary_from_row(&row)?;
+        let record: Policy = serde_json::from_str(&row.try_get::<String, _>("record")?)
+            .map_err(|e| StoreError::Corrupt(format!("policy {id}: {e}")))?;
+        let claims = sqlx::query(&format!("{CLAIM_SELECT} WHERE c.policy_id = ? ORDER BY c.id"))
+            .bind(id)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(Self::claim_summary_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(PolicyDetail {
+            summary,
+            insured: record.insured,
+            coverages: record.coverages,
+            claims,
+            versions: row.try_get("versions")?,
+            lineage: Lineage {
+                submission_id: row.try_get("submission_id")?,
+                record_number: row.try_get::<i64, _>("record_number")? as u64,
+                line: row.try_get::<i64, _>("source_line")? as u64,
+            },
+            created_at: ts(&row.try_get::<String, _>("created_at")?)?,
+        }))
+    }
+
+    async fn list_policy_versions(&self, id: i64) -> Result<Vec<PolicyVersion>> {
+        let rows = sqlx::query("SELECT * FROM policy_versions WHERE policy_id = ? ORDER BY version")
+            .bind(id)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PolicyVersion {
+                    version: r.try_get("version")?,
+                    content_hash: r.try_get("content_hash")?,
+                    record: serde_json::from_str(&r.try_get::<String, _>("record")?)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    lineage: Lineage {
+                        submission_id: r.try_get("submission_id")?,
+                        record_number: r.try_get::<i64, _>("record_number")? as u64,
+                        line: r.try_get::<i64, _>("source_line")? as u64,
+                    },
+                    valid_from: ts(&r.try_get::<String, _>("valid_from")?)?,
+                    valid_to: opt_ts(r.try_get("valid_to")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_claims(&self, filter: &ClaimFilter) -> Result<Page<ClaimSummary>> {
+        let mut q = QueryBuilder::<Sqlite>::new(CLAIM_SELECT);
+        q.push(" WHERE 1 = 1");
+        if let Some(c) = &filter.carrier {
+            q.push(" AND c.carrier_id = ").push_bind(c.clone());
+        }
+        if let Some(s) = filter.status {
+            q.push(" AND c.status = ").push_bind(s.code());
+        }
+        if let Some(p) = filter.policy_id {
+            q.push(" AND c.policy_id = ").push_bind(p);
+        }
+        if let Some(after) = filter.page.after_id {
+            q.push(" AND c.id > ").push_bind(after);
+        }
+        q.push(" ORDER BY c.id LIMIT ").push_bind(filter.page.limit as i64 + 1);
+        let rows = q.build().fetch_all(&self.read).await?;
+        let items = rows
+            .iter()
+            .map(Self::claim_summary_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_of(items, filter.page.limit, |c| c.id))
+    }
+
+    async fn portfolio(&self) -> Result<Vec<PortfolioLine>> {
+        // Premium is summed in Rust: SQLite's SUM would go through floating point.
+        let mut lines: BTreeMap<(String, String, String), PortfolioLine> = BTreeMap::new();
+        let mut rows = sqlx::query(
+            "SELECT carrier_id, line_of_business, currency, status, premium FROM policies",
+        )
+        .fetch(&self.read);
+        while let Some(row) = rows.try_next().await? {
+            let carrier: String = row.try_get("carrier_id")?;
+            let lob: String = row.try_get("line_of_business")?;
+            let currency: String = row.try_get("currency")?;
+            let status: String = row.try_get("status")?;
+            let premium: String = row.try_get("premium")?;
+            let premium = Decimal::from_str(&premium)
+                .map_err(|e| StoreError::Corrupt(format!("premium '{premium}': {e}")))?;
+            let line = lines
+                .entry((carrier.clone(), lob.clone(), currency.clone()))
+                .or_insert_with(|| PortfolioLine {
+                    carrier,
+                    line_of_business: lob,
+                    currency,
+                    policies: 0,
+                    in_force: 0,
+                    premium: Decimal::ZERO,
+                });
+            line.policies += 1;
+            if status == PolicyStatus::Active.code() {
+                line.in_force += 1;
+            }
+            line.premium += premium;
+        }
+        Ok(lines.into_values().collect())
+    }
+}
+
+fn stored_mapping(r: &SqliteRow) -> Result<StoredMapping> {
+    Ok(StoredMapping {
+        reference: MappingRef {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            version: r.try_get::<i64, _>("version")? as u32,
+            revision: r.try_get::<i64, _>("revision")? as u32,
+            sha256: r.try_get("sha256")?,
+        },
+        carrier: r.try_get("carrier_id")?,
+        text: r.try_get("spec")?,
+    })
+}

@@ -1,0 +1,299 @@
+//! What goes into and comes out of a store. Output types serialise as the API shows them.
+
+use carrierhub_model::{
+    CanonicalRecord, CarrierId, ClaimStatus, Coverage, InsuredParty, LineOfBusiness, Money,
+    PolicyStatus, RecordKind,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CarrierSummary {
+    pub id: String,
+    pub name: String,
+    pub policies: i64,
+    pub claims: i64,
+    pub submissions: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMapping<'a> {
+    pub carrier: &'a CarrierId,
+    pub name: &'a str,
+    pub record: RecordKind,
+    pub version: u32,
+    pub sha256: &'a str,
+    pub text: &'a str,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MappingRef {
+    pub id: i64,
+    pub name: String,
+    pub version: u32,
+    /// Increments each time the carrier's mapping of this name changes.
+    pub revision: u32,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredMapping {
+    pub reference: MappingRef,
+    pub carrier: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSubmission<'a> {
+    pub carrier: &'a CarrierId,
+    pub mapping_id: i64,
+    pub file_name: &'a str,
+    pub document_sha256: &'a str,
+    /// `cli`, `api`, …: who handed the payload in.
+    pub received_via: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmissionStatus {
+    Received,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl SubmissionStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "received" => Self::Received,
+            "processing" => Self::Processing,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// Outcome counts of a submission. `received = inserted + updated + unchanged + rejected`.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub received: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub rejected: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.received += other.received;
+        self.inserted += other.inserted;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.rejected += other.rejected;
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Submission {
+    pub id: i64,
+    pub carrier: String,
+    pub mapping: MappingRef,
+    pub file_name: String,
+    pub document_sha256: String,
+    pub received_via: String,
+    pub received_at: DateTime<Utc>,
+    pub status: SubmissionStatus,
+    pub error: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub counts: Counts,
+    /// Records of the payload already committed; a resumed run starts after them.
+    pub committed_through: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SubmissionFilter {
+    pub carrier: Option<String>,
+    pub page: PageRequest,
+}
+
+/// One canonical record ready to commit, with where it came from.
+#[derive(Debug, Clone)]
+pub struct StagedRecord {
+    pub record: CanonicalRecord,
+    pub record_number: u64,
+    pub source_line: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NewRejection {
+    pub record_number: u64,
+    pub source_line: u64,
+    pub field: Option<String>,
+    pub source_column: Option<String>,
+    pub value: Option<String>,
+    pub reason: String,
+}
+
+/// One transaction's worth of a submission. Records and rejections are in payload order;
+/// `through_record` is the last payload record the batch covers.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub submission_id: i64,
+    /// The worker that claimed the submission.
+    pub owner: String,
+    pub lease: std::time::Duration,
+    pub records: Vec<StagedRecord>,
+    pub rejections: Vec<NewRejection>,
+    /// Number of distinct payload records the rejections cover.
+    pub rejected_records: u64,
+    pub through_record: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub counts: Counts,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Rejection {
+    pub id: i64,
+    pub submission_id: i64,
+    pub file_name: String,
+    pub record_number: u64,
+    pub line: u64,
+    pub field: Option<String>,
+    pub column: Option<String>,
+    pub value: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub after_id: Option<i64>,
+    pub limit: u32,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        Self {
+            after_id: None,
+            limit: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PolicyFilter {
+    pub carrier: Option<String>,
+    pub line_of_business: Option<LineOfBusiness>,
+    pub status: Option<PolicyStatus>,
+    pub page: PageRequest,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClaimFilter {
+    pub carrier: Option<String>,
+    pub status: Option<ClaimStatus>,
+    pub policy_id: Option<i64>,
+    pub page: PageRequest,
+}
+
+/// A normalised code and the carrier's original.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CodeValue {
+    pub code: String,
+    pub original: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PolicySummary {
+    pub id: i64,
+    pub carrier: String,
+    pub number: String,
+    pub line_of_business: CodeValue,
+    pub status: CodeValue,
+    pub effective_date: NaiveDate,
+    pub expiration_date: NaiveDate,
+    pub premium: Money,
+    pub producer: Option<String>,
+    pub insured_name: String,
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Lineage {
+    pub submission_id: i64,
+    pub record_number: u64,
+    pub line: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PolicyDetail {
+    #[serde(flatten)]
+    pub summary: PolicySummary,
+    pub insured: InsuredParty,
+    pub coverages: Vec<Coverage>,
+    pub claims: Vec<ClaimSummary>,
+    pub versions: i64,
+    pub lineage: Lineage,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PolicyVersion {
+    pub version: i64,
+    pub content_hash: String,
+    pub record: serde_json::Value,
+    pub lineage: Lineage,
+    pub valid_from: DateTime<Utc>,
+    pub valid_to: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClaimSummary {
+    pub id: i64,
+    pub carrier: String,
+    pub number: String,
+    pub policy_id: i64,
+    pub policy_number: String,
+    pub loss_date: NaiveDate,
+    pub reported_date: NaiveDate,
+    pub status: CodeValue,
+    pub cause: Option<String>,
+    pub paid: Money,
+    pub reserve: Money,
+    pub incurred: Money,
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PortfolioLine {
+    pub carrier: String,
+    pub line_of_business: String,
+    pub currency: String,
+    pub policies: u64,
+    pub in_force: u64,
+    pub premium: Decimal,
+}

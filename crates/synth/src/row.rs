@@ -1,0 +1,262 @@
+//! Writes one delimited row at a time in a carrier's conventions: quoting, text encoding,
+//! dates and amounts exactly as that carrier's systems would print them.
+
+use chrono::{Datelike, NaiveDate};
+
+/// The order of day, month and year in a carrier's dates, and the separator between them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DateStyle {
+    /// `%m/%d/%Y`
+    MonthDayYear(u8),
+    /// `%d.%m.%Y`, `%d/%m/%Y`
+    DayMonthYear(u8),
+}
+
+/// How a carrier prints amounts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AmountStyle {
+    pub decimal: u8,
+    pub thousands: Option<u8>,
+    /// US accounting style: negative amounts in parentheses rather than with a minus sign.
+    pub negative_parens: bool,
+}
+
+/// Everything the writer needs to know about a file's physical format.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TextStyle {
+    pub delimiter: u8,
+    /// ISO-8859-1 output: every character is one byte (the carrier's mainframe code page).
+    pub latin1: bool,
+    /// Windows-style line ends, as exported by the carrier's desktop tools.
+    pub crlf: bool,
+    pub date: DateStyle,
+    pub amount: AmountStyle,
+}
+
+/// A reusable row buffer: fields are appended, then the row is taken as bytes.
+pub(crate) struct RowWriter {
+    style: TextStyle,
+    delimiter: u8,
+    buf: Vec<u8>,
+    /// Byte offset at which each field of the current row starts.
+    starts: Vec<usize>,
+    scratch: String,
+}
+
+impl RowWriter {
+    pub(crate) fn new(style: TextStyle) -> Self {
+        Self {
+            style,
+            delimiter: style.delimiter,
+            buf: Vec::with_capacity(256),
+            starts: Vec::with_capacity(16),
+            scratch: String::with_capacity(32),
+        }
+    }
+
+    /// Starts a row; `delimiter` is normally the file's, another one only for a defect row.
+    pub(crate) fn begin(&mut self, delimiter: u8) {
+        self.buf.clear();
+        self.starts.clear();
+        self.delimiter = delimiter;
+    }
+
+    pub(crate) fn text(&mut self, value: &str) {
+        if !self.starts.is_empty() {
+            self.buf.push(self.delimiter);
+        }
+        self.starts.push(self.buf.len());
+        let needs_quotes = value
+            .bytes()
+            .any(|b| b == self.delimiter || b == b'"' || b == b'\n' || b == b'\r');
+        if needs_quotes {
+            self.buf.push(b'"');
+        }
+        for c in value.chars() {
+            if c == '"' {
+                self.buf.push(b'"');
+            }
+            self.push_char(c);
+        }
+        if needs_quotes {
+            self.buf.push(b'"');
+        }
+    }
+
+    fn push_char(&mut self, c: char) {
+        if self.style.latin1 {
+            // Everything the generator writes for a Latin-1 carrier is in ISO-8859-1; a
+            // character outside it would be a bug in the name tables.
+            let b = u8::try_from(u32::from(c)).unwrap_or(b'?');
+            debug_assert!(u32::from(c) <= 0xFF, "{c:?} is not ISO-8859-1");
+            self.buf.push(b);
+        } else {
+            let mut utf8 = [0u8; 4];
+            self.buf.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+        }
+    }
+
+    pub(crate) fn date(&mut self, date: NaiveDate) {
+        let mut s = std::mem::take(&mut self.scratch);
+        s.clear();
+        write_date(&mut s, date, self.style.date);
+        self.text(&s);
+        self.scratch = s;
+    }
+
+    /// An amount in minor units (cents), always with two decimals.
+    pub(crate) fn amount(&mut self, cents: i64) {
+        let mut s = std::mem::take(&mut self.scratch);
+        s.clear();
+        write_amount(&mut s, cents, true, self.style.amount);
+        self.text(&s);
+        self.scratch = s;
+    }
+
+    /// A whole amount (a limit or deductible), without decimals.
+    pub(crate) fn whole(&mut self, units: i64) {
+        let mut s = std::mem::take(&mut self.scratch);
+        s.clear();
+        write_amount(&mut s, units * 100, false, self.style.amount);
+        self.text(&s);
+        self.scratch = s;
+    }
+
+    pub(crate) fn end_row(&mut self) {
+        if self.style.crlf {
+            self.buf.push(b'\r');
+        }
+        self.buf.push(b'\n');
+    }
+
+    /// Cuts the row off `keep` bytes into field `field`, as an interrupted transfer would;
+    /// no line end follows.
+    pub(crate) fn cut_in_field(&mut self, field: usize, keep: usize) {
+        let start = self.starts[field];
+        self.buf.truncate(start + keep);
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// The decimal digits of `value`, most significant first, without allocating (this runs a
+/// few million times for a large feed).
+fn digits(value: u64) -> ([u8; 20], usize) {
+    let mut reversed = [0u8; 20];
+    let mut n = value;
+    let mut len = 0;
+    loop {
+        reversed[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut out = [0u8; 20];
+    for i in 0..len {
+        out[i] = reversed[len - 1 - i];
+    }
+    (out, len)
+}
+
+fn push_digits(out: &mut String, value: u64, width: usize) {
+    let (d, len) = digits(value);
+    for _ in len..width {
+        out.push('0');
+    }
+    out.extend(d[..len].iter().map(|&b| char::from(b)));
+}
+
+pub(crate) fn write_date(out: &mut String, date: NaiveDate, style: DateStyle) {
+    let (first, second, sep) = match style {
+        DateStyle::MonthDayYear(sep) => (date.month(), date.day(), sep),
+        DateStyle::DayMonthYear(sep) => (date.day(), date.month(), sep),
+    };
+    push_digits(out, u64::from(first), 2);
+    out.push(char::from(sep));
+    push_digits(out, u64::from(second), 2);
+    out.push(char::from(sep));
+    push_digits(out, date.year().unsigned_abs().into(), 4);
+}
+
+/// `1234567` cents becomes `12,345.67`, `12.345,67` or `12345.67` depending on the style.
+pub(crate) fn write_amount(out: &mut String, cents: i64, decimals: bool, style: AmountStyle) {
+    let negative = cents < 0;
+    if negative {
+        out.push(if style.negative_parens { '(' } else { '-' });
+    }
+    let abs = cents.unsigned_abs();
+    let (d, len) = digits(abs / 100);
+    for (i, &b) in d[..len].iter().enumerate() {
+        if i > 0 && (len - i) % 3 == 0 {
+            if let Some(t) = style.thousands {
+                out.push(char::from(t));
+            }
+        }
+        out.push(char::from(b));
+    }
+    if decimals {
+        out.push(char::from(style.decimal));
+        push_digits(out, abs % 100, 2);
+    }
+    if negative && style.negative_parens {
+        out.push(')');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const US: AmountStyle = AmountStyle {
+        decimal: b'.',
+        thousands: Some(b','),
+        negative_parens: true,
+    };
+    const DE: AmountStyle = AmountStyle {
+        decimal: b',',
+        thousands: Some(b'.'),
+        negative_parens: false,
+    };
+
+    fn amount(cents: i64, decimals: bool, style: AmountStyle) -> String {
+        let mut s = String::new();
+        write_amount(&mut s, cents, decimals, style);
+        s
+    }
+
+    #[test]
+    fn amounts_follow_the_carrier_conventions() {
+        assert_eq!(amount(123_456, true, US), "1,234.56");
+        assert_eq!(amount(-123_456, true, US), "(1,234.56)");
+        assert_eq!(amount(-5, true, DE), "-0,05");
+        assert_eq!(amount(100_000_000_00, false, DE), "100.000.000");
+        assert_eq!(amount(99_900, true, DE), "999,00");
+    }
+
+    #[test]
+    fn rows_quote_what_needs_quoting_and_encode_latin1() {
+        let date = NaiveDate::from_ymd_opt(2025, 3, 7).unwrap();
+        let mut w = RowWriter::new(TextStyle {
+            delimiter: b',',
+            latin1: true,
+            crlf: true,
+            date: DateStyle::MonthDayYear(b'/'),
+            amount: US,
+        });
+        w.begin(b',');
+        w.text("Müller, \"Jo\"");
+        w.amount(123_456);
+        w.date(date);
+        w.end_row();
+        assert_eq!(
+            w.bytes(),
+            b"\"M\xfcller, \"\"Jo\"\"\",\"1,234.56\",03/07/2025\r\n"
+        );
+        w.cut_in_field(2, 4);
+        assert_eq!(w.bytes(), b"\"M\xfcller, \"\"Jo\"\"\",\"1,234.56\",03/0");
+    }
+}
