@@ -1,1 +1,77 @@
-//! placeholder
+//! The HTTP API: one axum router over the store and the pipeline.
+//!
+//! Architecture invariant: handlers translate HTTP to store and pipeline calls and back;
+//! they hold no business rules. Every error leaves as RFC 9457 problem+json.
+
+mod params;
+mod problem;
+mod routes;
+mod uploads;
+
+pub use problem::Problem;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use carrierhub_pipeline::{Pipeline, Worker};
+use carrierhub_store::Store;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tower_http::trace::TraceLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub pipeline: Pipeline,
+    /// Woken when a submission is received; `None` when no worker runs in this process.
+    pub worker: Option<Worker>,
+    /// Largest upload accepted, in bytes.
+    pub max_upload_bytes: usize,
+}
+
+pub fn router(state: AppState) -> Router {
+    let uploads = Router::new()
+        .route(
+            "/v1/carriers/{carrier}/submissions",
+            post(uploads::create_submission).get(routes::list_carrier_submissions),
+        )
+        .layer(DefaultBodyLimit::max(state.max_upload_bytes));
+    Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/v1/carriers", get(routes::list_carriers))
+        .route("/v1/policies", get(routes::list_policies))
+        .route("/v1/policies/{id}", get(routes::get_policy))
+        .route(
+            "/v1/policies/{id}/versions",
+            get(routes::list_policy_versions),
+        )
+        .route("/v1/claims", get(routes::list_claims))
+        .route("/v1/submissions", get(routes::list_submissions))
+        .route("/v1/submissions/{id}", get(routes::get_submission))
+        .route(
+            "/v1/submissions/{id}/errors",
+            get(routes::list_submission_errors),
+        )
+        .route("/v1/portfolio", get(routes::portfolio))
+        .merge(uploads)
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, "API listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

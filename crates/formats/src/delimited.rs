@@ -96,7 +96,9 @@ impl<R: Read> DelimitedReader<R> {
                 index: lines.clone(),
             });
         let mut header = csv::ByteRecord::new();
-        let got = inner.read_byte_record(&mut header).map_err(|e| map_csv_error(e, 1))?;
+        let got = inner
+            .read_byte_record(&mut header)
+            .map_err(|e| map_csv_error(e, 1))?;
         if !got || header.iter().all(|f| f.is_empty()) {
             return Err(FormatError::Empty);
         }
@@ -230,7 +232,12 @@ impl<R: Read> Iterator for DelimitedReader<R> {
                     // The csv crate's record positions include skipped blank lines, so the
                     // start line is derived from where the record ends.
                     let end = self.inner.position().byte();
-                    let embedded = self.buffer.as_slice().iter().filter(|b| **b == b'\n').count();
+                    let embedded = self
+                        .buffer
+                        .as_slice()
+                        .iter()
+                        .filter(|b| **b == b'\n')
+                        .count();
                     let last = self
                         .lines
                         .lock()
@@ -256,7 +263,10 @@ impl<R: Read> Iterator for DelimitedReader<R> {
 mod tests {
     use super::*;
 
-    fn read(text: &[u8], options: DelimitedOptions) -> (Vec<String>, Vec<Result<RawRecord, RecordError>>) {
+    fn read(
+        text: &[u8],
+        options: DelimitedOptions,
+    ) -> (Vec<String>, Vec<Result<RawRecord, RecordError>>) {
         let reader = DelimitedReader::new(text, options).unwrap();
         let headers = reader.headers().to_vec();
         (headers, reader.map(|r| r.unwrap()).collect())
@@ -296,10 +306,13 @@ mod tests {
 
     #[test]
     fn a_wrong_delimiter_for_the_whole_file_is_suspected_from_the_header() {
-        let reader = DelimitedReader::new(&b"a,b,c\n1,2,3\n"[..], DelimitedOptions {
-            delimiter: b';',
-            ..Default::default()
-        })
+        let reader = DelimitedReader::new(
+            &b"a,b,c\n1,2,3\n"[..],
+            DelimitedOptions {
+                delimiter: b';',
+                ..Default::default()
+            },
+        )
         .unwrap();
         assert_eq!(reader.suspected_delimiter(), Some(b','));
     }
@@ -315,7 +328,10 @@ mod tests {
         );
         assert_eq!(records[0].as_ref().unwrap().values, ["Müller"]);
         let (_, records) = read(b"name\nM\xfcller\n", DelimitedOptions::default());
-        assert_eq!(records[0].as_ref().unwrap_err().column.as_deref(), Some("name"));
+        assert_eq!(
+            records[0].as_ref().unwrap_err().column.as_deref(),
+            Some("name")
+        );
     }
 
     #[test]

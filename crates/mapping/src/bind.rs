@@ -1,11 +1,13 @@
 //! A mapping bound to one payload's header, ready to map records fast.
 
-use crate::spec::{ClaimFields, CodeList, Fields, FieldSpec, MappingError, MappingSpec, PolicyFields};
+use crate::spec::{
+    ClaimFields, CodeList, FieldSpec, Fields, MappingError, MappingSpec, PolicyFields,
+};
 use crate::values::{parse_date, parse_decimal, DecimalFormat};
 use carrierhub_formats::RawRecord;
 use carrierhub_model::{
-    CanonicalRecord, CarrierId, Claim, ClaimNumber, Coded, Coverage, Currency, InsuredParty,
-    Money, PartyKind, Policy, PolicyNumber,
+    CanonicalRecord, CarrierId, Claim, ClaimNumber, Coded, Coverage, Currency, InsuredParty, Money,
+    PartyKind, Policy, PolicyNumber,
 };
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -34,7 +36,10 @@ enum Source {
 struct BoundField {
     name: String,
     source: Source,
+    /// Normalised carrier code → canonical code.
     codes: Option<HashMap<String, String>>,
+    /// The carrier codes as the mapping spells them, for error messages.
+    known_codes: Vec<String>,
     date_formats: Vec<String>,
     decimal: DecimalFormat,
     default: Option<String>,
@@ -48,6 +53,8 @@ struct BoundCoverage {
     premium: Option<BoundField>,
 }
 
+// One value per bound mapping, never stored in bulk: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum BoundFields {
     Policy {
@@ -114,7 +121,10 @@ impl Binder<'_> {
             Source::Constant(v.clone())
         } else if let Some(i) = f.index {
             if i > self.headers.len() {
-                self.missing.push(format!("column {i} (for {name}); the header has {}", self.headers.len()));
+                self.missing.push(format!(
+                    "column {i} (for {name}); the header has {}",
+                    self.headers.len()
+                ));
                 Source::Constant(String::new())
             } else {
                 self.used[i - 1] = true;
@@ -139,11 +149,15 @@ impl Binder<'_> {
                 }
             }
         };
-        let codes = f.codes.as_ref().and_then(|t| self.spec.code_table(t)).map(|t| {
+        let table = f.codes.as_ref().and_then(|t| self.spec.code_table(t));
+        let codes = table.map(|t| {
             t.iter()
                 .map(|(k, v)| (normalise_code(k), v.clone()))
                 .collect()
         });
+        let known_codes = table
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default();
         if let Source::Column { name: column, .. } = &source {
             self.bound_columns.insert(name.to_owned(), column.clone());
         }
@@ -151,7 +165,11 @@ impl Binder<'_> {
             name: name.to_owned(),
             source,
             codes,
-            date_formats: f.date_format.clone().unwrap_or_else(|| conv.date_format.clone()),
+            known_codes,
+            date_formats: f
+                .date_format
+                .clone()
+                .unwrap_or_else(|| conv.date_format.clone()),
             decimal: DecimalFormat {
                 decimal_separator: f.decimal_separator.unwrap_or(conv.decimal_separator),
                 thousands_separator: f.thousands_separator.or(conv.thousands_separator),
@@ -160,7 +178,11 @@ impl Binder<'_> {
         }
     }
 
-    fn opt(&mut self, name: &str, f: &Option<crate::spec::FieldSpecOrColumn>) -> Option<BoundField> {
+    fn opt(
+        &mut self,
+        name: &str,
+        f: &Option<crate::spec::FieldSpecOrColumn>,
+    ) -> Option<BoundField> {
         f.as_ref().map(|f| self.bind(name, &f.0))
     }
 }
@@ -250,7 +272,11 @@ impl MappingSpec {
                 reason: format!(
                     "columns not found: {}; the header has: {}",
                     b.missing.join(", "),
-                    headers.iter().map(|h| format!("'{h}'")).collect::<Vec<_>>().join(", ")
+                    headers
+                        .iter()
+                        .map(|h| format!("'{h}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }
@@ -296,7 +322,12 @@ impl RecordReader<'_> {
     /// The trimmed value, or the field's default when empty; `None` when still empty.
     fn raw(&self, f: &BoundField) -> Option<String> {
         let v = match &f.source {
-            Source::Column { index, .. } => self.record.values.get(*index).map(|s| s.trim()).unwrap_or(""),
+            Source::Column { index, .. } => self
+                .record
+                .values
+                .get(*index)
+                .map(|s| s.trim())
+                .unwrap_or(""),
             Source::Constant(c) => c.as_str(),
         };
         if v.is_empty() {
@@ -327,12 +358,14 @@ impl RecordReader<'_> {
             Some(table) => match table.get(&normalise_code(&original)) {
                 Some(c) => c.clone(),
                 None => {
-                    let mut known: Vec<_> = table.keys().cloned().collect();
-                    known.sort();
                     self.fail(
                         f,
                         &original,
-                        format!("unknown {} code '{original}'; the code table knows: {}", list.label(), known.join(", ")),
+                        format!(
+                            "unknown {} code '{original}'; the code table knows: {}",
+                            list.label(),
+                            f.known_codes.join(", ")
+                        ),
                     );
                     return None;
                 }
@@ -356,7 +389,9 @@ impl RecordReader<'_> {
     }
 
     fn decimal_of(&mut self, f: &BoundField, raw: &str) -> Option<Decimal> {
-        parse_decimal(raw, f.decimal).map_err(|e| self.fail(f, raw, e)).ok()
+        parse_decimal(raw, f.decimal)
+            .map_err(|e| self.fail(f, raw, e))
+            .ok()
     }
 
     fn money(&mut self, f: &BoundField, currency: Option<Currency>) -> Option<Money> {
@@ -365,9 +400,15 @@ impl RecordReader<'_> {
         currency.map(|c| Money::new(amount, c))
     }
 
-    fn optional_money(&mut self, f: Option<&BoundField>, currency: Option<Currency>) -> Option<Option<Money>> {
+    fn optional_money(
+        &mut self,
+        f: Option<&BoundField>,
+        currency: Option<Currency>,
+    ) -> Option<Option<Money>> {
         let Some(f) = f else { return Some(None) };
-        let Some(raw) = self.raw(f) else { return Some(None) };
+        let Some(raw) = self.raw(f) else {
+            return Some(None);
+        };
         let amount = self.decimal_of(f, &raw)?;
         Some(currency.map(|c| Money::new(amount, c)))
     }
@@ -385,15 +426,23 @@ impl RecordReader<'_> {
                             None
                         }
                     },
-                    Some(raw) => Currency::parse(&raw).map_err(|e| self.fail(f, &raw, e.to_string())).ok(),
+                    Some(raw) => Currency::parse(&raw)
+                        .map_err(|e| self.fail(f, &raw, e.to_string()))
+                        .ok(),
                 }
             }
         }
     }
 
-    fn reference<T>(&mut self, f: &BoundField, parse: fn(&str) -> Result<T, carrierhub_model::IdError>) -> Option<T> {
+    fn reference<T>(
+        &mut self,
+        f: &BoundField,
+        parse: fn(&str) -> Result<T, carrierhub_model::IdError>,
+    ) -> Option<T> {
         let raw = self.required(f)?;
-        parse(&raw).map_err(|e| self.fail(f, &raw, e.to_string())).ok()
+        parse(&raw)
+            .map_err(|e| self.fail(f, &raw, e.to_string()))
+            .ok()
     }
 }
 
@@ -415,7 +464,11 @@ impl BoundMapping {
     }
 
     /// Maps one raw record for `carrier`. Every field is tried, so the error list is complete.
-    pub fn map(&self, carrier: &CarrierId, record: &RawRecord) -> Result<CanonicalRecord, Vec<FieldError>> {
+    pub fn map(
+        &self,
+        carrier: &CarrierId,
+        record: &RawRecord,
+    ) -> Result<CanonicalRecord, Vec<FieldError>> {
         let mut r = RecordReader {
             record,
             errors: Vec::new(),
@@ -457,7 +510,9 @@ impl BoundMapping {
                     kind: kind.unwrap_or(PartyKind::Person),
                     name: name.unwrap_or_default(),
                     postal_code: r.optional(insured_postal_code.as_ref()),
-                    country: r.optional(insured_country.as_ref()).map(|c| c.to_uppercase()),
+                    country: r
+                        .optional(insured_country.as_ref())
+                        .map(|c| c.to_uppercase()),
                 };
                 let producer = r.optional(producer.as_ref());
                 let mut covs = Vec::new();
@@ -481,7 +536,9 @@ impl BoundMapping {
                     }
                 }
                 match (number, lob, status, effective, expiration, premium) {
-                    (Some(number), Some(lob), Some(status), Some(e), Some(x), Some(premium)) if r.errors.is_empty() => {
+                    (Some(number), Some(lob), Some(status), Some(e), Some(x), Some(premium))
+                        if r.errors.is_empty() =>
+                    {
                         Some(CanonicalRecord::Policy(Policy {
                             carrier: carrier.clone(),
                             number,
@@ -519,21 +576,25 @@ impl BoundMapping {
                 let paid = r.money(paid, ccy);
                 let reserve = r.money(reserve, ccy);
                 match (number, policy_number, loss, reported, status, paid, reserve) {
-                    (Some(number), Some(policy_number), Some(l), Some(rep), Some(status), Some(paid), Some(reserve))
-                        if r.errors.is_empty() =>
-                    {
-                        Some(CanonicalRecord::Claim(Claim {
-                            carrier: carrier.clone(),
-                            number,
-                            policy_number,
-                            loss_date: l,
-                            reported_date: rep,
-                            status,
-                            cause,
-                            paid,
-                            reserve,
-                        }))
-                    }
+                    (
+                        Some(number),
+                        Some(policy_number),
+                        Some(l),
+                        Some(rep),
+                        Some(status),
+                        Some(paid),
+                        Some(reserve),
+                    ) if r.errors.is_empty() => Some(CanonicalRecord::Claim(Claim {
+                        carrier: carrier.clone(),
+                        number,
+                        policy_number,
+                        loss_date: l,
+                        reported_date: rep,
+                        status,
+                        cause,
+                        paid,
+                        reserve,
+                    })),
                     _ => None,
                 }
             }

@@ -47,7 +47,9 @@ impl<'de> Deserialize<'de> for FieldSpecOrColumn {
         impl<'de> Visitor<'de> for V {
             type Value = FieldSpecOrColumn;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a column name, or a table such as { column = \"...\", codes = \"...\" }")
+                f.write_str(
+                    "a column name, or a table such as { column = \"...\", codes = \"...\" }",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 Ok(FieldSpecOrColumn(FieldSpec {
@@ -134,7 +136,10 @@ impl SourceSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Conventions {
-    #[serde(default = "default_date_formats", deserialize_with = "required_one_or_many")]
+    #[serde(
+        default = "default_date_formats",
+        deserialize_with = "required_one_or_many"
+    )]
     pub date_format: Vec<String>,
     #[serde(default = "default_decimal_separator")]
     pub decimal_separator: char,
@@ -306,7 +311,9 @@ impl MappingSpec {
             }
             RecordKind::Claim => {
                 if !parsed.coverages.is_empty() {
-                    return Err(invalid("[[coverages]] only apply to policy mappings".into()));
+                    return Err(invalid(
+                        "[[coverages]] only apply to policy mappings".into(),
+                    ));
                 }
                 let fields: ClaimFields = toml::Value::Table(parsed.fields)
                     .try_into()
@@ -337,8 +344,16 @@ impl MappingSpec {
         match &self.fields {
             Fields::Policy { fields, coverages } => {
                 out.push(("number".into(), &fields.number.0, None));
-                out.push(("line_of_business".into(), &fields.line_of_business.0, Some(CodeList::LineOfBusiness)));
-                out.push(("status".into(), &fields.status.0, Some(CodeList::PolicyStatus)));
+                out.push((
+                    "line_of_business".into(),
+                    &fields.line_of_business.0,
+                    Some(CodeList::LineOfBusiness),
+                ));
+                out.push((
+                    "status".into(),
+                    &fields.status.0,
+                    Some(CodeList::PolicyStatus),
+                ));
                 out.push(("effective_date".into(), &fields.effective_date.0, None));
                 out.push(("expiration_date".into(), &fields.expiration_date.0, None));
                 out.push(("premium".into(), &fields.premium.0, None));
@@ -346,7 +361,11 @@ impl MappingSpec {
                     ("currency", &fields.currency, None),
                     ("producer", &fields.producer, None),
                     ("insured.reference", &fields.insured.reference, None),
-                    ("insured.kind", &fields.insured.kind, Some(CodeList::PartyKind)),
+                    (
+                        "insured.kind",
+                        &fields.insured.kind,
+                        Some(CodeList::PartyKind),
+                    ),
                     ("insured.name", &fields.insured.name, None),
                     ("insured.postal_code", &fields.insured.postal_code, None),
                     ("insured.country", &fields.insured.country, None),
@@ -358,7 +377,11 @@ impl MappingSpec {
                 }
                 for (i, c) in coverages.iter().enumerate() {
                     out.push((format!("coverages[{i}].code"), &c.code.0, None));
-                    for (name, f) in [("limit", &c.limit), ("deductible", &c.deductible), ("premium", &c.premium)] {
+                    for (name, f) in [
+                        ("limit", &c.limit),
+                        ("deductible", &c.deductible),
+                        ("premium", &c.premium),
+                    ] {
                         if let Some(f) = f {
                             out.push((format!("coverages[{i}].{name}"), &f.0, None));
                         }
@@ -370,7 +393,11 @@ impl MappingSpec {
                 out.push(("policy_number".into(), &fields.policy_number.0, None));
                 out.push(("loss_date".into(), &fields.loss_date.0, None));
                 out.push(("reported_date".into(), &fields.reported_date.0, None));
-                out.push(("status".into(), &fields.status.0, Some(CodeList::ClaimStatus)));
+                out.push((
+                    "status".into(),
+                    &fields.status.0,
+                    Some(CodeList::ClaimStatus),
+                ));
                 out.push(("paid".into(), &fields.paid.0, None));
                 out.push(("reserve".into(), &fields.reserve.0, None));
                 for (name, f) in [("cause", &fields.cause), ("currency", &fields.currency)] {
@@ -403,15 +430,17 @@ impl MappingSpec {
         }
         let has_currency_field = self.field_specs().iter().any(|(n, _, _)| n == "currency");
         if !has_currency_field && self.conventions.currency.is_none() {
-            return Err(
-                "no currency: map a `currency` field or set conventions.currency".into(),
-            );
+            return Err("no currency: map a `currency` field or set conventions.currency".into());
         }
         for (name, spec, list) in self.field_specs() {
-            let sources = [spec.column.is_some(), spec.index.is_some(), spec.value.is_some()]
-                .iter()
-                .filter(|b| **b)
-                .count();
+            let sources = [
+                spec.column.is_some(),
+                spec.index.is_some(),
+                spec.value.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
             if sources != 1 {
                 return Err(format!(
                     "fields.{name}: give exactly one of `column`, `index` or `value`"
@@ -431,15 +460,16 @@ impl MappingSpec {
                 };
                 if let Some(list) = list {
                     for (from, to) in entries {
-                        list.check(to).map_err(|e| {
-                            format!("codes.{table}: '{from}' maps to {e}")
-                        })?;
+                        list.check(to)
+                            .map_err(|e| format!("codes.{table}: '{from}' maps to {e}"))?;
                     }
                 }
             }
-            if let (Some(list), Some(value)) = (list, spec.value.as_ref().or(spec.default.as_ref())) {
+            if let (Some(list), Some(value)) = (list, spec.value.as_ref().or(spec.default.as_ref()))
+            {
                 if spec.codes.is_none() {
-                    list.check(value).map_err(|e| format!("fields.{name}: {e}"))?;
+                    list.check(value)
+                        .map_err(|e| format!("fields.{name}: {e}"))?;
                 }
             }
         }

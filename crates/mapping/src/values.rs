@@ -55,7 +55,8 @@ pub fn parse_decimal(raw: &str, format: DecimalFormat) -> Result<Decimal, String
     if !normalised.chars().any(|c| c.is_ascii_digit()) {
         return Err(format!("'{raw}' is not a number"));
     }
-    let value = Decimal::from_str(&normalised).map_err(|e| format!("'{raw}' is not a number: {e}"))?;
+    let value =
+        Decimal::from_str(&normalised).map_err(|e| format!("'{raw}' is not a number: {e}"))?;
     Ok(if negative_parens { -value } else { value })
 }
 
@@ -99,7 +100,10 @@ mod tests {
 
     #[test]
     fn decimals_in_carrier_conventions() {
-        assert_eq!(parse_decimal("1.234,56", eu()).unwrap(), Decimal::new(123456, 2));
+        assert_eq!(
+            parse_decimal("1.234,56", eu()).unwrap(),
+            Decimal::new(123456, 2)
+        );
         assert_eq!(parse_decimal(" -7,5 ", eu()).unwrap(), Decimal::new(-75, 1));
         assert_eq!(
             parse_decimal("(99.00)", DecimalFormat::default()).unwrap(),

@@ -126,7 +126,10 @@ pub fn derive_premium_transactions(
 pub fn derive_claim_transactions(previous: Option<&Claim>, next: &Claim) -> Vec<ClaimTransaction> {
     let (paid_before, reserve_before) = match previous {
         Some(p) if p.paid.currency == next.paid.currency => (p.paid, p.reserve),
-        _ => (Money::zero(next.paid.currency), Money::zero(next.reserve.currency)),
+        _ => (
+            Money::zero(next.paid.currency),
+            Money::zero(next.reserve.currency),
+        ),
     };
     let mut out = Vec::new();
     if let Ok(paid) = next.paid.checked_sub(&paid_before) {

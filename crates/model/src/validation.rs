@@ -68,7 +68,10 @@ impl Validate for Policy {
                     out.push(RuleViolation::new(
                         &field,
                         money,
-                        format!("currency differs from the policy's {}", self.premium.currency),
+                        format!(
+                            "currency differs from the policy's {}",
+                            self.premium.currency
+                        ),
                     ));
                 }
             }

@@ -27,13 +27,18 @@ impl DocumentStore {
         Self { root: root.into() }
     }
 
+    /// Where payloads are spooled before they are hashed; same filesystem as the store.
+    pub fn incoming_dir(&self) -> PathBuf {
+        self.root.join("incoming")
+    }
+
     pub fn path_of(&self, sha256: &str) -> PathBuf {
         self.root.join("sha256").join(&sha256[..2]).join(sha256)
     }
 
     /// Copies `source` into the store while hashing it, in constant memory.
     pub fn put(&self, mut source: impl Read) -> io::Result<StoredDocument> {
-        let incoming = self.root.join("incoming");
+        let incoming = self.incoming_dir();
         std::fs::create_dir_all(&incoming)?;
         let mut temp = tempfile::NamedTempFile::new_in(&incoming)?;
         let mut hasher = Sha256::new();

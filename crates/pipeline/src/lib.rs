@@ -242,7 +242,9 @@ impl Pipeline {
             skip_through: submission.committed_through,
             batch_size: self.batch_size,
         };
-        progress.started(documents::file_size(&self.documents.path_of(&submission.document_sha256)));
+        progress.started(documents::file_size(
+            &self.documents.path_of(&submission.document_sha256),
+        ));
         let parser = tokio::task::spawn_blocking(move || job.run(tx));
 
         let mut counts = submission.counts;
@@ -328,12 +330,13 @@ fn preflight(
     file_name: &str,
 ) -> Result<Vec<String>, PipelineError> {
     let file = documents.open(&document.sha256)?;
-    let reader = DelimitedReader::new(BufReader::new(file), delimited_options(spec)).map_err(
-        |source| PipelineError::Unreadable {
-            file: file_name.to_owned(),
-            source,
-        },
-    )?;
+    let reader =
+        DelimitedReader::new(BufReader::new(file), delimited_options(spec)).map_err(|source| {
+            PipelineError::Unreadable {
+                file: file_name.to_owned(),
+                source,
+            }
+        })?;
     Ok(bind(&reader, spec, file_name)?.unmapped_columns)
 }
 
@@ -379,8 +382,7 @@ impl ParseJob {
         let mut batch = self.empty_batch();
         let mut pending = 0usize;
         let send = |batch: Batch, bytes: u64| tx.blocking_send((batch, bytes)).is_ok();
-        loop {
-            let Some(item) = reader.next() else { break };
+        while let Some(item) = reader.next() {
             let item = match item {
                 Ok(item) => item,
                 Err(fatal) => {
@@ -417,16 +419,27 @@ impl ParseJob {
                                 source_line: raw.position.line,
                             });
                         } else {
-                            reject_invalid(&mut batch, &bound, record_number, raw.position.line, violations);
+                            reject_invalid(
+                                &mut batch,
+                                &bound,
+                                record_number,
+                                raw.position.line,
+                                violations,
+                            );
                         }
                     }
-                    Err(errors) => reject_unmappable(&mut batch, record_number, raw.position.line, errors),
+                    Err(errors) => {
+                        reject_unmappable(&mut batch, record_number, raw.position.line, errors)
+                    }
                 },
             }
             batch.through_record = record_number;
             pending += 1;
             if pending >= self.batch_size {
-                if !send(std::mem::replace(&mut batch, self.empty_batch()), reader.byte_offset()) {
+                if !send(
+                    std::mem::replace(&mut batch, self.empty_batch()),
+                    reader.byte_offset(),
+                ) {
                     return Ok(()); // the committer stopped; it reports why
                 }
                 batch.through_record = record_number;

@@ -18,7 +18,11 @@ impl Worker {
         Self {
             pipeline,
             wake: Arc::new(Notify::new()),
-            owner: format!("worker-{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros()),
+            owner: format!(
+                "worker-{}-{}",
+                std::process::id(),
+                chrono::Utc::now().timestamp_micros()
+            ),
         }
     }
 
@@ -37,9 +41,15 @@ impl Worker {
             match self.pipeline.store().unfinished_submissions().await {
                 Ok(submissions) => {
                     for s in submissions {
-                        match self.pipeline.process(s.id, &self.owner, Arc::new(NoProgress)).await {
+                        match self
+                            .pipeline
+                            .process(s.id, &self.owner, Arc::new(NoProgress))
+                            .await
+                        {
                             Ok(_) | Err(PipelineError::Busy(_)) => {}
-                            Err(e) => tracing::error!(submission_id = s.id, error = %e, "processing failed; will retry"),
+                            Err(e) => {
+                                tracing::error!(submission_id = s.id, error = %e, "processing failed; will retry")
+                            }
                         }
                     }
                 }

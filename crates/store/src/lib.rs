@@ -64,8 +64,12 @@ pub trait Store: Send + Sync + 'static {
         lease: std::time::Duration,
     ) -> Result<Option<Submission>>;
     /// Ends `owner`'s processing: completed, or failed with `error`.
-    async fn finish_submission(&self, id: i64, owner: &str, error: Option<&str>)
-        -> Result<Submission>;
+    async fn finish_submission(
+        &self,
+        id: i64,
+        owner: &str,
+        error: Option<&str>,
+    ) -> Result<Submission>;
     async fn get_submission(&self, id: i64) -> Result<Option<Submission>>;
     async fn list_submissions(&self, filter: &SubmissionFilter) -> Result<Page<Submission>>;
     /// Submissions received or interrupted mid-processing, oldest first.
@@ -76,7 +80,8 @@ pub trait Store: Send + Sync + 'static {
     /// submission. Records failing a referential check become rejections here.
     async fn commit_batch(&self, batch: Batch) -> Result<BatchOutcome>;
 
-    async fn list_rejections(&self, submission: i64, page: &PageRequest) -> Result<Page<Rejection>>;
+    async fn list_rejections(&self, submission: i64, page: &PageRequest)
+        -> Result<Page<Rejection>>;
 
     async fn list_policies(&self, filter: &PolicyFilter) -> Result<Page<PolicySummary>>;
     async fn get_policy(&self, id: i64) -> Result<Option<PolicyDetail>>;

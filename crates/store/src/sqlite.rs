@@ -73,7 +73,9 @@ fn amount_text(m: &Money) -> String {
 fn page_of<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> Page<T> {
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
-        items.last().map(|last| Cursor { after_id: id(last) }.encode())
+        items
+            .last()
+            .map(|last| Cursor { after_id: id(last) }.encode())
     } else {
         None
     };
@@ -237,7 +239,8 @@ impl SqliteStore {
     }
 }
 
-const SUBMISSION_SELECT: &str = "SELECT s.*, m.name AS mapping_name, m.version AS mapping_version, \
+const SUBMISSION_SELECT: &str =
+    "SELECT s.*, m.name AS mapping_name, m.version AS mapping_version, \
      m.revision AS mapping_revision, m.sha256 AS mapping_sha256 \
      FROM submissions s JOIN mappings m ON m.id = s.mapping_id";
 
@@ -478,12 +481,14 @@ async fn upsert_claim(
             let version: i64 = row.try_get("version")?;
             let previous: Claim = serde_json::from_str(&row.try_get::<String, _>("record")?)
                 .map_err(|e| StoreError::Corrupt(format!("claim {id} v{version}: {e}")))?;
-            sqlx::query("UPDATE claim_versions SET valid_to = ? WHERE claim_id = ? AND version = ?")
-                .bind(at)
-                .bind(id)
-                .bind(version)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "UPDATE claim_versions SET valid_to = ? WHERE claim_id = ? AND version = ?",
+            )
+            .bind(at)
+            .bind(id)
+            .bind(version)
+            .execute(&mut *conn)
+            .await?;
             sqlx::query(
                 "UPDATE claims SET policy_id = ?, version = ?, content_hash = ?, loss_date = ?, \
                  reported_date = ?, status = ?, status_original = ?, cause = ?, paid = ?, reserve = ?, \
@@ -562,7 +567,11 @@ async fn upsert_claim(
     }
     insert_event(
         conn,
-        if previous.is_none() { "claim.created" } else { "claim.updated" },
+        if previous.is_none() {
+            "claim.created"
+        } else {
+            "claim.updated"
+        },
         &claim.carrier,
         claim_id,
         serde_json::json!({
@@ -865,7 +874,12 @@ impl Store for SqliteStore {
         self.get_submission(id).await
     }
 
-    async fn finish_submission(&self, id: i64, owner: &str, error: Option<&str>) -> Result<Submission> {
+    async fn finish_submission(
+        &self,
+        id: i64,
+        owner: &str,
+        error: Option<&str>,
+    ) -> Result<Submission> {
         let error = error.map(str::to_owned);
         let owner = owner.to_owned();
         self.in_transaction(move |conn| {
@@ -912,7 +926,8 @@ impl Store for SqliteStore {
         if let Some(after) = filter.page.after_id {
             q.push(" AND s.id > ").push_bind(after);
         }
-        q.push(" ORDER BY s.id LIMIT ").push_bind(filter.page.limit as i64 + 1);
+        q.push(" ORDER BY s.id LIMIT ")
+            .push_bind(filter.page.limit as i64 + 1);
         let rows = q.build().fetch_all(&self.read).await?;
         let items = rows
             .iter()
@@ -935,7 +950,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_rejections(&self, submission: i64, page: &PageRequest) -> Result<Page<Rejection>> {
+    async fn list_rejections(
+        &self,
+        submission: i64,
+        page: &PageRequest,
+    ) -> Result<Page<Rejection>> {
         let rows = sqlx::query(
             "SELECT r.*, s.file_name FROM rejections r JOIN submissions s ON s.id = r.submission_id \
              WHERE r.submission_id = ? AND r.id > ? ORDER BY r.id LIMIT ?",
@@ -978,7 +997,8 @@ impl Store for SqliteStore {
         if let Some(after) = filter.page.after_id {
             q.push(" AND id > ").push_bind(after);
         }
-        q.push(" ORDER BY id LIMIT ").push_bind(filter.page.limit as i64 + 1);
+        q.push(" ORDER BY id LIMIT ")
+            .push_bind(filter.page.limit as i64 + 1);
         let rows = q.build().fetch_all(&self.read).await?;
         let items = rows
             .iter()
@@ -1003,13 +1023,15 @@ impl Store for SqliteStore {
         let summary = Self::policy_summary_from_row(&row)?;
         let record: Policy = serde_json::from_str(&row.try_get::<String, _>("record")?)
             .map_err(|e| StoreError::Corrupt(format!("policy {id}: {e}")))?;
-        let claims = sqlx::query(&format!("{CLAIM_SELECT} WHERE c.policy_id = ? ORDER BY c.id"))
-            .bind(id)
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(Self::claim_summary_from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let claims = sqlx::query(&format!(
+            "{CLAIM_SELECT} WHERE c.policy_id = ? ORDER BY c.id"
+        ))
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(Self::claim_summary_from_row)
+        .collect::<Result<Vec<_>>>()?;
         Ok(Some(PolicyDetail {
             summary,
             insured: record.insured,
@@ -1026,10 +1048,11 @@ impl Store for SqliteStore {
     }
 
     async fn list_policy_versions(&self, id: i64) -> Result<Vec<PolicyVersion>> {
-        let rows = sqlx::query("SELECT * FROM policy_versions WHERE policy_id = ? ORDER BY version")
-            .bind(id)
-            .fetch_all(&self.read)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM policy_versions WHERE policy_id = ? ORDER BY version")
+                .bind(id)
+                .fetch_all(&self.read)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(PolicyVersion {
@@ -1064,7 +1087,8 @@ impl Store for SqliteStore {
         if let Some(after) = filter.page.after_id {
             q.push(" AND c.id > ").push_bind(after);
         }
-        q.push(" ORDER BY c.id LIMIT ").push_bind(filter.page.limit as i64 + 1);
+        q.push(" ORDER BY c.id LIMIT ")
+            .push_bind(filter.page.limit as i64 + 1);
         let rows = q.build().fetch_all(&self.read).await?;
         let items = rows
             .iter()

@@ -150,8 +150,6 @@ pub(crate) struct CarrierSpec {
     /// Causes of loss by [`Peril`].
     pub causes: [&'static [&'static str]; 4],
     pub numbers: NumberStyle,
-    /// Coverage code the mapping assigns to the one coverage per row (documentation only).
-    pub coverage_code: &'static str,
 }
 
 impl CarrierSpec {
@@ -221,7 +219,9 @@ static NORTHWIND: CarrierSpec = CarrierSpec {
             canonical: LineOfBusiness::Homeowners,
             weight: 28,
             premium: (usd(700), usd(4_200)),
-            limits: &[200_000, 250_000, 300_000, 350_000, 400_000, 500_000, 650_000, 800_000],
+            limits: &[
+                200_000, 250_000, 300_000, 350_000, 400_000, 500_000, 650_000, 800_000,
+            ],
             deductibles: &[500, 1_000, 1_000, 2_500, 5_000],
             organisations: 0,
             number_tag: "HOME",
@@ -290,13 +290,24 @@ static NORTHWIND: CarrierSpec = CarrierSpec {
     term_less_a_day: false,
     claim_status: ["OPEN", "CLOSED", "REOPEN", "DENIED"],
     causes: [
-        &["COLLISION", "COMPREHENSIVE", "THEFT", "HAIL", "GLASS", "BODILY INJURY"],
+        &[
+            "COLLISION",
+            "COMPREHENSIVE",
+            "THEFT",
+            "HAIL",
+            "GLASS",
+            "BODILY INJURY",
+        ],
         &["FIRE", "WATER DAMAGE", "WIND", "HAIL", "THEFT", "FREEZE"],
-        &["SLIP AND FALL", "PRODUCT LIABILITY", "PROPERTY DAMAGE", "BODILY INJURY"],
+        &[
+            "SLIP AND FALL",
+            "PRODUCT LIABILITY",
+            "PROPERTY DAMAGE",
+            "BODILY INJURY",
+        ],
         &["DATA BREACH", "RANSOMWARE"],
     ],
     numbers: NumberStyle::Northwind,
-    coverage_code: "PRIMARY",
 };
 
 const fn eur(units: i64) -> i64 {
@@ -423,20 +434,43 @@ static RHEINLAND: CarrierSpec = CarrierSpec {
     person: "NP",
     organisation: "JP",
     producers: &[
-        "VM-100417", "VM-100522", "VM-203318", "VM-207761", "VM-310045", "DIREKT",
+        "VM-100417",
+        "VM-100522",
+        "VM-203318",
+        "VM-207761",
+        "VM-310045",
+        "DIREKT",
     ],
     unknown_line_code: "LEBEN",
     invalid_dates: &["31.02.2025", "00.00.0000"],
     term_less_a_day: false,
     claim_status: ["OFFEN", "GESCHLOSSEN", "WIEDERERÖFFNET", "ABGELEHNT"],
     causes: [
-        &["Kollision", "Wildunfall", "Diebstahl", "Glasbruch", "Hagel", "Parkschaden"],
-        &["Leitungswasser", "Sturm", "Brand", "Einbruchdiebstahl", "Überschwemmung", "Hagel"],
-        &["Personenschaden", "Sachschaden", "Vermögensschaden", "Schlüsselverlust"],
+        &[
+            "Kollision",
+            "Wildunfall",
+            "Diebstahl",
+            "Glasbruch",
+            "Hagel",
+            "Parkschaden",
+        ],
+        &[
+            "Leitungswasser",
+            "Sturm",
+            "Brand",
+            "Einbruchdiebstahl",
+            "Überschwemmung",
+            "Hagel",
+        ],
+        &[
+            "Personenschaden",
+            "Sachschaden",
+            "Vermögensschaden",
+            "Schlüsselverlust",
+        ],
         &["Datenverlust", "Betriebsunterbrechung"],
     ],
     numbers: NumberStyle::Rheinland,
-    coverage_code: "GRUNDDECKUNG",
 };
 
 const fn gbp(units: i64) -> i64 {
@@ -589,11 +623,33 @@ static THAMES: CarrierSpec = CarrierSpec {
     term_less_a_day: true,
     claim_status: ["Open", "Closed", "Re-opened", "Declined"],
     causes: [
-        &["Accident", "Theft", "Windscreen", "Fire", "Third party injury"],
-        &["Escape of water", "Storm", "Fire", "Theft", "Subsidence", "Flood"],
-        &["Negligence", "Breach of duty", "Third party injury", "Property damage"],
-        &["Data breach", "Ransomware", "Business interruption", "Social engineering"],
+        &[
+            "Accident",
+            "Theft",
+            "Windscreen",
+            "Fire",
+            "Third party injury",
+        ],
+        &[
+            "Escape of water",
+            "Storm",
+            "Fire",
+            "Theft",
+            "Subsidence",
+            "Flood",
+        ],
+        &[
+            "Negligence",
+            "Breach of duty",
+            "Third party injury",
+            "Property damage",
+        ],
+        &[
+            "Data breach",
+            "Ransomware",
+            "Business interruption",
+            "Social engineering",
+        ],
     ],
     numbers: NumberStyle::Thames,
-    coverage_code: "MAIN",
 };

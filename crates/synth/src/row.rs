@@ -92,7 +92,8 @@ impl RowWriter {
             self.buf.push(b);
         } else {
             let mut utf8 = [0u8; 4];
-            self.buf.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            self.buf
+                .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
         }
     }
 
@@ -141,33 +142,28 @@ impl RowWriter {
     }
 }
 
-/// The decimal digits of `value`, most significant first, without allocating (this runs a
-/// few million times for a large feed).
+/// The decimal digits of `value` as `buffer[start..]`, without allocating (this runs a few
+/// million times for a large feed).
 fn digits(value: u64) -> ([u8; 20], usize) {
-    let mut reversed = [0u8; 20];
+    let mut buffer = [0u8; 20];
+    let mut start = buffer.len();
     let mut n = value;
-    let mut len = 0;
     loop {
-        reversed[len] = b'0' + (n % 10) as u8;
-        len += 1;
+        start -= 1;
+        buffer[start] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
-            break;
+            return (buffer, start);
         }
     }
-    let mut out = [0u8; 20];
-    for i in 0..len {
-        out[i] = reversed[len - 1 - i];
-    }
-    (out, len)
 }
 
 fn push_digits(out: &mut String, value: u64, width: usize) {
-    let (d, len) = digits(value);
-    for _ in len..width {
+    let (buffer, start) = digits(value);
+    for _ in buffer.len() - start..width {
         out.push('0');
     }
-    out.extend(d[..len].iter().map(|&b| char::from(b)));
+    out.extend(buffer[start..].iter().map(|&b| char::from(b)));
 }
 
 pub(crate) fn write_date(out: &mut String, date: NaiveDate, style: DateStyle) {
@@ -189,8 +185,9 @@ pub(crate) fn write_amount(out: &mut String, cents: i64, decimals: bool, style: 
         out.push(if style.negative_parens { '(' } else { '-' });
     }
     let abs = cents.unsigned_abs();
-    let (d, len) = digits(abs / 100);
-    for (i, &b) in d[..len].iter().enumerate() {
+    let (buffer, start) = digits(abs / 100);
+    let len = buffer.len() - start;
+    for (i, &b) in buffer[start..].iter().enumerate() {
         if i > 0 && (len - i) % 3 == 0 {
             if let Some(t) = style.thousands {
                 out.push(char::from(t));
@@ -233,7 +230,7 @@ mod tests {
         assert_eq!(amount(123_456, true, US), "1,234.56");
         assert_eq!(amount(-123_456, true, US), "(1,234.56)");
         assert_eq!(amount(-5, true, DE), "-0,05");
-        assert_eq!(amount(100_000_000_00, false, DE), "100.000.000");
+        assert_eq!(amount(10_000_000_000, false, DE), "100.000.000");
         assert_eq!(amount(99_900, true, DE), "999,00");
     }
 

@@ -1,0 +1,101 @@
+//! RFC 9457 problem details: every error the API returns has this shape.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use carrierhub_pipeline::PipelineError;
+use carrierhub_store::StoreError;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("https://carrierhub.dev/problems/{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            instance: None,
+        }
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "Invalid request",
+            detail,
+        )
+    }
+
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable-payload",
+            "The payload cannot be processed",
+            detail,
+        )
+    }
+
+    pub fn internal(error: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %error, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the server failed to answer; the error is in its log",
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).expect("problems serialise");
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(d) => Problem::not_found(d),
+            StoreError::Invalid(d) => Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", d),
+            other => Problem::internal(&other),
+        }
+    }
+}
+
+impl From<PipelineError> for Problem {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Unreadable { .. } | PipelineError::Mapping { .. } => {
+                Problem::unprocessable(e.to_string())
+            }
+            PipelineError::CarrierMismatch { .. } => Problem::bad_request(e.to_string()),
+            PipelineError::Store(s) => s.into(),
+            PipelineError::Busy(_) => {
+                Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", e.to_string())
+            }
+            PipelineError::Io(io) => Problem::internal(&io),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Read endpoints: carriers, policies, claims, submissions and their errors.
+
+use crate::params::{path_id, Params};
+use crate::problem::Problem;
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, Uri};
+use axum::Json;
+use carrierhub_model::{ClaimStatus, LineOfBusiness, PolicyStatus};
+use carrierhub_store::{ClaimFilter, PolicyFilter, Submission, SubmissionFilter};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+type Q = Query<HashMap<String, String>>;
+type ApiResult<T> = Result<Json<T>, Problem>;
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+    state.store.ping().await.map_err(|e| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "Not ready",
+            format!("the store does not answer: {e}"),
+        )
+    })?;
+    Ok(Json(
+        json!({ "status": "ready", "checks": { "store": "ok" } }),
+    ))
+}
+
+pub async fn not_found(uri: Uri) -> Problem {
+    Problem::not_found(format!("no route for {}", uri.path()))
+}
+
+pub async fn method_not_allowed(uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("{} does not accept this method", uri.path()),
+    )
+}
+
+pub async fn list_carriers(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
+    Params::new(q, &[])?;
+    let carriers = state.store.list_carriers().await?;
+    Ok(Json(json!({ "items": carriers })))
+}
+
+pub async fn list_policies(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
+    let p = Params::new(
+        q,
+        &["carrier", "line_of_business", "status", "limit", "cursor"],
+    )?;
+    let filter = PolicyFilter {
+        carrier: p.text("carrier"),
+        line_of_business: p.parsed::<LineOfBusiness>("line_of_business")?,
+        status: p.parsed::<PolicyStatus>("status")?,
+        page: p.page()?,
+    };
+    Ok(Json(
+        serde_json::to_value(state.store.list_policies(&filter).await?).expect("serialise"),
+    ))
+}
+
+pub async fn get_policy(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Value> {
+    let id = path_id("policy", &id)?;
+    let policy = state
+        .store
+        .get_policy(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no policy with id '{id}'")))?;
+    Ok(Json(serde_json::to_value(policy).expect("serialise")))
+}
+
+pub async fn list_policy_versions(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Value> {
+    let id = path_id("policy", &id)?;
+    let versions = state.store.list_policy_versions(id).await?;
+    if versions.is_empty() {
+        return Err(Problem::not_found(format!("no policy with id '{id}'")));
+    }
+    Ok(Json(json!({ "items": versions })))
+}
+
+pub async fn list_claims(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
+    let p = Params::new(q, &["carrier", "status", "policy_id", "limit", "cursor"])?;
+    let filter = ClaimFilter {
+        carrier: p.text("carrier"),
+        status: p.parsed::<ClaimStatus>("status")?,
+        policy_id: p.parsed::<i64>("policy_id")?,
+        page: p.page()?,
+    };
+    Ok(Json(
+        serde_json::to_value(state.store.list_claims(&filter).await?).expect("serialise"),
+    ))
+}
+
+pub async fn list_submissions(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
+    let p = Params::new(q, &["carrier", "limit", "cursor"])?;
+    let filter = SubmissionFilter {
+        carrier: p.text("carrier"),
+        page: p.page()?,
+    };
+    Ok(Json(
+        serde_json::to_value(state.store.list_submissions(&filter).await?).expect("serialise"),
+    ))
+}
+
+pub async fn list_carrier_submissions(
+    State(state): State<AppState>,
+    Path(carrier): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Value> {
+    let p = Params::new(q, &["limit", "cursor"])?;
+    let filter = SubmissionFilter {
+        carrier: Some(carrier),
+        page: p.page()?,
+    };
+    Ok(Json(
+        serde_json::to_value(state.store.list_submissions(&filter).await?).expect("serialise"),
+    ))
+}
+
+/// How many errors a submission shows inline; the rest are paged at `/errors`.
+const INLINE_ERRORS: u32 = 100;
+
+pub(crate) fn submission_body(s: &Submission) -> Value {
+    let mut body = serde_json::to_value(s).expect("serialise");
+    body["links"] = json!({
+        "self": format!("/v1/submissions/{}", s.id),
+        "errors": format!("/v1/submissions/{}/errors", s.id),
+    });
+    body
+}
+
+pub async fn get_submission(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Value> {
+    let id = path_id("submission", &id)?;
+    let submission = state
+        .store
+        .get_submission(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no submission with id '{id}'")))?;
+    let errors = state
+        .store
+        .list_rejections(
+            id,
+            &carrierhub_store::PageRequest {
+                after_id: None,
+                limit: INLINE_ERRORS,
+            },
+        )
+        .await?;
+    let mut body = submission_body(&submission);
+    body["errors"] = serde_json::to_value(&errors.items).expect("serialise");
+    body["errors_truncated"] = json!(errors.next_cursor.is_some());
+    Ok(Json(body))
+}
+
+pub async fn list_submission_errors(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Value> {
+    let id = path_id("submission", &id)?;
+    let p = Params::new(q, &["limit", "cursor"])?;
+    if state.store.get_submission(id).await?.is_none() {
+        return Err(Problem::not_found(format!("no submission with id '{id}'")));
+    }
+    let page = state.store.list_rejections(id, &p.page()?).await?;
+    Ok(Json(serde_json::to_value(page).expect("serialise")))
+}
+
+pub async fn portfolio(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
+    Params::new(q, &[])?;
+    let lines = state.store.portfolio().await?;
+    Ok(Json(json!({ "items": lines })))
+}

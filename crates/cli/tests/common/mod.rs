@@ -1,0 +1,116 @@
+//! Test harness: run the real `carrierhub` binary against a fresh data directory, and a real
+//! server on a free port.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_carrierhub");
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).expect("write test file");
+        p
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(args)
+            .env("CARRIERHUB_LOG", "warn")
+            .output()
+            .expect("run carrierhub")
+    }
+
+    /// Runs `ingest --json` and returns the submission it printed.
+    pub fn ingest(&self, carrier: &str, mapping: &Path, file: &Path) -> serde_json::Value {
+        let out = self.run(&[
+            "ingest",
+            "--carrier",
+            carrier,
+            "--mapping",
+            mapping.to_str().unwrap(),
+            "--json",
+            file.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "ingest failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("ingest --json prints JSON")
+    }
+
+    pub fn serve(&self) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("CARRIERHUB_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start carrierhub serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read banner");
+        let base = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .filter(|u| u.starts_with("http://"))
+            .unwrap_or_else(|| panic!("unexpected banner: {line}"))
+            .to_owned();
+        Server { child, base }
+    }
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn counts(submission: &serde_json::Value) -> [u64; 5] {
+    let c = &submission["counts"];
+    ["received", "inserted", "updated", "unchanged", "rejected"].map(|k| {
+        c[k].as_u64()
+            .unwrap_or_else(|| panic!("counts.{k} in {submission}"))
+    })
+}
