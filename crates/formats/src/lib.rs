@@ -7,9 +7,11 @@
 
 mod delimited;
 mod encoding;
+mod sniff;
 
 pub use delimited::{DelimitedOptions, DelimitedReader};
 pub use encoding::TextEncoding;
+pub use sniff::sniff_binary;
 
 use serde::{Deserialize, Serialize};
 

@@ -83,6 +83,10 @@ impl DocumentStore {
     pub fn discard(&self, doc: &StoredDocument) {
         if doc.newly_stored {
             let _ = std::fs::remove_file(&doc.path);
+            // Fails, as it should, while other documents share the directory.
+            if let Some(dir) = doc.path.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
         }
     }
 }

@@ -22,24 +22,21 @@ use carrierhub_store::{
     Batch, Counts, NewMapping, NewRejection, NewSubmission, StagedRecord, Store, StoreError,
     Submission,
 };
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("{file}: {source}")]
-    Unreadable {
-        file: String,
-        #[source]
-        source: FormatError,
-    },
-    #[error("{file}: {source}{hint}")]
+    // The inner errors are displayed, not chained as sources: the message is complete
+    // on its own and printing the chain would repeat it.
+    #[error("{file}: {error}")]
+    Unreadable { file: String, error: FormatError },
+    #[error("{file}: {error}{hint}")]
     Mapping {
         file: String,
-        #[source]
-        source: MappingError,
+        error: MappingError,
         hint: String,
     },
     #[error("mapping '{mapping}' is for carrier '{mapping_carrier}', not '{carrier}'")]
@@ -106,6 +103,12 @@ impl Pipeline {
 
     pub fn with_batch_size(mut self, records: usize) -> Self {
         self.batch_size = records.max(1);
+        self
+    }
+
+    /// How long a worker's claim on a submission holds without progress.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
         self
     }
 
@@ -302,7 +305,7 @@ fn bind(
     spec: &MappingSpec,
     file_name: &str,
 ) -> Result<BoundMapping, PipelineError> {
-    spec.bind(reader.headers()).map_err(|source| {
+    spec.bind(reader.headers()).map_err(|error| {
         let hint = reader
             .suspected_delimiter()
             .map(|d| {
@@ -316,7 +319,7 @@ fn bind(
             .unwrap_or_default();
         PipelineError::Mapping {
             file: file_name.to_owned(),
-            source,
+            error,
             hint,
         }
     })
@@ -329,14 +332,21 @@ fn preflight(
     spec: &MappingSpec,
     file_name: &str,
 ) -> Result<Vec<String>, PipelineError> {
+    let unreadable = |error| PipelineError::Unreadable {
+        file: file_name.to_owned(),
+        error,
+    };
+    let mut prefix = Vec::with_capacity(8192);
+    documents
+        .open(&document.sha256)?
+        .take(8192)
+        .read_to_end(&mut prefix)?;
+    if let Some(what) = carrierhub_formats::sniff_binary(&prefix) {
+        return Err(unreadable(FormatError::NotText(what)));
+    }
     let file = documents.open(&document.sha256)?;
     let reader =
-        DelimitedReader::new(BufReader::new(file), delimited_options(spec)).map_err(|source| {
-            PipelineError::Unreadable {
-                file: file_name.to_owned(),
-                source,
-            }
-        })?;
+        DelimitedReader::new(BufReader::new(file), delimited_options(spec)).map_err(unreadable)?;
     Ok(bind(&reader, spec, file_name)?.unmapped_columns)
 }
 
@@ -369,9 +379,9 @@ impl ParseJob {
 
     fn run(self, tx: tokio::sync::mpsc::Sender<(Batch, u64)>) -> Result<(), PipelineError> {
         let file = self.documents.open(&self.sha256)?;
-        let unreadable = |source| PipelineError::Unreadable {
+        let unreadable = |error| PipelineError::Unreadable {
             file: self.file_name.clone(),
-            source,
+            error,
         };
         let mut reader = DelimitedReader::new(
             BufReader::with_capacity(256 * 1024, file),
@@ -396,7 +406,7 @@ impl ParseJob {
                     };
                     return Err(PipelineError::Unreadable {
                         file: format!("{}{line}", self.file_name),
-                        source: fatal,
+                        error: fatal,
                     });
                 }
             };

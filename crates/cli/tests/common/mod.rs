@@ -114,3 +114,50 @@ pub fn counts(submission: &serde_json::Value) -> [u64; 5] {
             .unwrap_or_else(|| panic!("counts.{k} in {submission}"))
     })
 }
+
+/// A small German carrier's mapping, used with [`ACME_FEED`].
+pub const ACME_MAPPING: &str = r#"
+[mapping]
+name = "acme-policies"
+record = "policy"
+
+[source]
+delimiter = ";"
+encoding = "iso-8859-1"
+
+[conventions]
+date_format = "%d.%m.%Y"
+decimal_separator = ","
+thousands_separator = "."
+currency = "EUR"
+
+[fields]
+number = "Nr"
+line_of_business = { column = "Sparte", codes = "lob" }
+status = { column = "Status", codes = "status" }
+effective_date = "Beginn"
+expiration_date = "Ende"
+premium = "Beitrag"
+
+[fields.insured]
+name = "Name"
+
+[codes.lob]
+KFZ = "personal_auto"
+WG = "homeowners"
+
+[codes.status]
+A = "active"
+S = "cancelled"
+"#;
+
+/// ISO-8859-1 bytes: `\xfc` is ü, `\xdf` is ß.
+pub const ACME_FEED: &[u8] = b"Nr;Sparte;Status;Beginn;Ende;Beitrag;Name\n\
+P1;KFZ;A;01.01.2025;01.01.2026;1.234,50;J\xfcrgen M\xfcller\n\
+P2;WG;A;15.03.2025;15.03.2026;99,99;Anna Gro\xdf\n\
+P3,KFZ,A,01.01.2025,01.01.2026,10,X\n\
+P4;KFZ;A;31.02.2025;01.01.2026;10,00;Y\n\
+P5;KFZ;A;01.01.2025;01.01.2026;-5,00;Z\n\
+P6;LEBEN;A;01.01.2025;01.01.2026;5,00;W\n\
+P7;WG;S;01.01.2025;01.01.2026;0,00;V\n\
+P8;WG;A;01.01.2025;01.0";

@@ -1,0 +1,299 @@
+//! The HTTP API, driven like a client: uploads, queries, pagination and problem+json errors.
+
+mod common;
+
+use carrierhub_synth::generate_portfolio;
+use common::{Env, Server};
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+async fn get(client: &Client, server: &Server, path: &str) -> (StatusCode, String, Value) {
+    let r = client.get(server.url(path)).send().await.unwrap();
+    let status = r.status();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, content_type, r.json().await.unwrap())
+}
+
+async fn wait_processed(client: &Client, server: &Server, id: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, _, s) = get(client, server, &format!("/v1/submissions/{id}")).await;
+        if s["status"] == "completed" || s["status"] == "failed" {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "submission {id} not processed: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn assert_problem(
+    status: StatusCode,
+    content_type: &str,
+    body: &Value,
+    want: StatusCode,
+    detail: &str,
+) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(body["status"], want.as_u16());
+    assert!(body["type"].is_string() && body["title"].is_string());
+    let d = body["detail"].as_str().unwrap();
+    assert!(d.contains(detail), "detail '{d}' should mention '{detail}'");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_accepted_processed_and_explained() {
+    let env = Env::new();
+    let server = env.serve();
+    let client = Client::new();
+
+    let (status, _, health) = get(&client, &server, "/healthz").await;
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (status, _, _) = get(&client, &server, "/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A multipart upload with the mapping file itself.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(common::ACME_FEED.to_vec())
+                .file_name("acme-2025-11.csv"),
+        )
+        .text("mapping_file", common::ACME_MAPPING);
+    let r = client
+        .post(server.url("/v1/carriers/acme/submissions"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let accepted: Value = r.json().await.unwrap();
+    let id = accepted["id"].as_i64().unwrap();
+    assert_eq!(location, format!("/v1/submissions/{id}"));
+
+    let done = wait_processed(&client, &server, id).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["counts"]["inserted"], 3);
+    assert_eq!(done["counts"]["rejected"], 5);
+    let lines: BTreeSet<u64> = done["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, BTreeSet::from([4, 5, 6, 7, 9]));
+    let (_, _, page) = get(
+        &client,
+        &server,
+        &format!("/v1/submissions/{id}/errors?limit=2"),
+    )
+    .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    assert!(page["next_cursor"].is_string());
+
+    // The same payload again as a raw body, naming the mapping the carrier already used.
+    let r = client
+        .post(server.url("/v1/carriers/acme/submissions?mapping=acme-policies&file_name=again.csv"))
+        .body(common::ACME_FEED.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let again: Value = r.json().await.unwrap();
+    let done = wait_processed(&client, &server, again["id"].as_i64().unwrap()).await;
+    assert_eq!(done["counts"]["unchanged"], 3);
+    assert_eq!(done["counts"]["inserted"], 0);
+    assert_eq!(done["document_sha256"], accepted["document_sha256"]);
+
+    let (_, _, carriers) = get(&client, &server, "/v1/carriers").await;
+    let acme = &carriers["items"][0];
+    assert_eq!(
+        (acme["id"].as_str(), acme["policies"].as_i64()),
+        (Some("acme"), Some(3))
+    );
+
+    // The ISO-8859-1 name arrives intact.
+    let (_, _, policies) = get(&client, &server, "/v1/policies?carrier=acme&limit=1").await;
+    assert_eq!(policies["items"][0]["insured_name"], "Jürgen Müller");
+    assert_eq!(policies["items"][0]["premium"]["amount"], "1234.5");
+    assert_eq!(policies["items"][0]["premium"]["currency"], "EUR");
+    assert_eq!(policies["items"][0]["line_of_business"]["original"], "KFZ");
+
+    // Refusals are problem+json and name what is wrong.
+    let r = client
+        .post(server.url("/v1/carriers/acme/submissions?mapping=acme-policies&file_name=scan.png"))
+        .body(b"\x89PNG\r\n\x1a\n\0\0\0".to_vec())
+        .send()
+        .await
+        .unwrap();
+    let (s, ct) = (
+        r.status(),
+        r.headers()["content-type"].to_str().unwrap().to_owned(),
+    );
+    assert_problem(
+        s,
+        &ct,
+        &r.json().await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "scan.png",
+    );
+    let r = client
+        .post(server.url("/v1/carriers/acme/submissions?mapping=nope"))
+        .body("a,b\n")
+        .send()
+        .await
+        .unwrap();
+    let (s, ct) = (
+        r.status(),
+        r.headers()["content-type"].to_str().unwrap().to_owned(),
+    );
+    assert_problem(
+        s,
+        &ct,
+        &r.json().await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no mapping named 'nope'",
+    );
+    let r = client
+        .post(server.url("/v1/carriers/Not%20A%20Slug/submissions?mapping=x"))
+        .body("a\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_and_claims_are_filtered_and_paged() {
+    let env = Env::new();
+    let feeds = env.path("feeds");
+    let generated = generate_portfolio(&feeds, 120, 5).unwrap();
+    let mut total_policies = 0;
+    let mut total_claims = 0;
+    for g in &generated {
+        let p = env.ingest(g.profile.id, &g.policy_mapping_file, &g.policy_file);
+        let c = env.ingest(g.profile.id, &g.claim_mapping_file, &g.claim_file);
+        total_policies += p["counts"]["inserted"].as_u64().unwrap();
+        total_claims += c["counts"]["inserted"].as_u64().unwrap();
+    }
+    let valid: usize = generated.iter().map(|g| g.policy_truth.valid).sum();
+    assert_eq!(total_policies, valid as u64);
+    let server = env.serve();
+    let client = Client::new();
+
+    // Walking every page with a small limit sees every policy exactly once, in order.
+    let mut ids = Vec::new();
+    let mut path = "/v1/policies?limit=7".to_owned();
+    loop {
+        let (status, _, page) = get(&client, &server, &path).await;
+        assert_eq!(status, StatusCode::OK);
+        ids.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["id"].as_i64().unwrap()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/policies?limit=7&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len() as u64, total_policies);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+
+    // Filters combine; every item matches them.
+    let (_, _, page) = get(
+        &client,
+        &server,
+        "/v1/policies?carrier=thames&status=active&line_of_business=cyber&limit=500",
+    )
+    .await;
+    let items = page["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    assert!(items.iter().all(|p| p["carrier"] == "thames"
+        && p["status"]["code"] == "active"
+        && p["line_of_business"]["code"] == "cyber"));
+
+    // Claims: all of them, by status, and through their policy.
+    let (_, _, claims) = get(&client, &server, "/v1/claims?limit=500").await;
+    let claims = claims["items"].as_array().unwrap().clone();
+    assert_eq!(claims.len() as u64, total_claims);
+    let (_, _, open) = get(&client, &server, "/v1/claims?status=open&limit=500").await;
+    let open = open["items"].as_array().unwrap();
+    assert!(!open.is_empty() && open.iter().all(|c| c["status"]["code"] == "open"));
+    assert_eq!(
+        open.len(),
+        claims
+            .iter()
+            .filter(|c| c["status"]["code"] == "open")
+            .count()
+    );
+
+    let claim = &claims[0];
+    let (status, _, policy) = get(
+        &client,
+        &server,
+        &format!("/v1/policies/{}", claim["policy_id"]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(policy["versions"], 1);
+    assert_eq!(policy["number"], claim["policy_number"]);
+    assert!(!policy["coverages"].as_array().unwrap().is_empty());
+    assert!(policy["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == claim["id"]));
+    assert!(policy["lineage"]["line"].as_u64().unwrap() >= 2);
+
+    // Bad requests name the parameter; unknown things are 404, all as problem+json.
+    for (path, want, detail) in [
+        (
+            "/v1/policies?line_of_business=motor",
+            StatusCode::BAD_REQUEST,
+            "line_of_business",
+        ),
+        (
+            "/v1/policies?stauts=active",
+            StatusCode::BAD_REQUEST,
+            "unknown query parameter 'stauts'",
+        ),
+        (
+            "/v1/policies?cursor=forged",
+            StatusCode::BAD_REQUEST,
+            "cursor",
+        ),
+        (
+            "/v1/policies?limit=100000",
+            StatusCode::BAD_REQUEST,
+            "limit",
+        ),
+        (
+            "/v1/claims?status=settled",
+            StatusCode::BAD_REQUEST,
+            "claim status",
+        ),
+        ("/v1/policies/999999", StatusCode::NOT_FOUND, "999999"),
+        ("/v1/policies/abc", StatusCode::NOT_FOUND, "abc"),
+        ("/v1/submissions/424242", StatusCode::NOT_FOUND, "424242"),
+        ("/v1/nowhere", StatusCode::NOT_FOUND, "/v1/nowhere"),
+    ] {
+        let (status, content_type, body) = get(&client, &server, path).await;
+        assert_problem(status, &content_type, &body, want, detail);
+    }
+}
