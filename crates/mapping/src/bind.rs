@@ -319,6 +319,29 @@ impl RecordReader<'_> {
         });
     }
 
+    /// The value after its code table, for fields that are free text: a table translates
+    /// the carrier's wording (a cause, a coverage code), and a value it lacks is an error.
+    fn text(&mut self, f: &BoundField) -> Option<String> {
+        let value = self.raw(f)?;
+        let Some(table) = &f.codes else {
+            return Some(value);
+        };
+        match table.get(&normalise_code(&value)) {
+            Some(v) => Some(v.clone()),
+            None => {
+                self.fail(
+                    f,
+                    &value,
+                    format!(
+                        "unknown code '{value}'; the code table knows: {}",
+                        f.known_codes.join(", ")
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// The trimmed value, or the field's default when empty; `None` when still empty.
     fn raw(&self, f: &BoundField) -> Option<String> {
         let v = match &f.source {
@@ -337,7 +360,7 @@ impl RecordReader<'_> {
         }
     }
 
-    fn required(&mut self, f: &BoundField) -> Option<String> {
+    fn required_raw(&mut self, f: &BoundField) -> Option<String> {
         let v = self.raw(f);
         if v.is_none() {
             self.fail(f, "", "required value is empty");
@@ -345,15 +368,23 @@ impl RecordReader<'_> {
         v
     }
 
+    fn required(&mut self, f: &BoundField) -> Option<String> {
+        if self.raw(f).is_none() {
+            self.fail(f, "", "required value is empty");
+            return None;
+        }
+        self.text(f)
+    }
+
     fn optional(&mut self, f: Option<&BoundField>) -> Option<String> {
-        f.and_then(|f| self.raw(f))
+        f.and_then(|f| self.text(f))
     }
 
     fn code<T: FromStr>(&mut self, f: &BoundField, list: CodeList) -> Option<Coded<T>>
     where
         T::Err: std::fmt::Display,
     {
-        let original = self.required(f)?;
+        let original = self.required_raw(f)?;
         let canonical = match &f.codes {
             Some(table) => match table.get(&normalise_code(&original)) {
                 Some(c) => c.clone(),
@@ -426,9 +457,13 @@ impl RecordReader<'_> {
                             None
                         }
                     },
-                    Some(raw) => Currency::parse(&raw)
-                        .map_err(|e| self.fail(f, &raw, e.to_string()))
-                        .ok(),
+                    Some(raw) => {
+                        // A code table may translate symbols such as '£' into ISO codes.
+                        let code = self.text(f)?;
+                        Currency::parse(&code)
+                            .map_err(|e| self.fail(f, &raw, e.to_string()))
+                            .ok()
+                    }
                 }
             }
         }
@@ -517,7 +552,7 @@ impl BoundMapping {
                 let producer = r.optional(producer.as_ref());
                 let mut covs = Vec::new();
                 for c in coverages {
-                    let code = r.raw(&c.code);
+                    let code = r.text(&c.code);
                     let limit = r.optional_money(c.limit.as_ref(), ccy);
                     let deductible = r.optional_money(c.deductible.as_ref(), ccy);
                     let cov_premium = r.optional_money(c.premium.as_ref(), ccy);
