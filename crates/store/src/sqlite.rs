@@ -21,7 +21,7 @@ use sqlx::sqlite::{
     SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -289,42 +289,185 @@ async fn insert_event(
     Ok(())
 }
 
+/// Current version of a policy as the batch sees it.
+#[derive(Clone)]
+struct CurrentPolicy {
+    id: i64,
+    version: i64,
+    content_hash: String,
+}
+
+/// Rows a batch appends, written with multi-row INSERTs when the batch ends: per-statement
+/// overhead, not SQLite, dominates row-by-row writes.
+#[derive(Default)]
+struct PendingRows {
+    versions: Vec<PendingVersion>,
+    premium_transactions: Vec<(i64, i64, &'static str, String, String, String)>,
+    events: Vec<(&'static str, String, i64, String)>,
+}
+
+struct PendingVersion {
+    policy_id: i64,
+    version: i64,
+    content_hash: String,
+    record: String,
+    record_number: i64,
+    source_line: i64,
+    /// Set when a later record of the same batch supersedes this version.
+    valid_to: Option<String>,
+}
+
+/// Multi-row INSERT chunk size, well under SQLite's bound-parameter limit.
+const INSERT_CHUNK: usize = 400;
+
+impl PendingRows {
+    async fn flush(self, conn: &mut SqliteConnection, submission_id: i64, at: &str) -> Result<()> {
+        for chunk in self.versions.chunks(INSERT_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO policy_versions (policy_id, version, content_hash, record, submission_id, \
+                 record_number, source_line, valid_from, valid_to) ",
+            );
+            q.push_values(chunk, |mut b, v| {
+                b.push_bind(v.policy_id)
+                    .push_bind(v.version)
+                    .push_bind(v.content_hash.as_str())
+                    .push_bind(v.record.as_str())
+                    .push_bind(submission_id)
+                    .push_bind(v.record_number)
+                    .push_bind(v.source_line)
+                    .push_bind(at)
+                    .push_bind(v.valid_to.as_deref());
+            });
+            q.build().execute(&mut *conn).await?;
+        }
+        for chunk in self.premium_transactions.chunks(INSERT_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO premium_transactions (policy_id, policy_version, kind, amount, currency, \
+                 effective_date, submission_id, recorded_at) ",
+            );
+            q.push_values(
+                chunk,
+                |mut b, (id, version, kind, amount, currency, effective)| {
+                    b.push_bind(*id)
+                        .push_bind(*version)
+                        .push_bind(*kind)
+                        .push_bind(amount.as_str())
+                        .push_bind(currency.as_str())
+                        .push_bind(effective.as_str())
+                        .push_bind(submission_id)
+                        .push_bind(at);
+                },
+            );
+            q.build().execute(&mut *conn).await?;
+        }
+        for chunk in self.events.chunks(INSERT_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO outbox (event_type, carrier_id, subject_id, payload, created_at) ",
+            );
+            q.push_values(chunk, |mut b, (event_type, carrier, subject, payload)| {
+                b.push_bind(*event_type)
+                    .push_bind(carrier.as_str())
+                    .push_bind(*subject)
+                    .push_bind(payload.as_str())
+                    .push_bind(at);
+            });
+            q.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads the current version of every policy the batch mentions, a few queries per batch.
+async fn prefetch_policies(
+    conn: &mut SqliteConnection,
+    batch: &Batch,
+) -> Result<HashMap<(String, String), CurrentPolicy>> {
+    let mut keys: Vec<(&str, &str)> = batch
+        .records
+        .iter()
+        .filter_map(|s| match &s.record {
+            CanonicalRecord::Policy(p) => Some((p.carrier.as_str(), p.number.as_str())),
+            CanonicalRecord::Claim(_) => None,
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut found = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(INSERT_CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT id, carrier_id, policy_number, version, content_hash FROM policies \
+             WHERE (carrier_id, policy_number) IN (",
+        );
+        // SQLite takes row values on the left of IN only with a subquery on the right.
+        q.push_values(chunk, |mut b, (carrier, number)| {
+            b.push_bind(*carrier).push_bind(*number);
+        });
+        q.push(")");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            found.insert(
+                (row.try_get("carrier_id")?, row.try_get("policy_number")?),
+                CurrentPolicy {
+                    id: row.try_get("id")?,
+                    version: row.try_get("version")?,
+                    content_hash: row.try_get("content_hash")?,
+                },
+            );
+        }
+    }
+    Ok(found)
+}
+
 async fn upsert_policy(
     conn: &mut SqliteConnection,
+    current: &mut HashMap<(String, String), CurrentPolicy>,
+    pending: &mut PendingRows,
     submission_id: i64,
     staged: &StagedRecord,
     policy: &Policy,
     at: &str,
 ) -> Result<Upsert> {
     let hash = policy.content_hash();
-    let current = sqlx::query(
-        "SELECT p.id, p.version, p.content_hash, v.record FROM policies p \
-         JOIN policy_versions v ON v.policy_id = p.id AND v.version = p.version \
-         WHERE p.carrier_id = ? AND p.policy_number = ?",
-    )
-    .bind(policy.carrier.as_str())
-    .bind(policy.number.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let (policy_id, version, previous, outcome) = match current {
-        Some(row) => {
-            let current_hash: String = row.try_get("content_hash")?;
-            if current_hash == hash {
+    let key = (
+        policy.carrier.as_str().to_owned(),
+        policy.number.as_str().to_owned(),
+    );
+    let (policy_id, version, previous, outcome) = match current.get(&key).cloned() {
+        Some(cur) => {
+            if cur.content_hash == hash {
                 return Ok(Upsert::Unchanged);
             }
-            let id: i64 = row.try_get("id")?;
-            let version: i64 = row.try_get("version")?;
-            let record: String = row.try_get("record")?;
+            let (id, version) = (cur.id, cur.version);
+            // The previous version may be one this batch has not written yet.
+            let record = match pending
+                .versions
+                .iter_mut()
+                .rev()
+                .find(|v| v.policy_id == id && v.version == version)
+            {
+                Some(v) => {
+                    v.valid_to = Some(at.to_owned());
+                    v.record.clone()
+                }
+                None => {
+                    sqlx::query(
+                        "UPDATE policy_versions SET valid_to = ? WHERE policy_id = ? AND version = ?",
+                    )
+                    .bind(at)
+                    .bind(id)
+                    .bind(version)
+                    .execute(&mut *conn)
+                    .await?;
+                    sqlx::query_scalar(
+                        "SELECT record FROM policy_versions WHERE policy_id = ? AND version = ?",
+                    )
+                    .bind(id)
+                    .bind(version)
+                    .fetch_one(&mut *conn)
+                    .await?
+                }
+            };
             let previous: Policy = serde_json::from_str(&record)
                 .map_err(|e| StoreError::Corrupt(format!("policy {id} v{version}: {e}")))?;
-            sqlx::query(
-                "UPDATE policy_versions SET valid_to = ? WHERE policy_id = ? AND version = ?",
-            )
-            .bind(at)
-            .bind(id)
-            .bind(version)
-            .execute(&mut *conn)
-            .await?;
             sqlx::query(
                 "UPDATE policies SET version = ?, content_hash = ?, line_of_business = ?, \
                  line_of_business_original = ?, status = ?, status_original = ?, effective_date = ?, \
@@ -376,36 +519,32 @@ async fn upsert_policy(
             (id, 1, None, Upsert::Inserted)
         }
     };
-    let record = serde_json::to_string(policy).expect("policies serialise");
-    sqlx::query(
-        "INSERT INTO policy_versions (policy_id, version, content_hash, record, submission_id, \
-         record_number, source_line, valid_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(policy_id)
-    .bind(version)
-    .bind(&hash)
-    .bind(record)
-    .bind(submission_id)
-    .bind(staged.record_number as i64)
-    .bind(staged.source_line as i64)
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
+    current.insert(
+        key,
+        CurrentPolicy {
+            id: policy_id,
+            version,
+            content_hash: hash.clone(),
+        },
+    );
+    pending.versions.push(PendingVersion {
+        policy_id,
+        version,
+        content_hash: hash,
+        record: serde_json::to_string(policy).expect("policies serialise"),
+        record_number: staged.record_number as i64,
+        source_line: staged.source_line as i64,
+        valid_to: None,
+    });
     for t in derive_premium_transactions(previous.as_ref(), policy) {
-        sqlx::query(
-            "INSERT INTO premium_transactions (policy_id, policy_version, kind, amount, currency, \
-             effective_date, submission_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(policy_id)
-        .bind(version)
-        .bind(t.kind.code())
-        .bind(amount_text(&t.amount))
-        .bind(t.amount.currency.as_str())
-        .bind(t.effective_date.to_string())
-        .bind(submission_id)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
+        pending.premium_transactions.push((
+            policy_id,
+            version,
+            t.kind.code(),
+            amount_text(&t.amount),
+            t.amount.currency.as_str().to_owned(),
+            t.effective_date.to_string(),
+        ));
     }
     let became_cancelled = policy.status.value == PolicyStatus::Cancelled
         && previous
@@ -416,10 +555,9 @@ async fn upsert_policy(
         (Some(_), true) => "policy.cancelled",
         (Some(_), false) => "policy.updated",
     };
-    insert_event(
-        conn,
+    pending.events.push((
         event_type,
-        &policy.carrier,
+        policy.carrier.as_str().to_owned(),
         policy_id,
         serde_json::json!({
             "policy_id": policy_id,
@@ -429,10 +567,9 @@ async fn upsert_policy(
             "status": policy.status.value,
             "premium": policy.premium,
             "submission_id": submission_id,
-        }),
-        at,
-    )
-    .await?;
+        })
+        .to_string(),
+    ));
     Ok(outcome)
 }
 
@@ -627,10 +764,21 @@ async fn apply_batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<Batch
     for r in &batch.rejections {
         insert_rejection(conn, batch.submission_id, r).await?;
     }
+    let mut current = prefetch_policies(conn, batch).await?;
+    let mut pending = PendingRows::default();
     for staged in &batch.records {
         let outcome = match &staged.record {
             CanonicalRecord::Policy(p) => {
-                upsert_policy(conn, batch.submission_id, staged, p, &at).await?
+                upsert_policy(
+                    conn,
+                    &mut current,
+                    &mut pending,
+                    batch.submission_id,
+                    staged,
+                    p,
+                    &at,
+                )
+                .await?
             }
             CanonicalRecord::Claim(c) => {
                 upsert_claim(conn, batch.submission_id, staged, c, &at).await?
@@ -646,6 +794,7 @@ async fn apply_batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<Batch
             }
         }
     }
+    pending.flush(conn, batch.submission_id, &at).await?;
     sqlx::query(
         "UPDATE submissions SET records = records + ?, inserted = inserted + ?, updated = updated + ?, \
          unchanged = unchanged + ?, rejected = rejected + ?, committed_through = ?, lease_until = ? \
