@@ -301,6 +301,10 @@ struct CurrentPolicy {
 /// overhead, not SQLite, dominates row-by-row writes.
 #[derive(Default)]
 struct PendingRows {
+    /// New policies, with ids assigned in Rust: the batch holds SQLite's only write lock, so
+    /// `MAX(id) + 1` onwards is free.
+    policies: Vec<(i64, Policy, String)>,
+    next_policy_id: i64,
     versions: Vec<PendingVersion>,
     premium_transactions: Vec<(i64, i64, &'static str, String, String, String)>,
     events: Vec<(&'static str, String, i64, String)>,
@@ -321,7 +325,40 @@ struct PendingVersion {
 const INSERT_CHUNK: usize = 400;
 
 impl PendingRows {
-    async fn flush(self, conn: &mut SqliteConnection, submission_id: i64, at: &str) -> Result<()> {
+    async fn flush(
+        &mut self,
+        conn: &mut SqliteConnection,
+        submission_id: i64,
+        at: &str,
+    ) -> Result<()> {
+        for chunk in self.policies.chunks(INSERT_CHUNK / 2) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO policies (id, carrier_id, policy_number, version, content_hash, line_of_business, \
+                 line_of_business_original, status, status_original, effective_date, expiration_date, \
+                 premium, currency, producer, insured_name, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, (id, policy, hash)| {
+                b.push_bind(*id)
+                    .push_bind(policy.carrier.as_str())
+                    .push_bind(policy.number.as_str())
+                    .push_bind(1i64)
+                    .push_bind(hash.as_str())
+                    .push_bind(policy.line_of_business.value.code())
+                    .push_bind(policy.line_of_business.original.as_str())
+                    .push_bind(policy.status.value.code())
+                    .push_bind(policy.status.original.as_str())
+                    .push_bind(policy.effective_date.to_string())
+                    .push_bind(policy.expiration_date.to_string())
+                    .push_bind(amount_text(&policy.premium))
+                    .push_bind(policy.premium.currency.as_str())
+                    .push_bind(policy.producer.as_deref())
+                    .push_bind(policy.insured.name.as_str())
+                    .push_bind(at)
+                    .push_bind(at);
+            });
+            q.build().execute(&mut *conn).await?;
+        }
+        self.policies.clear();
         for chunk in self.versions.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO policy_versions (policy_id, version, content_hash, record, submission_id, \
@@ -340,6 +377,7 @@ impl PendingRows {
             });
             q.build().execute(&mut *conn).await?;
         }
+        self.versions.clear();
         for chunk in self.premium_transactions.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO premium_transactions (policy_id, policy_version, kind, amount, currency, \
@@ -360,6 +398,7 @@ impl PendingRows {
             );
             q.build().execute(&mut *conn).await?;
         }
+        self.premium_transactions.clear();
         for chunk in self.events.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO outbox (event_type, carrier_id, subject_id, payload, created_at) ",
@@ -373,6 +412,7 @@ impl PendingRows {
             });
             q.build().execute(&mut *conn).await?;
         }
+        self.events.clear();
         Ok(())
     }
 }
@@ -468,6 +508,10 @@ async fn upsert_policy(
             };
             let previous: Policy = serde_json::from_str(&record)
                 .map_err(|e| StoreError::Corrupt(format!("policy {id} v{version}: {e}")))?;
+            if pending.policies.iter().any(|(pid, _, _)| *pid == id) {
+                // Inserted by this batch and not written yet: write it first, then update it.
+                pending.flush(conn, submission_id, at).await?;
+            }
             sqlx::query(
                 "UPDATE policies SET version = ?, content_hash = ?, line_of_business = ?, \
                  line_of_business_original = ?, status = ?, status_original = ?, effective_date = ?, \
@@ -493,29 +537,9 @@ async fn upsert_policy(
             (id, version + 1, Some(previous), Upsert::Updated)
         }
         None => {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO policies (carrier_id, policy_number, version, content_hash, line_of_business, \
-                 line_of_business_original, status, status_original, effective_date, expiration_date, \
-                 premium, currency, producer, insured_name, created_at, updated_at) \
-                 VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(policy.carrier.as_str())
-            .bind(policy.number.as_str())
-            .bind(&hash)
-            .bind(policy.line_of_business.value.code())
-            .bind(&policy.line_of_business.original)
-            .bind(policy.status.value.code())
-            .bind(&policy.status.original)
-            .bind(policy.effective_date.to_string())
-            .bind(policy.expiration_date.to_string())
-            .bind(amount_text(&policy.premium))
-            .bind(policy.premium.currency.as_str())
-            .bind(&policy.producer)
-            .bind(&policy.insured.name)
-            .bind(at)
-            .bind(at)
-            .fetch_one(&mut *conn)
-            .await?;
+            let id = pending.next_policy_id;
+            pending.next_policy_id += 1;
+            pending.policies.push((id, policy.clone(), hash.clone()));
             (id, 1, None, Upsert::Inserted)
         }
     };
@@ -765,7 +789,14 @@ async fn apply_batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<Batch
         insert_rejection(conn, batch.submission_id, r).await?;
     }
     let mut current = prefetch_policies(conn, batch).await?;
-    let mut pending = PendingRows::default();
+    let mut pending = PendingRows {
+        next_policy_id: sqlx::query_scalar::<_, i64>(
+            "SELECT COALESCE(MAX(id), 0) + 1 FROM policies",
+        )
+        .fetch_one(&mut *conn)
+        .await?,
+        ..PendingRows::default()
+    };
     for staged in &batch.records {
         let outcome = match &staged.record {
             CanonicalRecord::Policy(p) => {
@@ -781,6 +812,8 @@ async fn apply_batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<Batch
                 .await?
             }
             CanonicalRecord::Claim(c) => {
+                // A claim's policy may be one this batch has not written yet.
+                pending.flush(conn, batch.submission_id, &at).await?;
                 upsert_claim(conn, batch.submission_id, staged, c, &at).await?
             }
         };
