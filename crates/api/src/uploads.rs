@@ -137,6 +137,7 @@ pub async fn create_submission(
             mapping,
             file_name: file_name.unwrap_or_else(|| "upload".to_owned()),
             path: spool.0.clone(),
+            spooled: true,
             received_via: "api".to_owned(),
         })
         .await?;

@@ -72,6 +72,7 @@ pub async fn ingest_file(
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| file.display().to_string()),
             path: file.to_owned(),
+            spooled: false,
             received_via: "cli".to_owned(),
         })
         .await

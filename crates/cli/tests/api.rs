@@ -3,22 +3,11 @@
 mod common;
 
 use carrierhub_synth::generate_portfolio;
-use common::{Env, Server};
+use common::{get, response, Env, Server};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-
-async fn get(client: &Client, server: &Server, path: &str) -> (StatusCode, String, Value) {
-    let r = client.get(server.url(path)).send().await.unwrap();
-    let status = r.status();
-    let content_type = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, content_type, r.json().await.unwrap())
-}
 
 async fn wait_processed(client: &Client, server: &Server, id: i64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -133,47 +122,35 @@ async fn uploads_are_accepted_processed_and_explained() {
     assert_eq!(policies["items"][0]["line_of_business"]["original"], "KFZ");
 
     // Refusals are problem+json and name what is wrong.
-    let r = client
-        .post(server.url("/v1/carriers/acme/submissions?mapping=acme-policies&file_name=scan.png"))
-        .body(b"\x89PNG\r\n\x1a\n\0\0\0".to_vec())
-        .send()
-        .await
-        .unwrap();
-    let (s, ct) = (
-        r.status(),
-        r.headers()["content-type"].to_str().unwrap().to_owned(),
-    );
-    assert_problem(
-        s,
-        &ct,
-        &r.json().await.unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "scan.png",
-    );
-    let r = client
-        .post(server.url("/v1/carriers/acme/submissions?mapping=nope"))
-        .body("a,b\n")
-        .send()
-        .await
-        .unwrap();
-    let (s, ct) = (
-        r.status(),
-        r.headers()["content-type"].to_str().unwrap().to_owned(),
-    );
-    assert_problem(
-        s,
-        &ct,
-        &r.json().await.unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "no mapping named 'nope'",
-    );
-    let r = client
-        .post(server.url("/v1/carriers/Not%20A%20Slug/submissions?mapping=x"))
-        .body("a\n")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    for (path, body, want, detail) in [
+        (
+            "/v1/carriers/acme/submissions?mapping=acme-policies&file_name=scan.png",
+            b"\x89PNG\r\n\x1a\n\0\0\0".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "scan.png",
+        ),
+        (
+            "/v1/carriers/acme/submissions?mapping=nope",
+            b"a,b\n".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no mapping named 'nope'",
+        ),
+        (
+            "/v1/carriers/Not%20A%20Slug/submissions?mapping=x",
+            b"a\n".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "carrier id",
+        ),
+    ] {
+        let r = client
+            .post(server.url(path))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (status, content_type, problem) = response(r).await;
+        assert_problem(status, &content_type, &problem, want, detail);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 mod common;
 
 use carrierhub_synth::{carrier, write_policy_feed, Defects, FeedOptions, PolicyTruth};
-use common::{counts, Env};
+use common::{counts, get, Env};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -114,12 +114,11 @@ fn versions_and_cancellations_are_visible_through_the_api() {
         let mut versioned = 0;
         let mut cursor: Option<String> = None;
         loop {
-            let mut url = server.url("/v1/policies?carrier=northwind&limit=100");
+            let mut path = "/v1/policies?carrier=northwind&limit=100".to_owned();
             if let Some(c) = &cursor {
-                url.push_str(&format!("&cursor={c}"));
+                path.push_str(&format!("&cursor={c}"));
             }
-            let page: serde_json::Value =
-                client.get(&url).send().await.unwrap().json().await.unwrap();
+            let (_, _, page) = get(&client, &server, &path).await;
             for p in page["items"].as_array().unwrap() {
                 if p["status"]["code"] == "cancelled" {
                     cancelled += 1;
@@ -138,25 +137,12 @@ fn versions_and_cancellations_are_visible_through_the_api() {
 
         // Among the cancelled policies, those cancelled by the second delivery have two
         // versions: the active one, closed, and the cancelled one, current.
-        let page: serde_json::Value = client
-            .get(server.url("/v1/policies?status=cancelled&limit=500"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, _, page) = get(&client, &server, "/v1/policies?status=cancelled&limit=500").await;
         let mut newly_cancelled = 0;
         for p in page["items"].as_array().unwrap() {
             let id = p["id"].as_i64().unwrap();
-            let versions: serde_json::Value = client
-                .get(server.url(&format!("/v1/policies/{id}/versions")))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let (_, _, versions) =
+                get(&client, &server, &format!("/v1/policies/{id}/versions")).await;
             let versions = versions["items"].as_array().unwrap();
             assert_eq!(versions.len() as i64, p["version"].as_i64().unwrap());
             let last = versions.last().unwrap();
@@ -170,14 +156,7 @@ fn versions_and_cancellations_are_visible_through_the_api() {
                 );
                 assert_eq!(versions[0]["lineage"]["submission_id"], 1);
                 assert_eq!(versions[1]["lineage"]["submission_id"], 2);
-                let detail: serde_json::Value = client
-                    .get(server.url(&format!("/v1/policies/{id}")))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let (_, _, detail) = get(&client, &server, &format!("/v1/policies/{id}")).await;
                 assert_eq!(detail["versions"], 2);
                 assert_eq!(detail["lineage"]["submission_id"], 2);
             }

@@ -55,15 +55,42 @@ impl DocumentStore {
         }
         temp.as_file().sync_all()?;
         let sha256 = hex::encode(hasher.finalize());
+        self.settle(sha256, size, |path| {
+            temp.persist(path).map(drop).map_err(|e| e.error)
+        })
+    }
+
+    /// Takes over a file already spooled into [`Self::incoming_dir`]: hashes it and moves it
+    /// into place, so an upload is written to disk once.
+    pub fn adopt(&self, spool: &Path) -> io::Result<StoredDocument> {
+        let mut file = File::open(spool)?;
+        file.sync_all()?;
+        let mut hasher = Sha256::new();
+        let size = io::copy(&mut file, &mut hasher)?;
+        let sha256 = hex::encode(hasher.finalize());
+        let stored = self.settle(sha256, size, |path| std::fs::rename(spool, path))?;
+        if !stored.newly_stored {
+            std::fs::remove_file(spool)?;
+        }
+        Ok(stored)
+    }
+
+    /// Puts content with this hash in place, unless identical bytes are already stored.
+    fn settle(
+        &self,
+        sha256: String,
+        size_bytes: u64,
+        move_into: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> io::Result<StoredDocument> {
         let path = self.path_of(&sha256);
         let newly_stored = !path.exists();
         if newly_stored {
             std::fs::create_dir_all(path.parent().expect("document paths have a parent"))?;
-            temp.persist(&path).map_err(|e| e.error)?;
+            move_into(&path)?;
         }
         Ok(StoredDocument {
             sha256,
-            size_bytes: size,
+            size_bytes,
             path,
             newly_stored,
         })

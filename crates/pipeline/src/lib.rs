@@ -70,6 +70,9 @@ pub struct Delivery {
     /// The name the payload had when sent; kept for errors and lineage.
     pub file_name: String,
     pub path: PathBuf,
+    /// The file is a spool in the document store's incoming directory, which the pipeline
+    /// takes over (moved into place, not copied).
+    pub spooled: bool,
     /// `cli`, `api`, …
     pub received_via: String,
 }
@@ -136,11 +139,16 @@ impl Pipeline {
         let path = delivery.path.clone();
         let file_name = delivery.file_name.clone();
         let spec = delivery.mapping.clone();
+        let spooled = delivery.spooled;
         let (document, checked) = tokio::task::spawn_blocking(move || {
-            let source = std::fs::File::open(&path).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
-            })?;
-            let document = documents.put(source)?;
+            let document = if spooled {
+                documents.adopt(&path)?
+            } else {
+                let source = std::fs::File::open(&path).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+                })?;
+                documents.put(source)?
+            };
             let checked = preflight(&documents, &document, &spec, &file_name);
             if checked.is_err() {
                 documents.discard(&document);
@@ -400,12 +408,13 @@ impl ParseJob {
                     if pending > 0 {
                         send(batch, reader.byte_offset());
                     }
-                    let line = match &fatal {
+                    // A malformed-text error carries its line; others get the byte offset.
+                    let at = match &fatal {
                         FormatError::Malformed { .. } => String::new(),
-                        _ => format!(" after record {}", reader_position(&reader)),
+                        _ => format!(" at byte {}", reader.byte_offset()),
                     };
                     return Err(PipelineError::Unreadable {
-                        file: format!("{}{line}", self.file_name),
+                        file: format!("{}{at}", self.file_name),
                         error: fatal,
                     });
                 }
@@ -461,10 +470,6 @@ impl ParseJob {
         }
         Ok(())
     }
-}
-
-fn reader_position(reader: &DelimitedReader<impl std::io::Read>) -> String {
-    format!("(byte {})", reader.byte_offset())
 }
 
 fn violations(record: &CanonicalRecord) -> Vec<RuleViolation> {

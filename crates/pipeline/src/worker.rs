@@ -31,10 +31,6 @@ impl Worker {
         self.wake.notify_one();
     }
 
-    pub fn owner(&self) -> &str {
-        &self.owner
-    }
-
     /// Processes everything unfinished, then waits for more; never returns.
     pub async fn run(self) {
         loop {

@@ -69,6 +69,7 @@ async fn an_interrupted_submission_resumes_to_the_same_result() {
         mapping: spec.clone(),
         file_name: "thames.csv".into(),
         path: feed.clone(),
+        spooled: false,
         received_via: "test".into(),
     };
 
@@ -155,6 +156,7 @@ async fn a_submission_held_by_a_live_worker_is_not_taken_over() {
             mapping: MappingSpec::parse("m", profile.policy_mapping).unwrap(),
             file_name: "nw.csv".into(),
             path: feed,
+            spooled: false,
             received_via: "test".into(),
         })
         .await

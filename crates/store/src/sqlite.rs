@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -32,7 +32,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     read: SqlitePool,
     writer: Mutex<SqliteConnection>,
-    path: PathBuf,
 }
 
 fn now() -> String {
@@ -109,12 +108,27 @@ impl SqliteStore {
         Ok(Self {
             read,
             writer: Mutex::new(writer),
-            path: path.to_owned(),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Ends a filtered list query with keyset pagination on `id_column` and runs it. One row
+    /// more than the page is fetched to tell whether a next page exists.
+    async fn keyset_page<T>(
+        &self,
+        mut q: QueryBuilder<'_, Sqlite>,
+        id_column: &str,
+        page: &PageRequest,
+        from_row: fn(&SqliteRow) -> Result<T>,
+        id: fn(&T) -> i64,
+    ) -> Result<Page<T>> {
+        if let Some(after) = page.after_id {
+            q.push(format!(" AND {id_column} > ")).push_bind(after);
+        }
+        q.push(format!(" ORDER BY {id_column} LIMIT "))
+            .push_bind(page.limit as i64 + 1);
+        let rows = q.build().fetch_all(&self.read).await?;
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        Ok(page_of(items, page.limit, id))
     }
 
     async fn begin(conn: &mut SqliteConnection) -> Result<()> {
@@ -1105,17 +1119,8 @@ impl Store for SqliteStore {
         if let Some(c) = &filter.carrier {
             q.push(" AND s.carrier_id = ").push_bind(c.clone());
         }
-        if let Some(after) = filter.page.after_id {
-            q.push(" AND s.id > ").push_bind(after);
-        }
-        q.push(" ORDER BY s.id LIMIT ")
-            .push_bind(filter.page.limit as i64 + 1);
-        let rows = q.build().fetch_all(&self.read).await?;
-        let items = rows
-            .iter()
-            .map(Self::submission_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page_of(items, filter.page.limit, |s| s.id))
+        self.keyset_page(q, "s.id", &filter.page, Self::submission_from_row, |s| s.id)
+            .await
     }
 
     async fn unfinished_submissions(&self) -> Result<Vec<Submission>> {
@@ -1137,32 +1142,13 @@ impl Store for SqliteStore {
         submission: i64,
         page: &PageRequest,
     ) -> Result<Page<Rejection>> {
-        let rows = sqlx::query(
+        let mut q = QueryBuilder::<Sqlite>::new(
             "SELECT r.*, s.file_name FROM rejections r JOIN submissions s ON s.id = r.submission_id \
-             WHERE r.submission_id = ? AND r.id > ? ORDER BY r.id LIMIT ?",
-        )
-        .bind(submission)
-        .bind(page.after_id.unwrap_or(0))
-        .bind(page.limit as i64 + 1)
-        .fetch_all(&self.read)
-        .await?;
-        let items = rows
-            .iter()
-            .map(|r| {
-                Ok(Rejection {
-                    id: r.try_get("id")?,
-                    submission_id: r.try_get("submission_id")?,
-                    file_name: r.try_get("file_name")?,
-                    record_number: r.try_get::<i64, _>("record_number")? as u64,
-                    line: r.try_get::<i64, _>("source_line")? as u64,
-                    field: r.try_get("field")?,
-                    column: r.try_get("source_column")?,
-                    value: r.try_get("value")?,
-                    reason: r.try_get("reason")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page_of(items, page.limit, |r| r.id))
+             WHERE r.submission_id = ",
+        );
+        q.push_bind(submission);
+        self.keyset_page(q, "r.id", page, rejection_from_row, |r| r.id)
+            .await
     }
 
     async fn list_policies(&self, filter: &PolicyFilter) -> Result<Page<PolicySummary>> {
@@ -1176,17 +1162,10 @@ impl Store for SqliteStore {
         if let Some(s) = filter.status {
             q.push(" AND status = ").push_bind(s.code());
         }
-        if let Some(after) = filter.page.after_id {
-            q.push(" AND id > ").push_bind(after);
-        }
-        q.push(" ORDER BY id LIMIT ")
-            .push_bind(filter.page.limit as i64 + 1);
-        let rows = q.build().fetch_all(&self.read).await?;
-        let items = rows
-            .iter()
-            .map(Self::policy_summary_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page_of(items, filter.page.limit, |p| p.id))
+        self.keyset_page(q, "id", &filter.page, Self::policy_summary_from_row, |p| {
+            p.id
+        })
+        .await
     }
 
     async fn get_policy(&self, id: i64) -> Result<Option<PolicyDetail>> {
@@ -1266,17 +1245,10 @@ impl Store for SqliteStore {
         if let Some(p) = filter.policy_id {
             q.push(" AND c.policy_id = ").push_bind(p);
         }
-        if let Some(after) = filter.page.after_id {
-            q.push(" AND c.id > ").push_bind(after);
-        }
-        q.push(" ORDER BY c.id LIMIT ")
-            .push_bind(filter.page.limit as i64 + 1);
-        let rows = q.build().fetch_all(&self.read).await?;
-        let items = rows
-            .iter()
-            .map(Self::claim_summary_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page_of(items, filter.page.limit, |c| c.id))
+        self.keyset_page(q, "c.id", &filter.page, Self::claim_summary_from_row, |c| {
+            c.id
+        })
+        .await
     }
 
     async fn portfolio(&self) -> Result<Vec<PortfolioLine>> {
@@ -1325,5 +1297,19 @@ fn stored_mapping(r: &SqliteRow) -> Result<StoredMapping> {
         },
         carrier: r.try_get("carrier_id")?,
         text: r.try_get("spec")?,
+    })
+}
+
+fn rejection_from_row(r: &SqliteRow) -> Result<Rejection> {
+    Ok(Rejection {
+        id: r.try_get("id")?,
+        submission_id: r.try_get("submission_id")?,
+        file_name: r.try_get("file_name")?,
+        record_number: r.try_get::<i64, _>("record_number")? as u64,
+        line: r.try_get::<i64, _>("source_line")? as u64,
+        field: r.try_get("field")?,
+        column: r.try_get("source_column")?,
+        value: r.try_get("value")?,
+        reason: r.try_get("reason")?,
     })
 }

@@ -107,6 +107,26 @@ impl Drop for Server {
     }
 }
 
+/// GETs `path` from `server`: status, content type and JSON body.
+pub async fn get(
+    client: &reqwest::Client,
+    server: &Server,
+    path: &str,
+) -> (reqwest::StatusCode, String, serde_json::Value) {
+    response(client.get(server.url(path)).send().await.expect("GET")).await
+}
+
+/// Status, content type and JSON body of a response.
+pub async fn response(r: reqwest::Response) -> (reqwest::StatusCode, String, serde_json::Value) {
+    let status = r.status();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, content_type, r.json().await.expect("a JSON body"))
+}
+
 pub fn counts(submission: &serde_json::Value) -> [u64; 5] {
     let c = &submission["counts"];
     ["received", "inserted", "updated", "unchanged", "rejected"].map(|k| {
