@@ -1,50 +1,16 @@
 //! Delimited text (CSV, semicolon, tab, pipe) read record by record.
+//!
+//! Memory: the csv crate buffers one record. A guard below it refuses the payload when one
+//! record grows past [`Limits::max_record_bytes`] (usually an unbalanced quote), so the
+//! buffer stays bounded; a field past [`Limits::max_field_bytes`] rejects its record only.
 
-use crate::{FormatError, RawRecord, RecordError, RecordPosition, TextEncoding};
-use std::collections::VecDeque;
+use crate::encoding::{FieldDecoder, TextInfo, TextInput, TextOptions};
+use crate::track::{excerpt_bytes, record_too_large, size, Holdback, TrackState, Tracked};
+use crate::{
+    FormatError, Limits, RawRecord, ReaderSpec, RecordError, RecordPosition, TextEncoding,
+};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-
-/// Byte offsets of the newlines read so far but not yet passed by a record. The csv crate's
-/// own line numbers skip blank lines, and lineage must point at the physical line.
-#[derive(Default)]
-struct NewlineIndex {
-    offset: u64,
-    pending: VecDeque<u64>,
-    passed: u64,
-}
-
-impl NewlineIndex {
-    /// 1-based line on which a record ends, given the offset just past its terminator
-    /// (a newline at `end - 1` is the record's own, not a line before it); forgets the
-    /// newlines before.
-    fn last_line_of_record(&mut self, end: u64) -> u64 {
-        let content_end = end.saturating_sub(1);
-        while self.pending.front().is_some_and(|&nl| nl < content_end) {
-            self.pending.pop_front();
-            self.passed += 1;
-        }
-        self.passed + 1
-    }
-}
-
-struct LineCounting<R> {
-    inner: R,
-    index: Arc<Mutex<NewlineIndex>>,
-}
-
-impl<R: Read> Read for LineCounting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut index = self.index.lock().expect("newline index lock");
-        let start = index.offset;
-        for (i, _) in buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n') {
-            index.pending.push_back(start + i as u64);
-        }
-        index.offset += n as u64;
-        Ok(n)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DelimitedOptions {
@@ -63,15 +29,45 @@ impl Default for DelimitedOptions {
     }
 }
 
+/// Where the header is, how many footer rows to drop, and the limits: the parts of a
+/// [`ReaderSpec`] that frame the records of a delimited payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DelimitedFraming {
+    /// 1-based physical line of the header; the lines above it are skipped.
+    pub header_row: usize,
+    /// Data records dropped at the end (totals).
+    pub footer_rows: usize,
+    pub limits: Limits,
+}
+
+impl Default for DelimitedFraming {
+    fn default() -> Self {
+        Self {
+            header_row: 1,
+            footer_rows: 0,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Slack for the csv crate's own read-ahead when measuring one record.
+const GUARD_SLACK: u64 = 64 * 1024;
+
 /// Reads a header row, then yields one [`RawRecord`] per data row.
 pub struct DelimitedReader<R: Read> {
-    inner: csv::Reader<LineCounting<R>>,
-    lines: Arc<Mutex<NewlineIndex>>,
+    inner: csv::Reader<Tracked<TextInput<R>>>,
+    track: Arc<Mutex<TrackState>>,
+    text: TextInfo,
+    decoder: FieldDecoder,
     headers: Vec<String>,
     options: DelimitedOptions,
+    limits: Limits,
     buffer: csv::ByteRecord,
-    records: u64,
+    holdback: Holdback<Result<RawRecord, RecordError>>,
+    /// Data records read (before the footer hold-back), for error messages.
+    read: u64,
     failed: bool,
+    done: bool,
 }
 
 const OTHER_DELIMITERS: &[u8] = b",;\t|";
@@ -84,55 +80,121 @@ fn delimiter_name(d: u8) -> String {
 }
 
 impl<R: Read> DelimitedReader<R> {
+    /// The header on the first line, no footer, default limits.
     pub fn new(source: R, options: DelimitedOptions) -> Result<Self, FormatError> {
-        let lines = Arc::new(Mutex::new(NewlineIndex::default()));
+        Self::with_framing(source, options, DelimitedFraming::default())
+    }
+
+    /// Reads with the delimited-text settings of a [`ReaderSpec`].
+    pub fn from_spec(source: R, spec: &ReaderSpec) -> Result<Self, FormatError> {
+        Self::with_framing(
+            source,
+            DelimitedOptions {
+                delimiter: spec.delimiter,
+                quote: spec.quote,
+                encoding: spec.encoding,
+            },
+            DelimitedFraming {
+                header_row: spec.header_row,
+                footer_rows: spec.footer_rows,
+                limits: spec.limits,
+            },
+        )
+    }
+
+    pub fn with_framing(
+        source: R,
+        options: DelimitedOptions,
+        framing: DelimitedFraming,
+    ) -> Result<Self, FormatError> {
+        if framing.header_row == 0 {
+            return Err(FormatError::Layout(
+                "header_row must be 1 or more for delimited text (the line that holds the column names)"
+                    .to_owned(),
+            ));
+        }
+        let limits = framing.limits;
+        let (input, text) = TextInput::open(
+            source,
+            TextOptions {
+                declared: options.encoding,
+                xml: false,
+            },
+        )?;
+        let skip = framing.header_row as u64 - 1;
+        let (tracked, track) = Tracked::new(
+            input,
+            skip,
+            Some(limits.max_record_bytes as u64),
+            GUARD_SLACK,
+        );
         let mut inner = csv::ReaderBuilder::new()
             .delimiter(options.delimiter)
             .quote(options.quote)
             .has_headers(false)
             .flexible(true)
-            .from_reader(LineCounting {
-                inner: source,
-                index: lines.clone(),
-            });
+            .from_reader(tracked);
         let mut header = csv::ByteRecord::new();
         let got = inner
             .read_byte_record(&mut header)
-            .map_err(|e| map_csv_error(e, 1))?;
+            .map_err(|e| map_csv_error(e, framing.header_row as u64, "the header row"))?;
         if !got || header.iter().all(|f| f.is_empty()) {
+            let skipped = track.lock().expect("track state lock").skipped_lines;
+            if skipped < skip {
+                return Err(FormatError::Layout(format!(
+                    "header_row is {}, but the payload has only {skipped} line{}",
+                    framing.header_row,
+                    if skipped == 1 { "" } else { "s" }
+                )));
+            }
             return Err(FormatError::Empty);
         }
+        let decoder = text.decoder;
         let mut headers = Vec::with_capacity(header.len());
         for (i, raw) in header.iter().enumerate() {
-            let raw = if i == 0 {
-                raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
-            } else {
-                raw
-            };
             if raw.contains(&0) {
-                return Err(FormatError::NotText(
-                    "the header row contains NUL bytes (a binary file, or UTF-16?)".to_owned(),
-                ));
+                return Err(FormatError::NotText {
+                    expected: "delimited text".to_owned(),
+                    reason: "the header row contains NUL bytes (a binary file, or UTF-16 without a byte-order mark? then set encoding = \"utf-16le\")"
+                        .to_owned(),
+                });
             }
-            let name = options.encoding.decode(raw).map_err(|e| {
-                FormatError::NotText(format!("header column {} is not text: {e}", i + 1))
+            let name = decoder.decode(raw).map_err(|e| FormatError::NotText {
+                expected: "delimited text".to_owned(),
+                reason: format!("header column {} is not text: {e}", i + 1),
             })?;
             headers.push(name.trim().to_owned());
         }
+        // The next record starts here.
+        let end = inner.position().byte();
+        track.lock().expect("track state lock").set_mark(end);
         Ok(Self {
             inner,
-            lines,
+            track,
+            text,
+            decoder,
             headers,
             options,
+            limits,
             buffer: csv::ByteRecord::new(),
-            records: 0,
+            holdback: Holdback::new(framing.footer_rows),
+            read: 0,
             failed: false,
+            done: false,
         })
     }
 
-    /// Bytes of the payload consumed so far; for progress reporting.
+    /// Bytes of the payload consumed so far; for progress reporting. (For UTF-16, which is
+    /// transcoded as it is read, the bytes read from the payload, including read-ahead.)
     pub fn byte_offset(&self) -> u64 {
-        self.inner.position().byte()
+        if self.text.transcoded {
+            return self
+                .text
+                .consumed
+                .load(std::sync::atomic::Ordering::Relaxed);
+        }
+        let skipped = self.track.lock().expect("track state lock").skipped_bytes;
+        self.text.bom_len + skipped + self.inner.position().byte()
     }
 
     /// The header row's column names, trimmed.
@@ -153,7 +215,32 @@ impl<R: Read> DelimitedReader<R> {
             .find(|d| self.headers[0].as_bytes().contains(d))
     }
 
+    fn column_name(&self, index: usize) -> String {
+        match self.headers.get(index) {
+            Some(name) if !name.is_empty() => name.clone(),
+            _ => format!("column {}", index + 1),
+        }
+    }
+
     fn decode_record(&self, position: RecordPosition) -> Result<RawRecord, RecordError> {
+        let max = self.limits.max_field_bytes;
+        if let Some((i, raw)) = self
+            .buffer
+            .iter()
+            .enumerate()
+            .find(|(_, raw)| raw.len() > max)
+        {
+            return Err(RecordError {
+                position,
+                column: Some(self.column_name(i)),
+                value: Some(excerpt_bytes(raw)),
+                reason: format!(
+                    "the value is {}; the largest accepted value is {}",
+                    size(raw.len() as u64),
+                    size(max as u64)
+                ),
+            });
+        }
         if self.buffer.len() != self.headers.len() {
             let mut reason = format!(
                 "expected {} fields, found {}",
@@ -183,13 +270,13 @@ impl<R: Read> DelimitedReader<R> {
         }
         let mut values = Vec::with_capacity(self.buffer.len());
         for (i, raw) in self.buffer.iter().enumerate() {
-            match self.options.encoding.decode(raw) {
-                Ok(v) => values.push(v),
+            match self.decoder.decode(raw) {
+                Ok(v) => values.push(v.into_owned()),
                 Err(reason) => {
                     return Err(RecordError {
                         position,
-                        column: Some(self.headers[i].clone()),
-                        value: Some(String::from_utf8_lossy(raw).into_owned()),
+                        column: Some(self.column_name(i)),
+                        value: Some(excerpt_bytes(raw)),
                         reason,
                     })
                 }
@@ -197,13 +284,27 @@ impl<R: Read> DelimitedReader<R> {
         }
         Ok(RawRecord { position, values })
     }
+
+    /// The physical line of the next record, for an error that stops the stream.
+    fn next_line(&self) -> u64 {
+        let mut track = self.track.lock().expect("track state lock");
+        let end = self.inner.position().byte();
+        track.line_at(end)
+    }
 }
 
-fn map_csv_error(e: csv::Error, line: u64) -> FormatError {
-    let line = e.position().map(|p| p.line()).unwrap_or(line);
+fn map_csv_error(e: csv::Error, line: u64, what: &str) -> FormatError {
+    // The csv crate's own line numbers skip blank lines and the lines above the header.
     match e.into_kind() {
-        csv::ErrorKind::Io(io) => FormatError::Io(io),
+        csv::ErrorKind::Io(io) => match record_too_large(&io) {
+            Some(too_large) => FormatError::Limit(format!(
+                "{what} starting at line {line} is larger than {} and its end was not found (an unbalanced quote?); the payload is not read further",
+                size(too_large.limit)
+            )),
+            None => FormatError::Io(io),
+        },
         other => FormatError::Malformed {
+            format: "delimited text",
             line,
             reason: format!("{other:?}"),
         },
@@ -216,43 +317,50 @@ impl<R: Read> Iterator for DelimitedReader<R> {
     /// `Err(FormatError)` ends the stream (the payload cannot be read further);
     /// `Ok(Err(RecordError))` is one unreadable record.
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
+        if self.failed || self.done {
             return None;
         }
         loop {
             match self.inner.read_byte_record(&mut self.buffer) {
-                Ok(false) => return None,
+                Ok(false) => {
+                    self.done = true;
+                    self.holdback.drop_footer();
+                    return None;
+                }
                 Ok(true) => {
+                    // The csv crate's record positions include skipped blank lines, so the
+                    // start line is derived from where the record ends.
+                    let end = self.inner.position().byte();
+                    let last = {
+                        let mut track = self.track.lock().expect("track state lock");
+                        track.set_mark(end);
+                        track.last_line_of_record(end)
+                    };
                     // Blank lines carry no record.
                     if self.buffer.len() == 1 && self.buffer[0].iter().all(u8::is_ascii_whitespace)
                     {
                         continue;
                     }
-                    self.records += 1;
-                    // The csv crate's record positions include skipped blank lines, so the
-                    // start line is derived from where the record ends.
-                    let end = self.inner.position().byte();
+                    self.read += 1;
                     let embedded = self
                         .buffer
                         .as_slice()
                         .iter()
                         .filter(|b| **b == b'\n')
                         .count();
-                    let last = self
-                        .lines
-                        .lock()
-                        .expect("newline index lock")
-                        .last_line_of_record(end);
                     let line = last.saturating_sub(embedded as u64);
-                    let position = RecordPosition {
-                        record: self.records,
-                        line,
-                    };
-                    return Some(Ok(self.decode_record(position)));
+                    // The record number is given when the footer hold-back releases it.
+                    let position = RecordPosition { record: 0, line };
+                    let item = self.decode_record(position);
+                    if let Some(out) = self.holdback.push(item) {
+                        return Some(Ok(out));
+                    }
                 }
                 Err(e) => {
                     self.failed = true;
-                    return Some(Err(map_csv_error(e, 0)));
+                    let line = self.next_line();
+                    let what = format!("record {}", self.read + 1);
+                    return Some(Err(map_csv_error(e, line, &what)));
                 }
             }
         }
@@ -342,7 +450,7 @@ mod tests {
         ));
         assert!(matches!(
             DelimitedReader::new(&b"\x89PNG\0\0\x01"[..], DelimitedOptions::default()),
-            Err(FormatError::NotText(_))
+            Err(FormatError::NotText { .. })
         ));
     }
 }
