@@ -10,14 +10,17 @@ mod bind;
 mod spec;
 mod values;
 
-pub use bind::{BoundMapping, FieldError};
-pub use spec::{Conventions, FieldSpec, MappingError, MappingSpec, SourceSpec};
-pub use values::{parse_date, parse_decimal, DecimalFormat};
+pub use bind::{BoundMapping, ErrorKind, FieldError, Mapped};
+pub use spec::{Case, Conventions, FieldSpec, MappingError, MappingSpec, SourceSpec, SplitSpec};
+pub use values::{
+    excel_serial_date, parse_amount, parse_date, parse_decimal, strip_currency, DecimalFormat,
+    CURRENCY_SYMBOLS,
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use carrierhub_formats::{RawRecord, RecordPosition};
+    use carrierhub_formats::{RecordData, RecordPosition, SourceRecord, Value};
     use carrierhub_model::{CanonicalRecord, CarrierId};
 
     const SPEC: &str = r#"
@@ -47,10 +50,22 @@ mod tests {
         EUR = "EUR"
     "#;
 
-    fn record(values: &[&str]) -> RawRecord {
-        RawRecord {
+    fn record(values: &[&str]) -> SourceRecord {
+        SourceRecord {
             position: RecordPosition { record: 1, line: 2 },
-            values: values.iter().map(|v| v.to_string()).collect(),
+            data: RecordData::Row(values.iter().map(|v| Value::Text(v.to_string())).collect()),
+        }
+    }
+
+    fn map(
+        bound: &BoundMapping,
+        carrier: &CarrierId,
+        r: &SourceRecord,
+    ) -> Result<CanonicalRecord, Vec<FieldError>> {
+        match bound.map_record(carrier, r) {
+            Mapped::Record(r) => Ok(r),
+            Mapped::Rejected(e) => Err(e),
+            Mapped::Skipped(s) => panic!("skipped: {s}"),
         }
     }
 
@@ -68,22 +83,22 @@ mod tests {
     #[test]
     fn code_tables_translate_free_text_and_currencies_too() {
         let carrier = CarrierId::parse("c").unwrap();
-        let mapped = bound()
-            .map(
-                &carrier,
-                &record(&[
-                    "C1",
-                    "P1",
-                    "01/02/2025",
-                    "2025-02-03",
-                    "o",
-                    " sturm ",
-                    "10.5",
-                    "",
-                    "£",
-                ]),
-            )
-            .unwrap();
+        let mapped = map(
+            &bound(),
+            &carrier,
+            &record(&[
+                "C1",
+                "P1",
+                "01/02/2025",
+                "2025-02-03",
+                "o",
+                " sturm ",
+                "10.5",
+                "",
+                "£",
+            ]),
+        )
+        .unwrap();
         let CanonicalRecord::Claim(claim) = mapped else {
             panic!("a claim")
         };
@@ -99,12 +114,12 @@ mod tests {
     #[test]
     fn every_field_error_of_a_record_is_reported() {
         let carrier = CarrierId::parse("c").unwrap();
-        let errors = bound()
-            .map(
-                &carrier,
-                &record(&["", "P1", "31/02/2025", "x", "Z", "hail", "1,5", "", "USD"]),
-            )
-            .unwrap_err();
+        let errors = map(
+            &bound(),
+            &carrier,
+            &record(&["", "P1", "31/02/2025", "x", "Z", "hail", "1,5", "", "USD"]),
+        )
+        .unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,

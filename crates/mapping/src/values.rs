@@ -75,6 +75,111 @@ pub fn parse_date(raw: &str, formats: &[String]) -> Result<NaiveDate, String> {
     ))
 }
 
+/// The day an Excel serial number stands for, in the 1900 date system (`45747` is
+/// 2025-03-31). Excel counts a 29 February 1900 that never was, so serials from 61 on are
+/// counted from 1899-12-30; fractions (times of day) are dropped.
+pub fn excel_serial_date(serial: &str) -> Result<NaiveDate, String> {
+    let value: f64 = serial
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{serial}' is not an Excel serial date"))?;
+    if !(1.0..=2_958_465.0).contains(&value) {
+        return Err(format!(
+            "'{serial}' is outside the range of Excel serial dates (1 to 2958465)"
+        ));
+    }
+    let days = value.trunc() as u64;
+    let base = if days >= 61 {
+        NaiveDate::from_ymd_opt(1899, 12, 30)
+    } else if days == 60 {
+        return Err(format!(
+            "'{serial}' is Excel's 29 February 1900, a day that does not exist"
+        ));
+    } else {
+        NaiveDate::from_ymd_opt(1899, 12, 31)
+    }
+    .expect("valid base date");
+    Ok(base + chrono::Days::new(days))
+}
+
+/// Currency symbols carriers write before or after amounts, with their ISO codes.
+pub const CURRENCY_SYMBOLS: [(&str, &str); 5] = [
+    ("£", "GBP"),
+    ("€", "EUR"),
+    ("$", "USD"),
+    ("¥", "JPY"),
+    ("CHF", "CHF"),
+];
+
+/// Removes a currency symbol or ISO code written before or after an amount
+/// (`£1,234.50`, `1.234,50 €`, `EUR 12`).
+pub fn strip_currency(raw: &str) -> &str {
+    let text = raw.trim();
+    for (symbol, _) in CURRENCY_SYMBOLS {
+        if let Some(rest) = text.strip_prefix(symbol) {
+            return rest.trim_start();
+        }
+        if let Some(rest) = text.strip_suffix(symbol) {
+            return rest.trim_end();
+        }
+    }
+    let b = text.as_bytes();
+    let n = b.len();
+    if n > 3 && b[..3].iter().all(u8::is_ascii_uppercase) && !b[3].is_ascii_alphabetic() {
+        return text[3..].trim_start();
+    }
+    if n > 3 && b[n - 3..].iter().all(u8::is_ascii_uppercase) && !b[n - 4].is_ascii_alphabetic() {
+        return text[..n - 3].trim_end();
+    }
+    text
+}
+
+/// Reads an amount as a carrier writes it: separators, a currency symbol or code, an
+/// accounting negative, optionally a percentage and a scale factor.
+pub fn parse_amount(
+    raw: &str,
+    format: DecimalFormat,
+    percent: bool,
+    scale: Option<Decimal>,
+) -> Result<Decimal, String> {
+    let trimmed = raw.trim();
+    let (negative, rest) = match trimmed.strip_prefix('-') {
+        Some(r) => (true, r.trim_start()),
+        None => (false, trimmed),
+    };
+    let mut text = strip_currency(rest);
+    let mut is_percent = false;
+    if let Some(t) = text.strip_suffix('%') {
+        text = t.trim_end();
+        is_percent = true;
+    }
+    if is_percent && !percent {
+        return Err(format!(
+            "'{raw}' is a percentage; add `percent = true` to read it as a fraction"
+        ));
+    }
+    if negative && text.starts_with(['-', '+', '(']) {
+        return Err(format!("'{raw}' has two signs"));
+    }
+    let v = parse_decimal(text, format).map_err(|e| {
+        if text == trimmed {
+            e
+        } else {
+            format!("{e} (read from '{raw}')")
+        }
+    })?;
+    let mut v = if negative { -v } else { v };
+    if percent {
+        v /= Decimal::ONE_HUNDRED;
+    }
+    if let Some(s) = scale {
+        v = v
+            .checked_mul(s)
+            .ok_or_else(|| format!("'{raw}' times {s} is too large"))?;
+    }
+    Ok(v)
+}
+
 /// Checks a strftime date format before any record is read.
 pub(crate) fn check_date_format(format: &str) -> Result<(), String> {
     if StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
