@@ -193,8 +193,10 @@ impl SqliteStore {
                 updated: row.try_get::<i64, _>("updated")? as u64,
                 unchanged: row.try_get::<i64, _>("unchanged")? as u64,
                 rejected: row.try_get::<i64, _>("rejected")? as u64,
+                skipped: row.try_get::<i64, _>("skipped")? as u64,
             },
             committed_through: row.try_get::<i64, _>("committed_through")? as u64,
+            replay_of: row.try_get("replay_of")?,
         })
     }
 
@@ -795,8 +797,9 @@ async fn apply_batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<Batch
     }
     let at = now();
     let mut counts = Counts {
-        received: batch.records.len() as u64 + batch.rejected_records,
+        received: batch.records.len() as u64 + batch.rejected_records + batch.skipped_records,
         rejected: batch.rejected_records,
+        skipped: batch.skipped_records,
         ..Counts::default()
     };
     for r in &batch.rejections {
@@ -844,14 +847,15 @@ async fn apply_batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<Batch
     pending.flush(conn, batch.submission_id, &at).await?;
     sqlx::query(
         "UPDATE submissions SET records = records + ?, inserted = inserted + ?, updated = updated + ?, \
-         unchanged = unchanged + ?, rejected = rejected + ?, committed_through = ?, lease_until = ? \
-         WHERE id = ?",
+         unchanged = unchanged + ?, rejected = rejected + ?, skipped = skipped + ?, committed_through = ?, \
+         lease_until = ? WHERE id = ?",
     )
     .bind(counts.received as i64)
     .bind(counts.inserted as i64)
     .bind(counts.updated as i64)
     .bind(counts.unchanged as i64)
     .bind(counts.rejected as i64)
+    .bind(counts.skipped as i64)
     .bind(batch.through_record as i64)
     .bind(lease_end(batch.lease))
     .bind(batch.submission_id)
@@ -1015,11 +1019,12 @@ impl Store for SqliteStore {
         let file = s.file_name.to_owned();
         let sha = s.document_sha256.to_owned();
         let via = s.received_via.to_owned();
+        let replay_of = s.replay_of;
         self.in_transaction(move |conn| {
             Box::pin(async move {
                 let id = sqlx::query_scalar(
                     "INSERT INTO submissions (carrier_id, mapping_id, file_name, document_sha256, received_via, \
-                     received_at, status) VALUES (?, ?, ?, ?, ?, ?, 'received') RETURNING id",
+                     received_at, status, replay_of) VALUES (?, ?, ?, ?, ?, ?, 'received', ?) RETURNING id",
                 )
                 .bind(&carrier)
                 .bind(mapping_id)
@@ -1027,6 +1032,7 @@ impl Store for SqliteStore {
                 .bind(&sha)
                 .bind(&via)
                 .bind(now())
+                .bind(replay_of)
                 .fetch_one(&mut *conn)
                 .await?;
                 Ok(id)

@@ -51,8 +51,10 @@ pub struct NewSubmission<'a> {
     pub mapping_id: i64,
     pub file_name: &'a str,
     pub document_sha256: &'a str,
-    /// `cli`, `api`, …: who handed the payload in.
+    /// `cli`, `api`, `replay`, …: who handed the payload in.
     pub received_via: &'a str,
+    /// The submission whose document this one processes again.
+    pub replay_of: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -85,7 +87,8 @@ impl SubmissionStatus {
     }
 }
 
-/// Outcome counts of a submission. `received = inserted + updated + unchanged + rejected`.
+/// Outcome counts of a submission.
+/// `received = inserted + updated + unchanged + rejected + skipped`.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct Counts {
     pub received: u64,
@@ -93,6 +96,8 @@ pub struct Counts {
     pub updated: u64,
     pub unchanged: u64,
     pub rejected: u64,
+    /// Records the mapping leaves out on purpose (total rows, routed-away record types).
+    pub skipped: u64,
 }
 
 impl Counts {
@@ -102,6 +107,7 @@ impl Counts {
         self.updated += other.updated;
         self.unchanged += other.unchanged;
         self.rejected += other.rejected;
+        self.skipped += other.skipped;
     }
 }
 
@@ -121,6 +127,8 @@ pub struct Submission {
     pub counts: Counts,
     /// Records of the payload already committed; a resumed run starts after them.
     pub committed_through: u64,
+    /// The submission this one replays (same document, usually a newer mapping).
+    pub replay_of: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -159,6 +167,8 @@ pub struct Batch {
     pub rejections: Vec<NewRejection>,
     /// Number of distinct payload records the rejections cover.
     pub rejected_records: u64,
+    /// Payload records the mapping skipped.
+    pub skipped_records: u64,
     pub through_record: u64,
 }
 

@@ -52,6 +52,7 @@ async fn submission(store: &SqliteStore) -> i64 {
             file_name: "f.csv",
             document_sha256: "d",
             received_via: "test",
+            replay_of: None,
         })
         .await
         .unwrap();
@@ -80,6 +81,7 @@ fn batch(submission_id: i64, records: Vec<CanonicalRecord>) -> Batch {
             .collect(),
         rejections: vec![],
         rejected_records: 0,
+        skipped_records: 0,
         through_record: n,
     }
 }
