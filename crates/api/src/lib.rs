@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/carriers/{carrier}/submissions",
             post(uploads::create_submission).get(routes::list_carrier_submissions),
         )
+        .route("/v1/mappings/check", post(uploads::check_mapping))
         .layer(DefaultBodyLimit::max(state.max_upload_bytes));
     Router::new()
         .route("/healthz", get(routes::healthz))
@@ -51,6 +52,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/claims", get(routes::list_claims))
         .route("/v1/submissions", get(routes::list_submissions))
         .route("/v1/submissions/{id}", get(routes::get_submission))
+        .route(
+            "/v1/submissions/{id}/replay",
+            post(uploads::replay_submission),
+        )
         .route(
             "/v1/submissions/{id}/errors",
             get(routes::list_submission_errors),

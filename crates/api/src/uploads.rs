@@ -63,6 +63,101 @@ where
     Ok(size)
 }
 
+/// A payload sent as a multipart form (`file` with `mapping` or `mapping_file`, and for
+/// dry runs `carrier`) or as a raw body, spooled to disk.
+struct Upload {
+    spool: Spool,
+    file_name: Option<String>,
+    mapping_name: Option<String>,
+    mapping_text: Option<String>,
+    carrier: Option<String>,
+}
+
+async fn read_upload(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+    request: Request<Body>,
+    accept_carrier: bool,
+) -> Result<Upload, Problem> {
+    let spool = spool_path(state).await?;
+    let is_multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let mut upload = Upload {
+        spool,
+        file_name: params.text("file_name"),
+        mapping_name: params.text("mapping"),
+        mapping_text: None,
+        carrier: if accept_carrier {
+            params.text("carrier")
+        } else {
+            None
+        },
+    };
+    let mut got_file = false;
+    if is_multipart {
+        let mut multipart = Multipart::from_request(request, state)
+            .await
+            .map_err(|e| bad_upload(e.body_text()))?;
+        while let Some(field) = multipart.next_field().await.map_err(bad_upload)? {
+            match field.name().unwrap_or_default() {
+                "file" => {
+                    if upload.file_name.is_none() {
+                        upload.file_name = field.file_name().map(str::to_owned);
+                    }
+                    write_stream(&upload.spool.0, field).await?;
+                    got_file = true;
+                }
+                "mapping" => upload.mapping_name = Some(field.text().await.map_err(bad_upload)?),
+                "mapping_file" => {
+                    upload.mapping_text = Some(field.text().await.map_err(bad_upload)?)
+                }
+                "carrier" if accept_carrier => {
+                    upload.carrier = Some(field.text().await.map_err(bad_upload)?)
+                }
+                other => {
+                    return Err(Problem::bad_request(format!(
+                        "unknown form field '{other}'; expected 'file' and 'mapping' or 'mapping_file'{}",
+                        if accept_carrier { ", and optionally 'carrier'" } else { "" }
+                    )))
+                }
+            }
+        }
+    } else {
+        write_stream(&upload.spool.0, request.into_body().into_data_stream()).await?;
+        got_file = true;
+    }
+    if !got_file {
+        return Err(Problem::bad_request("the form has no 'file' field"));
+    }
+    Ok(upload)
+}
+
+/// The mapping an upload names: its text, or the latest revision of a stored one.
+async fn upload_mapping(
+    state: &AppState,
+    carrier: &CarrierId,
+    upload: &mut Upload,
+) -> Result<MappingSpec, Problem> {
+    match (upload.mapping_text.take(), upload.mapping_name.take()) {
+        (Some(text), _) => MappingSpec::parse("mapping_file", &text)
+            .map_err(|e| Problem::unprocessable(e.to_string())),
+        (None, Some(name)) => {
+            let stored = state.store.find_mapping(carrier, &name).await?.ok_or_else(|| {
+                Problem::unprocessable(format!(
+                    "carrier '{carrier}' has no mapping named '{name}'; send the mapping file as 'mapping_file'"
+                ))
+            })?;
+            MappingSpec::parse(&name, &stored.text).map_err(|e| Problem::unprocessable(e.to_string()))
+        }
+        (None, None) => Err(Problem::bad_request(
+            "name the mapping: a 'mapping' form field or query parameter, or a 'mapping_file' form field",
+        )),
+    }
+}
+
 pub async fn create_submission(
     State(state): State<AppState>,
     Path(carrier): Path<String>,
@@ -72,85 +167,127 @@ pub async fn create_submission(
 ) -> Result<Response, Problem> {
     let carrier = CarrierId::parse(&carrier).map_err(|e| Problem::bad_request(e.to_string()))?;
     let params = Params::new(q, &["mapping", "file_name"])?;
-    let spool = spool_path(&state).await?;
-    let is_multipart = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-
-    let mut mapping_name = params.text("mapping");
-    let mut mapping_text: Option<String> = None;
-    let mut file_name = params.text("file_name");
-    let mut got_file = false;
-    if is_multipart {
-        let mut multipart = Multipart::from_request(request, &state)
-            .await
-            .map_err(|e| bad_upload(e.body_text()))?;
-        while let Some(field) = multipart.next_field().await.map_err(bad_upload)? {
-            match field.name().unwrap_or_default() {
-                "file" => {
-                    if file_name.is_none() {
-                        file_name = field.file_name().map(str::to_owned);
-                    }
-                    write_stream(&spool.0, field).await?;
-                    got_file = true;
-                }
-                "mapping" => mapping_name = Some(field.text().await.map_err(bad_upload)?),
-                "mapping_file" => mapping_text = Some(field.text().await.map_err(bad_upload)?),
-                other => {
-                    return Err(Problem::bad_request(format!(
-                    "unknown form field '{other}'; expected 'file' and 'mapping' or 'mapping_file'"
-                )))
-                }
-            }
-        }
-    } else {
-        write_stream(&spool.0, request.into_body().into_data_stream()).await?;
-        got_file = true;
-    }
-    if !got_file {
-        return Err(Problem::bad_request("the form has no 'file' field"));
-    }
-
-    let mapping = match (mapping_text, mapping_name) {
-        (Some(text), _) => MappingSpec::parse("mapping_file", &text)
-            .map_err(|e| Problem::unprocessable(e.to_string()))?,
-        (None, Some(name)) => {
-            let stored = state.store.find_mapping(&carrier, &name).await?.ok_or_else(|| {
-                Problem::unprocessable(format!(
-                    "carrier '{carrier}' has no mapping named '{name}'; send the mapping file as 'mapping_file'"
-                ))
-            })?;
-            MappingSpec::parse(&name, &stored.text).map_err(|e| Problem::unprocessable(e.to_string()))?
-        }
-        (None, None) => {
-            return Err(Problem::bad_request(
-                "name the mapping: a 'mapping' form field or query parameter, or a 'mapping_file' form field",
-            ))
-        }
-    };
-
+    let mut upload = read_upload(&state, &params, &headers, request, false).await?;
+    let mapping = upload_mapping(&state, &carrier, &mut upload).await?;
     let receipt = state
         .pipeline
         .receive(Delivery {
             carrier,
             mapping,
-            file_name: file_name.unwrap_or_else(|| "upload".to_owned()),
-            path: spool.0.clone(),
+            file_name: upload.file_name.unwrap_or_else(|| "upload".to_owned()),
+            path: upload.spool.0.clone(),
             spooled: true,
             received_via: "api".to_owned(),
+            replay_of: None,
         })
         .await?;
+    Ok(accepted(&state, &receipt))
+}
+
+fn accepted(state: &AppState, receipt: &carrierhub_pipeline::Receipt) -> Response {
     if let Some(worker) = &state.worker {
         worker.notify();
     }
     let mut body = submission_body(&receipt.submission);
     body["unmapped_columns"] = serde_json::json!(receipt.unmapped_columns);
     let location = format!("/v1/submissions/{}", receipt.submission.id);
-    Ok((
+    (
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
         Json(body),
     )
-        .into_response())
+        .into_response()
+}
+
+/// `POST /v1/mappings/check`: a dry run of a mapping on a payload; writes nothing.
+pub async fn check_mapping(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    request: Request<Body>,
+) -> Result<Response, Problem> {
+    let params = Params::new(
+        q,
+        &["mapping", "file_name", "carrier", "sample", "max_records"],
+    )?;
+    let sample = params.parsed::<usize>("sample")?.unwrap_or(5).min(1_000);
+    let max_records = params.parsed::<u64>("max_records")?;
+    let mut upload = read_upload(&state, &params, &headers, request, true).await?;
+    let named_carrier = upload
+        .carrier
+        .take()
+        .map(|c| CarrierId::parse(&c).map_err(|e| Problem::bad_request(e.to_string())))
+        .transpose()?;
+    let lookup_carrier = named_carrier
+        .clone()
+        .unwrap_or_else(|| CarrierId::parse("check").expect("valid id"));
+    if upload.mapping_text.is_none() && named_carrier.is_none() {
+        return Err(Problem::bad_request(
+            "a stored mapping is named per carrier: give 'carrier' too, or send 'mapping_file'",
+        ));
+    }
+    let spec = upload_mapping(&state, &lookup_carrier, &mut upload).await?;
+    let carrier = named_carrier
+        .or_else(|| spec.carrier.clone())
+        .unwrap_or(lookup_carrier);
+    let file_name = upload
+        .file_name
+        .clone()
+        .unwrap_or_else(|| "upload".to_owned());
+    let path = upload.spool.0.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let _keep = upload.spool;
+        carrierhub_pipeline::check_file(
+            &spec,
+            &carrier,
+            &path,
+            &file_name,
+            carrierhub_pipeline::CheckOptions {
+                sample,
+                max_records,
+                ..Default::default()
+            },
+        )
+    })
+    .await
+    .map_err(|e| Problem::internal(&e))??;
+    Ok(Json(report).into_response())
+}
+
+/// `POST /v1/submissions/{id}/replay`: process a submission's document again, with the
+/// mapping sent as the body (TOML), or the named mapping's latest revision (`?mapping=`),
+/// or else the latest revision of the mapping it used.
+pub async fn replay_submission(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: String,
+) -> Result<Response, Problem> {
+    let id = crate::params::path_id("submission", &id)?;
+    let params = Params::new(q, &["mapping"])?;
+    let original = state
+        .store
+        .get_submission(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("submission {id} does not exist")))?;
+    let carrier = CarrierId::parse(&original.carrier).map_err(|e| Problem::internal(&e))?;
+    let mapping = if !body.trim().is_empty() {
+        Some(MappingSpec::parse("body", &body).map_err(|e| Problem::unprocessable(e.to_string()))?)
+    } else if let Some(name) = params.text("mapping") {
+        let stored = state
+            .store
+            .find_mapping(&carrier, &name)
+            .await?
+            .ok_or_else(|| {
+                Problem::unprocessable(format!("carrier '{carrier}' has no mapping named '{name}'"))
+            })?;
+        Some(
+            MappingSpec::parse(&name, &stored.text)
+                .map_err(|e| Problem::unprocessable(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let receipt = state.pipeline.replay(id, mapping).await?;
+    Ok(accepted(&state, &receipt))
 }

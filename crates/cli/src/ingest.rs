@@ -74,6 +74,7 @@ pub async fn ingest_file(
             path: file.to_owned(),
             spooled: false,
             received_via: "cli".to_owned(),
+            replay_of: None,
         })
         .await
         .with_context(|| format!("cannot ingest {}", file.display()))?;

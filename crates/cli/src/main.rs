@@ -3,6 +3,7 @@
 mod app;
 mod demo;
 mod ingest;
+mod mapping;
 mod report;
 mod serve;
 mod telemetry;
@@ -39,6 +40,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Ingest one carrier file with its mapping, then print what happened.
     Ingest(ingest::IngestArgs),
+    /// Work with mapping files: `mapping check` is a dry run that writes nothing.
+    #[command(subcommand)]
+    Mapping(mapping::MappingCommand),
+    /// Process a submission's document again, with a newer mapping: new versions are
+    /// written only where the result changed.
+    Replay(mapping::ReplayArgs),
     /// List the records a submission rejected, with file, line, field and reason.
     Errors(report::ErrorsArgs),
     /// List submissions.
@@ -67,6 +74,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(&data_dir, args).await,
             Command::Ingest(args) => ingest::run(&data_dir, args).await,
+            Command::Mapping(command) => mapping::run(command),
+            Command::Replay(args) => mapping::replay(&data_dir, args).await,
             Command::Errors(args) => report::errors(&data_dir, args).await,
             Command::Submissions(args) => report::submissions(&data_dir, args).await,
             Command::Portfolio(args) => report::portfolio(&data_dir, args).await,

@@ -20,9 +20,21 @@ pub fn print_submission(s: &Submission) {
     );
     let c = &s.counts;
     println!(
-        "  received {} · inserted {} · updated {} · unchanged {} · rejected {}",
-        c.received, c.inserted, c.updated, c.unchanged, c.rejected
+        "  received {} · inserted {} · updated {} · unchanged {} · rejected {}{}",
+        c.received,
+        c.inserted,
+        c.updated,
+        c.unchanged,
+        c.rejected,
+        if c.skipped > 0 {
+            format!(" · skipped {}", c.skipped)
+        } else {
+            String::new()
+        }
     );
+    if let Some(of) = s.replay_of {
+        println!("  replays submission {of}");
+    }
     if let Some(e) = &s.error {
         println!("  error: {e}");
     }

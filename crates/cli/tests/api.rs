@@ -3,26 +3,10 @@
 mod common;
 
 use carrierhub_synth::generate_portfolio;
-use common::{get, response, Env, Server};
+use common::{get, response, Env};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
-
-async fn wait_processed(client: &Client, server: &Server, id: i64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, _, s) = get(client, server, &format!("/v1/submissions/{id}")).await;
-        if s["status"] == "completed" || s["status"] == "failed" {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "submission {id} not processed: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn assert_problem(
     status: StatusCode,
@@ -73,7 +57,7 @@ async fn uploads_are_accepted_processed_and_explained() {
     let id = accepted["id"].as_i64().unwrap();
     assert_eq!(location, format!("/v1/submissions/{id}"));
 
-    let done = wait_processed(&client, &server, id).await;
+    let done = server.wait_for_submission(&client, id).await;
     assert_eq!(done["status"], "completed");
     assert_eq!(done["counts"]["inserted"], 3);
     assert_eq!(done["counts"]["rejected"], 5);
@@ -102,7 +86,9 @@ async fn uploads_are_accepted_processed_and_explained() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let again: Value = r.json().await.unwrap();
-    let done = wait_processed(&client, &server, again["id"].as_i64().unwrap()).await;
+    let done = server
+        .wait_for_submission(&client, again["id"].as_i64().unwrap())
+        .await;
     assert_eq!(done["counts"]["unchanged"], 3);
     assert_eq!(done["counts"]["inserted"], 0);
     assert_eq!(done["document_sha256"], accepted["document_sha256"]);

@@ -106,7 +106,7 @@ fn an_unreadable_file_is_a_clear_error_and_leaves_nothing_behind() {
     let cases: Vec<(PathBuf, &str)> = vec![
         (
             env.write("scan.csv", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0"),
-            "a PNG image, not delimited text",
+            "does not look like delimited text: it is a PNG image",
         ),
         (env.write("empty.csv", b""), "empty"),
         (

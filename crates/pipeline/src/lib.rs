@@ -9,21 +9,24 @@
 //!   that dies mid-file is resumed by another from the next record, with the same result as
 //!   an uninterrupted run.
 
+mod check;
 mod documents;
 mod worker;
 
+pub use check::{
+    check_file, CheckOptions, CheckReport, ErrorExample, ErrorGroup, SampleRecord, UnmappedCode,
+};
 pub use documents::{DocumentStore, StoredDocument};
 pub use worker::Worker;
 
-use carrierhub_formats::{DelimitedOptions, DelimitedReader, FormatError, RecordError};
-use carrierhub_mapping::{BoundMapping, FieldError, MappingError, MappingSpec};
-use carrierhub_model::{CanonicalRecord, CarrierId, RuleViolation, Validate};
+use carrierhub_formats::{FormatError, RecordError, RecordReader};
+use carrierhub_mapping::{BoundMapping, FieldError, Mapped, MappingError, MappingSpec};
+use carrierhub_model::CarrierId;
 use carrierhub_store::{
     Batch, Counts, NewMapping, NewRejection, NewSubmission, StagedRecord, Store, StoreError,
     Submission,
 };
-use std::io::{BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +54,8 @@ pub enum PipelineError {
     Store(#[from] StoreError),
     #[error("submission {0} is being processed by another worker")]
     Busy(i64),
+    #[error("submission {0} does not exist")]
+    NoSuchSubmission(i64),
 }
 
 /// Told how a long ingest is going; the CLI draws a progress bar with it.
@@ -73,8 +78,10 @@ pub struct Delivery {
     /// The file is a spool in the document store's incoming directory, which the pipeline
     /// takes over (moved into place, not copied).
     pub spooled: bool,
-    /// `cli`, `api`, …
+    /// `cli`, `api`, `replay`, …
     pub received_via: String,
+    /// The submission whose document this delivery processes again.
+    pub replay_of: Option<i64>,
 }
 
 /// What receiving a payload produced.
@@ -184,6 +191,7 @@ impl Pipeline {
                 file_name: &delivery.file_name,
                 document_sha256: &document.sha256,
                 received_via: &delivery.received_via,
+                replay_of: delivery.replay_of,
             })
             .await?;
         let submission = self
@@ -204,6 +212,56 @@ impl Pipeline {
             document,
             unmapped_columns,
         })
+    }
+
+    /// Receives an earlier submission's document again as a new submission (a replay),
+    /// mapped with `mapping`, or else with the latest revision of the mapping it used.
+    /// Processing it writes new versions only where the mapped result differs from the
+    /// current one: a mapping fix changes exactly the records it affects.
+    pub async fn replay(
+        &self,
+        submission_id: i64,
+        mapping: Option<MappingSpec>,
+    ) -> Result<Receipt, PipelineError> {
+        let original = self
+            .store
+            .get_submission(submission_id)
+            .await?
+            .ok_or(PipelineError::NoSuchSubmission(submission_id))?;
+        let carrier =
+            CarrierId::parse(&original.carrier).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let spec = match mapping {
+            Some(spec) => spec,
+            None => {
+                let stored = self
+                    .store
+                    .find_mapping(&carrier, &original.mapping.name)
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::NotFound(format!(
+                            "mapping '{}' of carrier '{carrier}'",
+                            original.mapping.name
+                        ))
+                    })?;
+                MappingSpec::parse(&stored.reference.name, &stored.text).map_err(|error| {
+                    PipelineError::Mapping {
+                        file: original.file_name.clone(),
+                        error,
+                        hint: String::new(),
+                    }
+                })?
+            }
+        };
+        self.receive(Delivery {
+            carrier,
+            mapping: spec,
+            file_name: original.file_name.clone(),
+            path: self.documents.path_of(&original.document_sha256),
+            spooled: false,
+            received_via: "replay".to_owned(),
+            replay_of: Some(submission_id),
+        })
+        .await
     }
 
     /// Processes a received submission to the end, as worker `owner`. Resumes after the
@@ -297,19 +355,8 @@ impl Pipeline {
     }
 }
 
-fn delimited_options(spec: &MappingSpec) -> DelimitedOptions {
-    DelimitedOptions {
-        delimiter: spec
-            .source
-            .delimiter_byte()
-            .expect("checked when the mapping was parsed"),
-        quote: spec.source.quote as u8,
-        encoding: spec.source.encoding,
-    }
-}
-
 fn bind(
-    reader: &DelimitedReader<impl std::io::Read>,
+    reader: &dyn RecordReader,
     spec: &MappingSpec,
     file_name: &str,
 ) -> Result<BoundMapping, PipelineError> {
@@ -333,6 +380,22 @@ fn bind(
     })
 }
 
+/// Opens a stored payload with its mapping's reader and binds the mapping to it.
+pub fn open_bound(
+    path: &Path,
+    spec: &MappingSpec,
+    file_name: &str,
+) -> Result<(Box<dyn RecordReader>, BoundMapping), PipelineError> {
+    let unreadable = |error| PipelineError::Unreadable {
+        file: file_name.to_owned(),
+        error,
+    };
+    // `open` sniffs the payload first: a PDF sent as CSV is named as a PDF.
+    let reader = carrierhub_formats::open(&spec.reader_spec(), path).map_err(unreadable)?;
+    let bound = bind(reader.as_ref(), spec, file_name)?;
+    Ok((reader, bound))
+}
+
 /// Reads the header of a stored payload and binds the mapping to it.
 fn preflight(
     documents: &DocumentStore,
@@ -340,22 +403,8 @@ fn preflight(
     spec: &MappingSpec,
     file_name: &str,
 ) -> Result<Vec<String>, PipelineError> {
-    let unreadable = |error| PipelineError::Unreadable {
-        file: file_name.to_owned(),
-        error,
-    };
-    let mut prefix = Vec::with_capacity(8192);
-    documents
-        .open(&document.sha256)?
-        .take(8192)
-        .read_to_end(&mut prefix)?;
-    if let Some(what) = carrierhub_formats::sniff_binary(&prefix) {
-        return Err(unreadable(FormatError::NotText(what)));
-    }
-    let file = documents.open(&document.sha256)?;
-    let reader =
-        DelimitedReader::new(BufReader::new(file), delimited_options(spec)).map_err(unreadable)?;
-    Ok(bind(&reader, spec, file_name)?.unmapped_columns)
+    let (_, bound) = open_bound(&documents.path_of(&document.sha256), spec, file_name)?;
+    Ok(bound.unmapped_columns)
 }
 
 /// The blocking half of processing: reads, maps and validates, and hands batches over.
@@ -381,26 +430,21 @@ impl ParseJob {
             records: Vec::with_capacity(self.batch_size),
             rejections: Vec::new(),
             rejected_records: 0,
+            skipped_records: 0,
             through_record: self.skip_through,
         }
     }
 
     fn run(self, tx: tokio::sync::mpsc::Sender<(Batch, u64)>) -> Result<(), PipelineError> {
-        let file = self.documents.open(&self.sha256)?;
-        let unreadable = |error| PipelineError::Unreadable {
-            file: self.file_name.clone(),
-            error,
-        };
-        let mut reader = DelimitedReader::new(
-            BufReader::with_capacity(256 * 1024, file),
-            delimited_options(&self.spec),
-        )
-        .map_err(unreadable)?;
-        let bound = bind(&reader, &self.spec, &self.file_name)?;
+        let (mut reader, bound) = open_bound(
+            &self.documents.path_of(&self.sha256),
+            &self.spec,
+            &self.file_name,
+        )?;
         let mut batch = self.empty_batch();
         let mut pending = 0usize;
         let send = |batch: Batch, bytes: u64| tx.blocking_send((batch, bytes)).is_ok();
-        while let Some(item) = reader.next() {
+        while let Some(item) = reader.next_record() {
             let item = match item {
                 Ok(item) => item,
                 Err(fatal) => {
@@ -410,7 +454,7 @@ impl ParseJob {
                     }
                     // A malformed-text error carries its line; others get the byte offset.
                     let at = match &fatal {
-                        FormatError::Malformed { .. } => String::new(),
+                        FormatError::Malformed { .. } | FormatError::Limit(_) => String::new(),
                         _ => format!(" at byte {}", reader.byte_offset()),
                     };
                     return Err(PipelineError::Unreadable {
@@ -428,26 +472,14 @@ impl ParseJob {
             }
             match item {
                 Err(e) => reject_unreadable(&mut batch, e),
-                Ok(raw) => match bound.map(&self.carrier, &raw) {
-                    Ok(record) => {
-                        let violations = violations(&record);
-                        if violations.is_empty() {
-                            batch.records.push(StagedRecord {
-                                record,
-                                record_number,
-                                source_line: raw.position.line,
-                            });
-                        } else {
-                            reject_invalid(
-                                &mut batch,
-                                &bound,
-                                record_number,
-                                raw.position.line,
-                                violations,
-                            );
-                        }
-                    }
-                    Err(errors) => {
+                Ok(raw) => match bound.map_record(&self.carrier, &raw) {
+                    Mapped::Record(record) => batch.records.push(StagedRecord {
+                        record,
+                        record_number,
+                        source_line: raw.position.line,
+                    }),
+                    Mapped::Skipped(_) => batch.skipped_records += 1,
+                    Mapped::Rejected(errors) => {
                         reject_unmappable(&mut batch, record_number, raw.position.line, errors)
                     }
                 },
@@ -472,13 +504,6 @@ impl ParseJob {
     }
 }
 
-fn violations(record: &CanonicalRecord) -> Vec<RuleViolation> {
-    match record {
-        CanonicalRecord::Policy(p) => p.violations(),
-        CanonicalRecord::Claim(c) => c.violations(),
-    }
-}
-
 fn reject_unreadable(batch: &mut Batch, e: RecordError) {
     batch.rejections.push(NewRejection {
         record_number: e.position.record,
@@ -500,26 +525,6 @@ fn reject_unmappable(batch: &mut Batch, record: u64, line: u64, errors: Vec<Fiel
             source_column: e.column,
             value: Some(e.value),
             reason: e.reason,
-        });
-    }
-    batch.rejected_records += 1;
-}
-
-fn reject_invalid(
-    batch: &mut Batch,
-    bound: &BoundMapping,
-    record: u64,
-    line: u64,
-    violations: Vec<RuleViolation>,
-) {
-    for v in violations {
-        batch.rejections.push(NewRejection {
-            record_number: record,
-            source_line: line,
-            source_column: bound.source_column(&v.field).map(str::to_owned),
-            field: Some(v.field),
-            value: Some(v.value),
-            reason: v.reason,
         });
     }
     batch.rejected_records += 1;

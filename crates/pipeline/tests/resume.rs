@@ -71,6 +71,7 @@ async fn an_interrupted_submission_resumes_to_the_same_result() {
         path: feed.clone(),
         spooled: false,
         received_via: "test".into(),
+        replay_of: None,
     };
 
     let whole = pipeline(&tmp.path().join("whole")).await;
@@ -158,6 +159,7 @@ async fn a_submission_held_by_a_live_worker_is_not_taken_over() {
             path: feed,
             spooled: false,
             received_via: "test".into(),
+            replay_of: None,
         })
         .await
         .unwrap()

@@ -98,6 +98,27 @@ impl Server {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// Polls a submission until its worker has finished it.
+    #[allow(dead_code)] // not every test file uploads
+    pub async fn wait_for_submission(
+        &self,
+        client: &reqwest::Client,
+        id: i64,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (_, _, s) = get(client, self, &format!("/v1/submissions/{id}")).await;
+            if s["status"] == "completed" || s["status"] == "failed" {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "submission {id} not processed: {s}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for Server {
