@@ -6,12 +6,8 @@ use crate::report::{print_portfolio, print_submission};
 use crate::serve::{serve_app, ServeArgs};
 use anyhow::Context;
 use carrierhub_model::CarrierId;
-use carrierhub_synth::{
-    carriers, demo_defects, generate_portfolio, write_claim_feed, write_policy_feed, Defects,
-    FeedOptions,
-};
+use carrierhub_synth::{carriers, generate, generate_portfolio, CarrierSelection, GenOptions};
 use clap::Args;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -75,10 +71,10 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(Args)]
 pub struct GenArgs {
-    /// Directory to write feeds and mappings into.
+    /// Directory to write feeds, mappings and `truth.json` into.
     #[arg(long)]
     out: PathBuf,
-    /// Policy rows per carrier.
+    /// Policy records per carrier.
     #[arg(long, default_value_t = 10_000)]
     policies: usize,
     #[arg(long, default_value_t = 2026)]
@@ -87,80 +83,82 @@ pub struct GenArgs {
     /// about 3% cancelled.
     #[arg(long, default_value_t = 1)]
     delivery: u32,
-    /// Only this carrier (default: all).
+    /// Only these carriers (repeatable; default: all).
+    #[arg(long, conflicts_with = "carriers")]
+    carrier: Vec<String>,
+    /// Only the first N carriers.
     #[arg(long)]
-    carrier: Option<String>,
-    /// Inject the demo's realistic defects (bad dates, unknown codes, …).
+    carriers: Option<usize>,
+    /// Share of records made defective in every feed, e.g. 0.01 for 1%: realistic defects
+    /// for each format (bad dates, unknown codes, negative amounts, broken rows, …).
+    #[arg(long, default_value_t = 0.0)]
+    defect_rate: f64,
+    /// Do not write claim feeds.
     #[arg(long)]
-    defects: bool,
-    /// Also write claim feeds.
-    #[arg(long)]
-    claims: bool,
+    no_claims: bool,
 }
 
 pub fn gen(args: GenArgs) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let selected: Vec<_> = carriers()
-        .into_iter()
-        .filter(|c| args.carrier.as_deref().is_none_or(|id| id == c.id))
-        .collect();
-    if selected.is_empty() {
+    if !(0.0..=1.0).contains(&args.defect_rate) {
         anyhow::bail!(
-            "unknown carrier; synthetic carriers are: {}",
-            carriers()
-                .iter()
-                .map(|c| c.id)
-                .collect::<Vec<_>>()
-                .join(", ")
+            "--defect-rate must be between 0 and 1, not {}",
+            args.defect_rate
         );
     }
-    for profile in selected {
-        let suffix = if args.delivery > 1 {
-            format!("-d{}", args.delivery)
-        } else {
-            String::new()
-        };
-        let name = profile
-            .policy_file_name
-            .replace(".csv", &format!("{suffix}.csv"));
-        let path = args.out.join(name);
-        let opts = FeedOptions {
-            policies: args.policies,
-            seed: args.seed,
-            delivery: args.delivery,
-            defects: if args.defects {
-                demo_defects(&profile, args.policies)
-            } else {
-                Defects::default()
-            },
-        };
-        let mut out = BufWriter::new(std::fs::File::create(&path)?);
-        let truth = write_policy_feed(&profile, &opts, &mut out)?;
-        out.flush()?;
-        std::fs::write(
-            args.out.join(profile.policy_mapping_file_name()),
-            profile.policy_mapping,
-        )?;
+    let carriers = if !args.carrier.is_empty() {
+        CarrierSelection::Only(args.carrier.clone())
+    } else if let Some(n) = args.carriers {
+        CarrierSelection::First(n)
+    } else {
+        CarrierSelection::All
+    };
+    let options = GenOptions {
+        carriers,
+        policies: args.policies,
+        seed: args.seed,
+        delivery: args.delivery,
+        defect_rate: args.defect_rate,
+        claims: !args.no_claims,
+    };
+    let generated = generate(&args.out, &options)
+        .with_context(|| format!("cannot generate feeds into {}", args.out.display()))?;
+    for g in &generated {
+        let t = &g.policy_truth;
         println!(
-            "{} rows={} valid={} rejected={} premium={:?}",
-            path.display(),
-            truth.rows,
-            truth.valid,
-            truth.rejected,
-            truth.premium_by_currency
+            "{:<10} {} ({}): records {} · valid {} · rejected {} · skipped {} · premium {}",
+            g.profile.id,
+            g.policy_file.display(),
+            g.profile.policy_format.label(),
+            t.rows,
+            t.valid,
+            t.rejected,
+            t.skipped,
+            money_totals(&t.premium_by_currency)
         );
-        if args.claims {
-            let path = args.out.join(profile.claim_file_name);
-            let mut out = BufWriter::new(std::fs::File::create(&path)?);
-            let truth = write_claim_feed(&profile, args.policies, args.seed, &mut out)?;
-            out.flush()?;
-            std::fs::write(
-                args.out.join(profile.claim_mapping_file_name()),
-                profile.claim_mapping,
-            )?;
-            println!("{} rows={}", path.display(), truth.rows);
+        if g.wrote_claims {
+            let c = &g.claim_truth;
+            println!(
+                "{:<10} {} ({}): records {} · valid {} · rejected {}",
+                "",
+                g.claim_file.display(),
+                g.profile.claim_format.label(),
+                c.rows,
+                c.valid,
+                c.rejected,
+            );
         }
     }
+    println!(
+        "mappings beside the feeds; ground truth in {}",
+        args.out.join(options.truth_file_name()).display()
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+fn money_totals(totals: &std::collections::BTreeMap<String, rust_decimal::Decimal>) -> String {
+    totals
+        .iter()
+        .map(|(ccy, amount)| format!("{amount} {ccy}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

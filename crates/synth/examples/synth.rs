@@ -1,6 +1,8 @@
 //! Writes one synthetic feed to a file and prints its ground truth and timing; for looking
 //! at the data and for timing large feeds:
 //! `cargo run --release -p carrierhub-synth --example synth -- northwind 1000000 /tmp/nw.csv [delivery] [claims]`
+//! (each carrier writes its own format: `harbour` an XLSX workbook, `meridian` NDJSON,
+//! `alpine` XML, `keystone` fixed width; name the output file accordingly).
 
 use carrierhub_synth::{carrier, write_claim_feed, write_policy_feed, Defects, FeedOptions};
 use std::time::Instant;

@@ -11,6 +11,8 @@ pub(crate) enum Market {
     Us,
     De,
     Uk,
+    /// Switzerland: German-speaking names, four-digit postal codes.
+    Ch,
 }
 
 const US_FIRST: &[&str] = &[
@@ -299,8 +301,8 @@ const UK_INWARD_LETTERS: &[char] = &[
 pub(crate) fn person(rng: &mut Rng, market: Market) -> String {
     match market {
         Market::Us => format!("{} {}", rng.pick(US_FIRST), rng.pick(US_LAST)),
-        // German systems print "Nachname, Vorname".
-        Market::De => format!("{}, {}", rng.pick(DE_LAST), rng.pick(DE_FIRST)),
+        // German and Swiss systems print "Nachname, Vorname".
+        Market::De | Market::Ch => format!("{}, {}", rng.pick(DE_LAST), rng.pick(DE_FIRST)),
         Market::Uk => {
             let (titles, first) = if rng.chance(500) {
                 (UK_FEMALE_TITLE, UK_FEMALE)
@@ -325,7 +327,9 @@ pub(crate) fn organisation(rng: &mut Rng, market: Market) -> String {
             rng.pick(US_ORG_TRADE),
             rng.pick(US_ORG_FORM)
         ),
-        Market::De => format!("{}{}", rng.pick(DE_ORG_NAME), rng.pick(DE_ORG_TRADE)),
+        Market::De | Market::Ch => {
+            format!("{}{}", rng.pick(DE_ORG_NAME), rng.pick(DE_ORG_TRADE))
+        }
         Market::Uk => format!("{}{}", rng.pick(UK_ORG_NAME), rng.pick(UK_ORG_TRADE)),
     }
 }
@@ -335,6 +339,7 @@ pub(crate) fn postal_code(rng: &mut Rng, market: Market) -> String {
         // ZIP and PLZ are five digits and may start with 0 (Boston, Dresden): text, not numbers.
         Market::Us => format!("{:05}", rng.between(1001, 99_950)),
         Market::De => format!("{:05}", rng.between(1067, 99_998)),
+        Market::Ch => format!("{:04}", rng.between(1000, 9658)),
         Market::Uk => format!(
             "{} {}{}{}",
             rng.pick(UK_OUTWARD),

@@ -1,13 +1,14 @@
 //! Policy feeds: each policy regenerated from (seed, carrier, index), changed for later
 //! deliveries, corrupted at planned positions, written row by row with its ground truth.
 
-use crate::carriers::{CarrierProfile, CarrierSpec, NumberStyle};
+use crate::carriers::{CarrierProfile, CarrierSpec, CoverageSpec, FeedFormat, NumberStyle};
+use crate::defects::{DefectKind, DefectPlan, Defects};
 use crate::names;
 use crate::rng::{fnv1a, Rng, Stream};
 use crate::row::RowWriter;
-use crate::{Defects, FeedOptions, PolicyTruth};
+use crate::truth::{CoverageRecord, PolicyTally, Position};
+use crate::{FeedOptions, PolicyTruth};
 use chrono::{Datelike, Days, Months, NaiveDate};
-use rust_decimal::Decimal;
 use std::io::{self, BufWriter, Write};
 
 /// First possible effective date; effective dates spread over 2024 and 2025.
@@ -183,136 +184,175 @@ fn adjust_premium(r: &mut Rng, p: &mut PolicyRecord) {
     p.premium += if delta == 0 { 100 } else { delta };
 }
 
-/// A defect injected in place of a valid row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DefectKind {
-    WrongDelimiter,
-    InvalidDate,
-    NegativePremium,
-    UnknownCode,
-    Truncated,
-}
-
-impl DefectKind {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Self::WrongDelimiter => "wrong_delimiter",
-            Self::InvalidDate => "invalid_date",
-            Self::NegativePremium => "negative_premium",
-            Self::UnknownCode => "unknown_code",
-            Self::Truncated => "truncated",
-        }
+pub(crate) fn policy_number(profile: &CarrierProfile, p: &PolicyRecord) -> String {
+    let spec = profile.spec;
+    let tag = spec.lines[p.line].number_tag;
+    match spec.numbers {
+        NumberStyle::Northwind => format!("NW-{tag}-{:07}", p.index + 1),
+        NumberStyle::Rheinland => format!("RV/{}/{:06}", p.effective.year(), p.index + 1),
+        NumberStyle::Thames => format!("TS{:06}", 100_000 + p.index),
+        NumberStyle::Harbour => format!("HSP/{tag}/{:06}", p.index + 1),
+        NumberStyle::Meridian => format!("MRD-{tag}-{:07}", p.index + 1),
+        NumberStyle::Alpine => format!("ALP-{:08}", p.index + 1),
+        NumberStyle::Keystone => format!("KS{:08}", p.index + 1),
     }
 }
 
-/// Where the defects go: spread evenly over the file (kinds interleaved), the truncated row
-/// last. Positions are computed on the fly so the plan costs memory only per defect.
-struct DefectPlan {
-    kinds: Vec<DefectKind>,
-    /// Rows available to the spread defects (all but a truncated last row).
-    span: u64,
-    next: usize,
-    truncated_row: Option<u64>,
+/// The carrier's status code for `status`.
+pub(crate) fn status_code(spec: &CarrierSpec, status: Status) -> &'static str {
+    match status {
+        Status::Active => spec.status_active,
+        Status::Cancelled => spec.status_cancelled,
+        Status::Ended => spec.status_ended,
+    }
 }
 
-impl DefectPlan {
-    fn new(defects: &Defects, rows: usize) -> io::Result<Self> {
-        let counts = [
-            (DefectKind::WrongDelimiter, defects.wrong_delimiter),
-            (DefectKind::InvalidDate, defects.invalid_dates),
-            (DefectKind::NegativePremium, defects.negative_premium),
-            (DefectKind::UnknownCode, defects.unknown_codes),
-        ];
-        let spread: usize = counts.iter().map(|(_, n)| n).sum();
-        let needed = spread + usize::from(defects.truncated_last_row);
-        if needed > rows {
+/// The coverages policy `p` lists. A line without a coverage list has one coverage, from
+/// the policy's limit and deductible, under the carrier's constant code. Otherwise the
+/// policy takes some of the line's coverages (drawn from its own stream, so they do not
+/// change between deliveries), and their premiums split the policy premium exactly.
+pub(crate) fn coverages(
+    profile: &CarrierProfile,
+    seed: u64,
+    p: &PolicyRecord,
+) -> Vec<CoverageRecord> {
+    let spec = profile.spec;
+    let line = &spec.lines[p.line];
+    if line.coverages.is_empty() {
+        return vec![CoverageRecord {
+            code: spec.coverage_code,
+            canonical: spec.coverage_code,
+            limit: p.limit,
+            deductible: p.deductible,
+            premium: None,
+        }];
+    }
+    let mut r = Rng::keyed(seed, carrier_key(profile), Stream::Coverage, 0, p.index);
+    let mut chosen: Vec<&CoverageSpec> = line
+        .coverages
+        .iter()
+        .filter(|c| r.chance(c.take_up))
+        .collect();
+    if chosen.is_empty() {
+        chosen.push(&line.coverages[0]);
+    }
+    let shares: i64 = chosen.iter().map(|c| c.share).sum();
+    let mut left = p.premium;
+    let last = chosen.len() - 1;
+    chosen
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let premium = if i == last {
+                left
+            } else {
+                p.premium * c.share / shares
+            };
+            left -= premium;
+            CoverageRecord {
+                code: c.code,
+                canonical: c.canonical,
+                limit: r.pick(c.limits),
+                deductible: r.pick(c.deductibles),
+                premium: Some(premium),
+            }
+        })
+        .collect()
+}
+
+/// A carrier's book for one delivery: which policies, as changed by the delivery, with which
+/// defects. Any policy can be asked for in any order, so a writer may visit the book in
+/// several passes (one per bordereau sheet).
+pub(crate) struct PolicyBook<'a> {
+    pub profile: &'a CarrierProfile,
+    pub seed: u64,
+    pub delivery: u32,
+    pub rows: usize,
+    plan: DefectPlan,
+}
+
+/// One policy of a [`PolicyBook`].
+pub(crate) struct PolicyRow {
+    pub p: PolicyRecord,
+    pub change: Change,
+    /// The defect and its ordinal among the feed's defects (which picks a variant).
+    pub defect: Option<(usize, DefectKind)>,
+}
+
+impl<'a> PolicyBook<'a> {
+    pub(crate) fn new(profile: &'a CarrierProfile, opts: &FeedOptions) -> io::Result<Self> {
+        if opts.delivery == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("{needed} defect rows requested but the feed has only {rows} rows"),
+                "deliveries are numbered from 1",
             ));
         }
-        // Round-robin over the kinds, so that every part of the file has every kind.
-        let mut remaining = counts;
-        let mut kinds = Vec::with_capacity(spread);
-        while kinds.len() < spread {
-            for (kind, left) in remaining.iter_mut() {
-                if *left > 0 {
-                    kinds.push(*kind);
-                    *left -= 1;
-                }
-            }
-        }
         Ok(Self {
-            kinds,
-            span: (rows - usize::from(defects.truncated_last_row)) as u64,
-            next: 0,
-            truncated_row: defects.truncated_last_row.then(|| rows as u64 - 1),
+            profile,
+            seed: opts.seed,
+            delivery: opts.delivery,
+            rows: opts.policies,
+            plan: policy_plan(profile, opts.policies, &opts.defects)?,
         })
     }
 
-    /// Row of the k-th spread defect: the middle of the k-th of `kinds.len()` equal slices,
-    /// so consecutive positions differ by at least one row.
-    fn position(&self, k: usize) -> u64 {
-        let d = self.kinds.len() as u128;
-        (((2 * k as u128 + 1) * u128::from(self.span)) / (2 * d)) as u64
+    pub(crate) fn row(&self, index: u64) -> PolicyRow {
+        let mut p = base_policy(self.profile, self.seed, index);
+        let change = apply_delivery(self.profile, self.seed, self.delivery, &mut p);
+        PolicyRow {
+            p,
+            change,
+            defect: self.plan.at(index),
+        }
     }
 
-    /// The defect for `row`; rows must be asked in increasing order.
-    fn at(&mut self, row: u64) -> Option<DefectKind> {
-        if self.truncated_row == Some(row) {
-            return Some(DefectKind::Truncated);
-        }
-        if self.next < self.kinds.len() && self.position(self.next) == row {
-            self.next += 1;
-            return Some(self.kinds[self.next - 1]);
-        }
-        None
+    pub(crate) fn coverages(&self, p: &PolicyRecord) -> Vec<CoverageRecord> {
+        coverages(self.profile, self.seed, p)
     }
 }
 
-pub(crate) fn policy_number(profile: &CarrierProfile, p: &PolicyRecord) -> String {
-    let spec = profile.spec;
-    match spec.numbers {
-        NumberStyle::Northwind => {
-            format!("NW-{}-{:07}", spec.lines[p.line].number_tag, p.index + 1)
-        }
-        NumberStyle::Rheinland => format!("RV/{}/{:06}", p.effective.year(), p.index + 1),
-        NumberStyle::Thames => format!("TS{:06}", 100_000 + p.index),
-    }
+/// Where `defects` go in a policy feed of `rows` policies; every defect rejects its policy.
+pub(crate) fn policy_plan(
+    profile: &CarrierProfile,
+    rows: usize,
+    defects: &Defects,
+) -> io::Result<DefectPlan> {
+    DefectPlan::new(
+        defects,
+        rows,
+        profile.spec.policy_defects,
+        profile.policy_file_name,
+    )
 }
 
-/// Writes one policy row; `defect` decides how (if at all) it is corrupted.
+/// Writes one delimited policy row; `defect` decides how (if at all) it is corrupted.
 fn write_row(
     w: &mut RowWriter,
     profile: &CarrierProfile,
     p: &PolicyRecord,
-    defect: Option<DefectKind>,
-    defect_ordinal: usize,
+    defect: Option<(usize, DefectKind)>,
 ) {
     let spec = profile.spec;
-    let delimiter = match defect {
+    let kind = defect.map(|(_, k)| k);
+    let delimiter = match kind {
         Some(DefectKind::WrongDelimiter) => spec.wrong_delimiter,
         _ => spec.text.delimiter,
     };
     w.begin(delimiter);
     w.text(&policy_number(profile, p));
-    w.text(match defect {
+    w.text(match kind {
         Some(DefectKind::UnknownCode) => spec.unknown_line_code,
         _ => spec.lines[p.line].code,
     });
-    w.text(match p.status {
-        Status::Active => spec.status_active,
-        Status::Cancelled => spec.status_cancelled,
-        Status::Ended => spec.status_ended,
-    });
+    w.text(status_code(spec, p.status));
     match defect {
-        Some(DefectKind::InvalidDate) => {
-            w.text(spec.invalid_dates[defect_ordinal % spec.invalid_dates.len()])
+        Some((ordinal, DefectKind::InvalidDate)) => {
+            w.text(spec.invalid_dates[ordinal % spec.invalid_dates.len()])
         }
         _ => w.date(p.effective),
     }
     w.date(p.expiration);
-    w.amount(match defect {
+    w.amount(match kind {
         Some(DefectKind::NegativePremium) => -p.premium,
         _ => p.premium,
     });
@@ -329,7 +369,7 @@ fn write_row(
     w.text(spec.producers[p.producer]);
     w.whole(p.limit);
     w.whole(p.deductible);
-    if defect == Some(DefectKind::Truncated) {
+    if kind == Some(DefectKind::Truncated) {
         // Cut inside the expiry date (field 5): whatever came before is intact, as after an
         // interrupted upload, and the file ends without a line end.
         w.cut_in_field(4, 4);
@@ -338,146 +378,70 @@ fn write_row(
     }
 }
 
-fn write_header(w: &mut RowWriter, spec: &CarrierSpec, header: &[&str]) {
-    w.begin(spec.text.delimiter);
-    for column in header {
-        w.text(column);
-    }
-    w.end_row();
-}
-
+/// Writes the preamble (a byte-order mark, if the encoding has one) and the header row.
 pub(crate) fn write_header_row(
     w: &mut RowWriter,
     spec: &CarrierSpec,
     header: &[&str],
     out: &mut impl Write,
 ) -> io::Result<()> {
-    write_header(w, spec, header);
+    out.write_all(w.preamble())?;
+    w.begin(spec.text.delimiter);
+    for column in header {
+        w.text(column);
+    }
+    w.end_row();
     out.write_all(w.bytes())
-}
-
-/// Running premium totals by (line, currency), in cents, so that a million rows never touch
-/// a map or a decimal.
-pub(crate) struct Totals {
-    currencies: usize,
-    cents: Vec<i128>,
-    rows: Vec<usize>,
-}
-
-impl Totals {
-    pub(crate) fn new(lines: usize, currencies: usize) -> Self {
-        Self {
-            currencies,
-            cents: vec![0; lines * currencies],
-            rows: vec![0; lines * currencies],
-        }
-    }
-
-    pub(crate) fn add(&mut self, line: usize, currency: usize, cents: i64) {
-        let i = line * self.currencies + currency;
-        self.cents[i] += i128::from(cents);
-        self.rows[i] += 1;
-    }
-
-    /// (line index, currency index, total) for every combination that had a row.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (usize, usize, Decimal)> + '_ {
-        (0..self.cents.len())
-            .filter(|i| self.rows[*i] > 0)
-            .map(|i| {
-                (
-                    i / self.currencies,
-                    i % self.currencies,
-                    Decimal::from_i128_with_scale(self.cents[i], 2),
-                )
-            })
-    }
 }
 
 pub(crate) fn write_policy_feed(
     profile: &CarrierProfile,
     opts: &FeedOptions,
-    out: &mut impl Write,
+    out: &mut (impl Write + Send),
 ) -> io::Result<PolicyTruth> {
-    if opts.delivery == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "deliveries are numbered from 1",
-        ));
+    let book = PolicyBook::new(profile, opts)?;
+    match profile.policy_format {
+        FeedFormat::Csv => write_delimited(&book, out),
+        FeedFormat::Xlsx => crate::xlsx::write_policies(&book, out),
+        FeedFormat::Ndjson => crate::ndjson::write_policies(&book, out),
+        FeedFormat::Xml => crate::xml::write_policies(&book, out),
+        FeedFormat::Fixed => crate::fixed::write_policies(&book, out),
     }
+}
+
+/// A delimited policy feed: a header, then one row per policy on one line each.
+fn write_delimited(book: &PolicyBook, out: &mut impl Write) -> io::Result<PolicyTruth> {
+    let profile = book.profile;
     let spec = profile.spec;
-    let mut plan = DefectPlan::new(&opts.defects, opts.policies)?;
     // Buffered here so that callers may pass a bare File; a million small writes would
     // otherwise be a million system calls.
     let mut out = BufWriter::with_capacity(1 << 16, out);
     let mut w = RowWriter::new(spec.text);
     write_header_row(&mut w, spec, spec.policy_header, &mut out)?;
+    let columns = spec.policy_header.len();
 
-    let mut truth = PolicyTruth::default();
-    let mut totals = Totals::new(spec.lines.len(), spec.currencies.len());
-    let mut defects_written = 0usize;
-    for index in 0..opts.policies as u64 {
-        let mut p = base_policy(profile, opts.seed, index);
-        let change = apply_delivery(profile, opts.seed, opts.delivery, &mut p);
-        let defect = plan.at(index);
-        write_row(&mut w, profile, &p, defect, defects_written);
+    let mut tally = PolicyTally::new(profile);
+    for index in 0..book.rows as u64 {
+        let row = book.row(index);
+        write_row(&mut w, profile, &row.p, row.defect);
         out.write_all(w.bytes())?;
-        truth.rows += 1;
-        match defect {
-            Some(kind) => {
-                defects_written += 1;
-                truth.rejected += 1;
-                // The header is line 1 and no row spans lines, so row i is on line i + 2.
-                truth.defect_lines.push((index + 2, kind.label()));
-            }
-            None => {
-                truth.valid += 1;
-                if change != Change::None {
-                    truth.changed_vs_first += 1;
-                }
-                if p.status == Status::Cancelled {
-                    truth.cancelled += 1;
-                }
-                totals.add(p.line, p.currency, p.premium);
-            }
+        // The header is line 1 and no row spans lines, so row i is on line i + 2.
+        let at = Position {
+            record: index + 1,
+            line: index + 2,
+        };
+        match row.defect {
+            Some((_, kind)) => tally.defect(at, None, kind, spec.policy_missing_field, columns),
+            None => tally.valid(&row.p, row.change, &book.coverages(&row.p)),
         }
     }
     out.flush()?;
-
-    for (line, currency, amount) in totals.entries() {
-        let line_code = spec.lines[line].canonical.code().to_owned();
-        let currency_code = spec.currencies[currency].0.to_owned();
-        *truth
-            .premium_by_line
-            .entry((line_code, currency_code.clone()))
-            .or_default() += amount;
-        *truth.premium_by_currency.entry(currency_code).or_default() += amount;
-    }
-    Ok(truth)
+    Ok(tally.finish())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn defect_positions_are_distinct_and_spread() {
-        let defects = Defects {
-            wrong_delimiter: 3,
-            invalid_dates: 2,
-            negative_premium: 1,
-            unknown_codes: 4,
-            truncated_last_row: true,
-        };
-        let mut plan = DefectPlan::new(&defects, 11).unwrap();
-        let found: Vec<_> = (0..11).filter_map(|r| plan.at(r).map(|k| (r, k))).collect();
-        assert_eq!(found.len(), 11);
-        assert_eq!(found[10], (10, DefectKind::Truncated));
-        let mut plan = DefectPlan::new(&defects, 1000).unwrap();
-        let rows: Vec<_> = (0..1000).filter(|r| plan.at(*r).is_some()).collect();
-        assert_eq!(rows.len(), 11);
-        assert!(rows.windows(2).all(|w| w[1] - w[0] >= 50), "{rows:?}");
-        assert!(DefectPlan::new(&defects, 10).is_err());
-    }
 
     #[test]
     fn exactly_one_policy_in_ten_changes() {
@@ -489,5 +453,32 @@ mod tests {
             })
             .count();
         assert_eq!(changed, 100);
+    }
+
+    #[test]
+    fn coverage_premiums_add_up_to_the_policy_premium() {
+        for id in ["meridian", "alpine"] {
+            let profile = crate::carrier(id).unwrap();
+            let mut several = 0;
+            for index in 0..500 {
+                for delivery in [1, 2] {
+                    let mut p = base_policy(&profile, 3, index);
+                    apply_delivery(&profile, 3, delivery, &mut p);
+                    let covs = coverages(&profile, 3, &p);
+                    let sum: i64 = covs.iter().map(|c| c.premium.unwrap()).sum();
+                    assert_eq!(sum, p.premium, "{id} {index}");
+                    assert!(covs.iter().all(|c| c.premium.unwrap() >= 0));
+                    several += usize::from(covs.len() > 1);
+                }
+            }
+            assert!(several > 300, "{id}: {several}");
+        }
+        let thames = crate::carrier("thames").unwrap();
+        let p = base_policy(&thames, 3, 0);
+        let covs = coverages(&thames, 3, &p);
+        assert_eq!(
+            (covs.len(), covs[0].code, covs[0].premium),
+            (1, "MAIN", None)
+        );
     }
 }

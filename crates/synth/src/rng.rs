@@ -27,6 +27,10 @@ pub(crate) enum Stream {
     ChangeBlock = 2,
     Change = 3,
     Claim = 4,
+    /// Which coverages a policy lists and their limits.
+    Coverage = 5,
+    /// Presentation choices that do not change the record (the bordereau sheet a row is on).
+    Layout = 6,
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,22 @@ pub(crate) enum DateStyle {
     MonthDayYear(u8),
     /// `%d.%m.%Y`, `%d/%m/%Y`
     DayMonthYear(u8),
+    /// `%Y-%m-%d` (ISO 8601, as JSON and XML carry dates).
+    Iso,
+    /// `%Y%m%d`, as mainframe extracts write dates.
+    Compact,
+}
+
+/// How a carrier's text files are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TextEncoding {
+    Utf8,
+    /// ISO-8859-1: every character is one byte (the carrier's mainframe code page).
+    Latin1,
+    /// Windows-1252: one byte per character, with the typographic extras in 0x80–0x9F.
+    Windows1252,
+    /// UTF-16 little-endian with a byte-order mark, as Excel's "Unicode Text" export writes.
+    Utf16Le,
 }
 
 /// How a carrier prints amounts.
@@ -25,8 +41,7 @@ pub(crate) struct AmountStyle {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TextStyle {
     pub delimiter: u8,
-    /// ISO-8859-1 output: every character is one byte (the carrier's mainframe code page).
-    pub latin1: bool,
+    pub encoding: TextEncoding,
     /// Windows-style line ends, as exported by the carrier's desktop tools.
     pub crlf: bool,
     pub date: DateStyle,
@@ -41,6 +56,8 @@ pub(crate) struct RowWriter {
     /// Byte offset at which each field of the current row starts.
     starts: Vec<usize>,
     scratch: String,
+    /// The row re-encoded, for UTF-16 files (the row is assembled as UTF-8 in `buf`).
+    wide: Vec<u8>,
 }
 
 impl RowWriter {
@@ -51,6 +68,7 @@ impl RowWriter {
             buf: Vec::with_capacity(256),
             starts: Vec::with_capacity(16),
             scratch: String::with_capacity(32),
+            wide: Vec::new(),
         }
     }
 
@@ -84,17 +102,42 @@ impl RowWriter {
     }
 
     fn push_char(&mut self, c: char) {
-        if self.style.latin1 {
-            // Everything the generator writes for a Latin-1 carrier is in ISO-8859-1; a
-            // character outside it would be a bug in the name tables.
-            let b = u8::try_from(u32::from(c)).unwrap_or(b'?');
-            debug_assert!(u32::from(c) <= 0xFF, "{c:?} is not ISO-8859-1");
-            self.buf.push(b);
-        } else {
-            let mut utf8 = [0u8; 4];
-            self.buf
-                .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+        match self.style.encoding {
+            TextEncoding::Latin1 => {
+                // Everything the generator writes for a Latin-1 carrier is in ISO-8859-1; a
+                // character outside it would be a bug in the name tables.
+                let b = u8::try_from(u32::from(c)).unwrap_or(b'?');
+                debug_assert!(u32::from(c) <= 0xFF, "{c:?} is not ISO-8859-1");
+                self.buf.push(b);
+            }
+            TextEncoding::Windows1252 => self.buf.push(windows_1252(c)),
+            TextEncoding::Utf8 | TextEncoding::Utf16Le => {
+                let mut utf8 = [0u8; 4];
+                self.buf
+                    .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
         }
+    }
+
+    /// An Excel date serial (days since 1899-12-30), as a spreadsheet export writes a date
+    /// column that lost its date format: `45747` is 2025-03-31.
+    pub(crate) fn serial(&mut self, date: NaiveDate) {
+        let mut s = std::mem::take(&mut self.scratch);
+        s.clear();
+        push_digits(&mut s, excel_serial(date), 1);
+        self.text(&s);
+        self.scratch = s;
+    }
+
+    /// An amount in cents after a currency symbol, as a spreadsheet's formatted export writes
+    /// it: `£1,234.50`.
+    pub(crate) fn amount_with_symbol(&mut self, symbol: &str, cents: i64) {
+        let mut s = std::mem::take(&mut self.scratch);
+        s.clear();
+        s.push_str(symbol);
+        write_amount(&mut s, cents, true, self.style.amount);
+        self.text(&s);
+        self.scratch = s;
     }
 
     pub(crate) fn date(&mut self, date: NaiveDate) {
@@ -137,9 +180,47 @@ impl RowWriter {
         self.buf.truncate(start + keep);
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.buf
+    /// The row in the file's encoding.
+    pub(crate) fn bytes(&mut self) -> &[u8] {
+        if self.style.encoding != TextEncoding::Utf16Le {
+            return &self.buf;
+        }
+        self.wide.clear();
+        let text = std::str::from_utf8(&self.buf).expect("rows are assembled as UTF-8");
+        for unit in text.encode_utf16() {
+            self.wide.extend_from_slice(&unit.to_le_bytes());
+        }
+        &self.wide
     }
+
+    /// What a file in this style starts with: the byte-order mark of a UTF-16 file.
+    pub(crate) fn preamble(&self) -> &'static [u8] {
+        match self.style.encoding {
+            TextEncoding::Utf16Le => b"\xFF\xFE",
+            _ => b"",
+        }
+    }
+}
+
+/// The Windows-1252 byte of `c`; the name tables only hold characters the code page has.
+pub(crate) fn windows_1252(c: char) -> u8 {
+    let mut utf8 = [0u8; 4];
+    let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(c.encode_utf8(&mut utf8));
+    debug_assert!(!unmappable, "{c:?} is not in Windows-1252");
+    if unmappable || bytes.len() != 1 {
+        b'?'
+    } else {
+        bytes[0]
+    }
+}
+
+/// Days since 1899-12-30: Excel's serial number of a date after February 1900.
+pub(crate) fn excel_serial(date: NaiveDate) -> u64 {
+    const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(1899, 12, 30) {
+        Some(d) => d,
+        None => panic!("valid date"),
+    };
+    (date - EPOCH).num_days().unsigned_abs()
 }
 
 /// The decimal digits of `value` as `buffer[start..]`, without allocating (this runs a few
@@ -158,7 +239,7 @@ fn digits(value: u64) -> ([u8; 20], usize) {
     }
 }
 
-fn push_digits(out: &mut String, value: u64, width: usize) {
+pub(crate) fn push_digits(out: &mut String, value: u64, width: usize) {
     let (buffer, start) = digits(value);
     for _ in buffer.len() - start..width {
         out.push('0');
@@ -170,6 +251,15 @@ pub(crate) fn write_date(out: &mut String, date: NaiveDate, style: DateStyle) {
     let (first, second, sep) = match style {
         DateStyle::MonthDayYear(sep) => (date.month(), date.day(), sep),
         DateStyle::DayMonthYear(sep) => (date.day(), date.month(), sep),
+        DateStyle::Iso | DateStyle::Compact => {
+            push_digits(out, date.year().unsigned_abs().into(), 4);
+            let sep = matches!(style, DateStyle::Iso).then_some('-');
+            for part in [date.month(), date.day()] {
+                out.extend(sep);
+                push_digits(out, u64::from(part), 2);
+            }
+            return;
+        }
     };
     push_digits(out, u64::from(first), 2);
     out.push(char::from(sep));
@@ -239,7 +329,7 @@ mod tests {
         let date = NaiveDate::from_ymd_opt(2025, 3, 7).unwrap();
         let mut w = RowWriter::new(TextStyle {
             delimiter: b',',
-            latin1: true,
+            encoding: TextEncoding::Latin1,
             crlf: true,
             date: DateStyle::MonthDayYear(b'/'),
             amount: US,
@@ -255,5 +345,42 @@ mod tests {
         );
         w.cut_in_field(2, 4);
         assert_eq!(w.bytes(), b"\"M\xfcller, \"\"Jo\"\"\",\"1,234.56\",03/0");
+    }
+
+    #[test]
+    fn utf16_rows_carry_symbols_and_serials() {
+        let mut w = RowWriter::new(TextStyle {
+            delimiter: b'\t',
+            encoding: TextEncoding::Utf16Le,
+            crlf: true,
+            date: DateStyle::DayMonthYear(b'/'),
+            amount: US,
+        });
+        assert_eq!(w.preamble(), b"\xFF\xFE");
+        w.begin(b'\t');
+        w.amount_with_symbol("£", 123_450);
+        w.serial(NaiveDate::from_ymd_opt(2025, 3, 31).unwrap());
+        w.end_row();
+        let units: Vec<u16> = w
+            .bytes()
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        assert_eq!(String::from_utf16(&units).unwrap(), "£1,234.50\t45747\r\n");
+    }
+
+    #[test]
+    fn dates_in_every_style() {
+        let date = NaiveDate::from_ymd_opt(2025, 3, 7).unwrap();
+        let render = |style| {
+            let mut s = String::new();
+            write_date(&mut s, date, style);
+            s
+        };
+        assert_eq!(render(DateStyle::Iso), "2025-03-07");
+        assert_eq!(render(DateStyle::Compact), "20250307");
+        assert_eq!(render(DateStyle::DayMonthYear(b'.')), "07.03.2025");
+        assert_eq!(windows_1252('é'), 0xE9);
+        assert_eq!(windows_1252('€'), 0x80);
     }
 }

@@ -1,9 +1,9 @@
-//! End-to-end checks of the synthetic feeds against the real readers and mappings: the
-//! ground truth each writer returns must be exactly what ingestion finds.
+//! End-to-end checks of the delimited-text carriers' feeds against the real readers and
+//! mappings: the ground truth each writer returns must be exactly what ingestion finds. (The
+//! carriers writing other formats are reconciled end to end in `crates/cli/tests/formats.rs`.)
 
-use carrierhub_formats::{DelimitedOptions, DelimitedReader};
-use carrierhub_mapping::MappingSpec;
-use carrierhub_model::{CanonicalRecord, CarrierId, Claim, Policy, Validate};
+use carrierhub_mapping::{ErrorKind, Mapped, MappingSpec};
+use carrierhub_model::{CanonicalRecord, CarrierId, Claim, Policy};
 use carrierhub_synth::*;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
@@ -27,15 +27,10 @@ fn ingest(
     bytes: &[u8],
 ) -> Vec<(u64, Outcome<CanonicalRecord>)> {
     let spec = MappingSpec::parse("test.toml", mapping).expect("mapping parses");
-    let reader = DelimitedReader::new(
-        bytes,
-        DelimitedOptions {
-            delimiter: spec.source.delimiter_byte().unwrap(),
-            quote: spec.source.quote as u8,
-            encoding: spec.source.encoding,
-        },
-    )
-    .expect("feed has a header");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    let mut reader =
+        carrierhub_formats::open(&spec.reader_spec(), file.path()).expect("feed has a header");
     let bound = spec
         .bind(reader.headers())
         .expect("mapping fits the header");
@@ -45,30 +40,36 @@ fn ingest(
         bound.unmapped_columns
     );
     let carrier = CarrierId::parse(profile.id).unwrap();
-    reader
-        .map(|r| match r.expect("the payload stays readable") {
-            Err(e) => (e.position.line, Outcome::Unreadable(e.reason)),
+    let mut out = Vec::new();
+    while let Some(r) = reader.next_record() {
+        match r.expect("the payload stays readable") {
+            Err(e) => out.push((e.position.line, Outcome::Unreadable(e.reason))),
             Ok(raw) => {
                 let line = raw.position.line;
-                let outcome = match bound.map(&carrier, &raw) {
-                    Err(errors) => Outcome::Unmappable(
+                let outcome = match bound.map_record(&carrier, &raw) {
+                    Mapped::Record(record) => Outcome::Ok(record),
+                    Mapped::Skipped(reason) => panic!("line {line} skipped: {reason}"),
+                    Mapped::Rejected(errors)
+                        if errors.iter().all(|e| e.kind == ErrorKind::Model) =>
+                    {
+                        Outcome::Invalid(errors.into_iter().map(|e| e.field).collect())
+                    }
+                    Mapped::Rejected(errors) => Outcome::Unmappable(
                         errors.into_iter().map(|e| (e.field, e.reason)).collect(),
                     ),
-                    Ok(record) => {
-                        let violations = match &record {
-                            CanonicalRecord::Policy(p) => p.violations(),
-                            CanonicalRecord::Claim(c) => c.violations(),
-                        };
-                        if violations.is_empty() {
-                            Outcome::Ok(record)
-                        } else {
-                            Outcome::Invalid(violations.into_iter().map(|v| v.field).collect())
-                        }
-                    }
                 };
-                (line, outcome)
+                out.push((line, outcome));
             }
-        })
+        }
+    }
+    out
+}
+
+/// The carriers that write delimited text.
+fn csv_carriers() -> Vec<CarrierProfile> {
+    carriers()
+        .into_iter()
+        .filter(|c| c.policy_format == FeedFormat::Csv)
         .collect()
 }
 
@@ -133,7 +134,7 @@ fn ok_policies(outcomes: &[(u64, Outcome<Policy>)]) -> Vec<&Policy> {
 
 #[test]
 fn clean_feeds_map_without_errors_and_match_their_truth() {
-    for profile in carriers() {
+    for profile in csv_carriers() {
         for delivery in [1, 2] {
             let (bytes, truth) = feed(&profile, &opts(3_000, 42, delivery, Defects::default()));
             let outcomes = policies(&profile, &bytes);
@@ -185,7 +186,15 @@ fn carriers_differ_in_format_and_thames_writes_several_currencies() {
     let all = carriers();
     assert_eq!(
         all.iter().map(|c| c.id).collect::<Vec<_>>(),
-        ["northwind", "rheinland", "thames"]
+        [
+            "northwind",
+            "rheinland",
+            "thames",
+            "harbour",
+            "meridian",
+            "alpine",
+            "keystone"
+        ]
     );
     assert_eq!(
         carrier("rheinland").unwrap().name,
@@ -233,8 +242,9 @@ fn exactly_the_defect_rows_are_rejected_on_their_lines() {
         negative_premium: 2,
         unknown_codes: 3,
         truncated_last_row: true,
+        ..Defects::default()
     };
-    for profile in carriers() {
+    for profile in csv_carriers() {
         for delivery in [1, 3] {
             let (bytes, truth) = feed(&profile, &opts(2_000, 7, delivery, defects.clone()));
             assert_eq!(
@@ -292,7 +302,7 @@ fn exactly_the_defect_rows_are_rejected_on_their_lines() {
 
 #[test]
 fn later_deliveries_change_exactly_the_counted_policies() {
-    for profile in carriers() {
+    for profile in csv_carriers() {
         let (first, first_truth) = feed(&profile, &opts(5_000, 11, 1, Defects::default()));
         assert_eq!(first_truth.changed_vs_first, 0);
         let first = policies(&profile, &first);
@@ -352,7 +362,7 @@ fn later_deliveries_change_exactly_the_counted_policies() {
 
 #[test]
 fn same_seed_same_bytes() {
-    for profile in carriers() {
+    for profile in csv_carriers() {
         let options = opts(
             1_000,
             5,
@@ -418,7 +428,7 @@ fn impossible_options_are_refused() {
 
 #[test]
 fn claim_feeds_map_cleanly_onto_real_policies() {
-    for profile in carriers() {
+    for profile in csv_carriers() {
         let (policy_bytes, _) = feed(&profile, &opts(4_000, 3, 1, Defects::default()));
         let terms: HashMap<String, Policy> = ok_policies(&policies(&profile, &policy_bytes))
             .into_iter()
@@ -467,8 +477,11 @@ fn claim_feeds_map_cleanly_onto_real_policies() {
 fn portfolio_writes_feeds_and_mappings() {
     let dir = std::env::temp_dir().join(format!("carrierhub-synth-{}", std::process::id()));
     let generated = generate_portfolio(&dir, 1_000, 9).unwrap();
-    assert_eq!(generated.len(), 3);
-    for g in &generated {
+    assert_eq!(generated.len(), 7);
+    for g in generated
+        .iter()
+        .filter(|g| g.profile.policy_format == FeedFormat::Csv)
+    {
         let bytes = std::fs::read(&g.policy_file).unwrap();
         let mapping = std::fs::read_to_string(&g.policy_mapping_file).unwrap();
         assert_eq!(mapping, g.profile.policy_mapping);
