@@ -235,11 +235,12 @@ pub async fn check_mapping(
         .clone()
         .unwrap_or_else(|| "upload".to_owned());
     let path = upload.spool.0.clone();
-    let report = tokio::task::spawn_blocking(move || {
+    let for_carrier = carrier.clone();
+    let mut report = tokio::task::spawn_blocking(move || {
         let _keep = upload.spool;
         carrierhub_pipeline::check_file(
             &spec,
-            &carrier,
+            &for_carrier,
             &path,
             &file_name,
             carrierhub_pipeline::CheckOptions {
@@ -251,6 +252,11 @@ pub async fn check_mapping(
     })
     .await
     .map_err(|e| Problem::internal(&e))??;
+    let known = state
+        .store
+        .known_policy_numbers(&carrier, &report.referenced_policies())
+        .await?;
+    report.apply_known_policies(&known);
     Ok(Json(report).into_response())
 }
 

@@ -6,6 +6,9 @@ use carrierhub_store::{SqliteStore, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The embedded store's file inside the data directory.
+pub const DATABASE_FILE: &str = "carrierhub.db";
+
 pub struct App {
     pub store: Arc<dyn Store>,
     pub pipeline: Pipeline,
@@ -17,7 +20,7 @@ impl App {
     pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-        let database_path = data_dir.join("carrierhub.db");
+        let database_path = data_dir.join(DATABASE_FILE);
         let store = SqliteStore::open(&database_path)
             .await
             .with_context(|| format!("cannot open the store at {}", database_path.display()))?;

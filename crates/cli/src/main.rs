@@ -74,7 +74,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(&data_dir, args).await,
             Command::Ingest(args) => ingest::run(&data_dir, args).await,
-            Command::Mapping(command) => mapping::run(command),
+            Command::Mapping(command) => mapping::run(&data_dir, command).await,
             Command::Replay(args) => mapping::replay(&data_dir, args).await,
             Command::Errors(args) => report::errors(&data_dir, args).await,
             Command::Submissions(args) => report::submissions(&data_dir, args).await,

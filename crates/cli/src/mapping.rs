@@ -46,9 +46,9 @@ pub struct CheckArgs {
     file: PathBuf,
 }
 
-pub fn run(command: MappingCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(data_dir: &Path, command: MappingCommand) -> anyhow::Result<ExitCode> {
     match command {
-        MappingCommand::Check(args) => check(args),
+        MappingCommand::Check(args) => check(data_dir, args).await,
     }
 }
 
@@ -58,7 +58,7 @@ fn read_mapping(path: &Path) -> anyhow::Result<MappingSpec> {
     Ok(MappingSpec::parse(&path.display().to_string(), &text)?)
 }
 
-fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+async fn check(data_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let spec = read_mapping(&args.mapping)?;
     if args.count_only {
         return count_only(&spec, &args.file);
@@ -73,17 +73,29 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| args.file.display().to_string());
-    let report = check_file(
-        &spec,
-        &carrier,
-        &args.file,
-        &file_name,
-        CheckOptions {
-            sample: args.sample,
-            examples: args.examples,
-            max_records: args.max_records,
-        },
-    )?;
+    let options = CheckOptions {
+        sample: args.sample,
+        examples: args.examples,
+        max_records: args.max_records,
+    };
+    let file = args.file.clone();
+    let for_carrier = carrier.clone();
+    let mut report = tokio::task::spawn_blocking(move || {
+        check_file(&spec, &for_carrier, &file, &file_name, options)
+    })
+    .await??;
+    // Claims need their policy: look the references up in the store, if there is one (a
+    // dry run creates nothing, not even an empty store).
+    let referenced = report.referenced_policies();
+    let known = if !referenced.is_empty() && data_dir.join(crate::app::DATABASE_FILE).exists() {
+        let app = App::open(data_dir).await?;
+        app.store
+            .known_policy_numbers(&carrier, &referenced)
+            .await?
+    } else {
+        Default::default()
+    };
+    report.apply_known_policies(&known);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -227,3 +227,108 @@ async fn the_api_checks_a_mapping_and_replays_a_submission() {
     .await;
     assert_eq!(status, 404);
 }
+
+const ACME_CLAIMS: &str = r#"
+[mapping]
+name = "acme-claims"
+carrier = "acme"
+record = "claim"
+[source]
+delimiter = ";"
+[conventions]
+date_format = "%d.%m.%Y"
+decimal_separator = ","
+currency = "EUR"
+[fields]
+number = "Schaden"
+policy_number = "Nr"
+loss_date = "Datum"
+reported_date = "Datum"
+status = { value = "open" }
+paid = "Zahlung"
+reserve = { value = "0" }
+[[checks]]
+rule = "reference_exists"
+field = "policy_number"
+"#;
+
+#[test]
+fn a_dry_run_of_claims_looks_their_policies_up_as_ingestion_would() {
+    let env = Env::new();
+    let claims = env.write("acme-claims.toml", ACME_CLAIMS);
+    let feed = env.write(
+        "schaeden.csv",
+        "Schaden;Nr;Datum;Zahlung\nS1;P1;02.02.2025;100,00\nS2;P9;03.02.2025;5,00\nS3;P1;04.02.2025;1,00\n",
+    );
+    let check = |env: &Env| -> serde_json::Value {
+        let out = env.run(&[
+            "mapping",
+            "check",
+            "--mapping",
+            claims.to_str().unwrap(),
+            "--json",
+            feed.to_str().unwrap(),
+        ]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // No store yet: no policy is known, so ingestion would reject every claim.
+    let report = check(&env);
+    assert_eq!(
+        (report["mapped"].as_u64(), report["rejected"].as_u64()),
+        (Some(0), Some(3))
+    );
+    assert_eq!(report["references_checked"], true);
+    assert!(!env.data_dir().exists(), "a dry run creates no store");
+
+    let mapping = env.write("acme.toml", ACME_MAPPING);
+    let policies = env.write("bestand.csv", ACME_FEED);
+    env.ingest("acme", &mapping, &policies);
+    let report = check(&env);
+    assert_eq!(
+        (report["mapped"].as_u64(), report["rejected"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let reference = &report["errors"][0];
+    assert_eq!(reference["field"], "policy_number");
+    assert_eq!(reference["kind"], "reference");
+    assert_eq!(reference["examples"][0]["value"], "P9");
+    assert_eq!(reference["examples"][0]["line"], 3);
+
+    // The mapping is acme's: a dry run for another carrier is refused like an ingest.
+    let out = env.run(&[
+        "mapping",
+        "check",
+        "--carrier",
+        "globex",
+        "--mapping",
+        claims.to_str().unwrap(),
+        feed.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is for carrier 'acme', not 'globex'"));
+}
+
+#[test]
+fn returning_to_an_earlier_mapping_makes_it_current_again() {
+    let env = Env::new();
+    let v1 = env.write("acme.toml", ACME_MAPPING);
+    let v2 = env.write(
+        "acme-v2.toml",
+        ACME_MAPPING.replace("[codes.status]", "LEBEN = \"life\"\n\n[codes.status]"),
+    );
+    let feed = env.write("bestand.csv", ACME_FEED);
+    let first = env.ingest("acme", &v1, &feed);
+    let second = env.ingest("acme", &v2, &feed);
+    let third = env.ingest("acme", &v1, &feed);
+    assert_eq!(first["mapping"]["revision"], 1);
+    assert_eq!(second["mapping"]["revision"], 2);
+    assert_eq!(
+        third["mapping"]["revision"], 1,
+        "the same text is the same revision"
+    );
+    // A replay without a mapping uses the current one: revision 1, used last.
+    let out = env.run(&["replay", &second["id"].to_string(), "--json"]);
+    assert!(out.status.success());
+    let replay: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(replay["mapping"]["revision"], 1);
+}

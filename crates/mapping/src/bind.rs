@@ -100,7 +100,14 @@ impl Path {
         for (key, index) in &self.segments {
             at = match (at, index) {
                 (Value::List(_), Some(i)) => at.index(*i)?,
-                (Value::Map(_), _) => at.get(key)?,
+                // A number on a single object is a key if it has one, else the object
+                // itself as the only element (XML writes a child that occurs once without
+                // a list).
+                (Value::Map(_), index) => match (at.get(key), index) {
+                    (Some(v), _) => v,
+                    (None, Some(0)) => at,
+                    (None, _) => return None,
+                },
                 (_, Some(0)) => at,
                 _ => return None,
             };
@@ -186,7 +193,8 @@ struct BoundField {
     min: Option<String>,
     max: Option<String>,
     pattern: Option<Regex>,
-    one_of: Option<Vec<String>>,
+    /// Allowed values, normalised for comparison, and as the mapping spells them.
+    one_of: Option<(Vec<String>, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -313,7 +321,7 @@ impl Binder<'_> {
     fn index(&mut self, name: &str, i: usize) -> Source {
         if i > self.headers.len() {
             self.missing.push(format!(
-                "column {i} (for {name}); the header has {}",
+                "column {i} (for {name}, beyond the header's {} columns)",
                 self.headers.len()
             ));
             Source::Constant(String::new())
@@ -421,10 +429,12 @@ impl Binder<'_> {
             min: f.min.clone(),
             max: f.max.clone(),
             pattern: compile(&f.pattern),
-            one_of: f
-                .one_of
-                .as_ref()
-                .map(|v| v.iter().map(|s| s.trim().to_lowercase()).collect()),
+            one_of: f.one_of.as_ref().map(|v| {
+                (
+                    v.iter().map(|s| s.trim().to_lowercase()).collect(),
+                    v.join(", "),
+                )
+            }),
         }
     }
 
@@ -776,13 +786,13 @@ impl<'a> RecordReader<'a> {
                 return None;
             }
         }
-        if let Some(allowed) = &f.one_of {
+        if let Some((allowed, shown)) = &f.one_of {
             if !allowed.contains(&value.trim().to_lowercase()) {
                 self.fail(
                     f,
                     &value,
                     ErrorKind::OneOf,
-                    format!("'{value}' is not one of {}", allowed.join(", ")),
+                    format!("'{value}' is not one of {shown}"),
                 );
                 return None;
             }
@@ -858,9 +868,12 @@ impl<'a> RecordReader<'a> {
             }
             return None;
         };
+        // A `value` or `default` the mapping itself gives may already be a canonical code.
+        let own = matches!(f.source, Source::Constant(_)) || f.default.as_ref() == Some(&original);
         let canonical = match &f.codes {
             Some((table, codes)) => match codes.get(&normalise_code(&original)) {
                 Some(c) => c.clone(),
+                None if own && original.parse::<T>().is_ok() => original.clone(),
                 None => match f.fallback.as_deref() {
                     Some("keep") => original.clone(),
                     Some(fb) => fb.to_owned(),
@@ -908,11 +921,14 @@ impl<'a> RecordReader<'a> {
                 let serial = f.excel_serial
                     && !text.is_empty()
                     && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-                let parsed = if serial {
-                    excel_serial_date(&text)
-                } else {
-                    parse_date(&text, &f.date_formats)
-                };
+                // The date formats first: `20250131` is a date in `%Y%m%d`, not a serial.
+                let parsed = parse_date(&text, &f.date_formats).or_else(|e| {
+                    if serial {
+                        excel_serial_date(&text)
+                    } else {
+                        Err(e)
+                    }
+                });
                 match parsed {
                     Ok(d) => d,
                     Err(e) => {
@@ -953,44 +969,39 @@ impl<'a> RecordReader<'a> {
         required: bool,
     ) -> Option<Option<Decimal>> {
         let raw = self.resolve(f, scope)?;
-        let parsed = match raw {
-            Raw::Value(Value::Number(n)) => {
-                let v = parse_amount(n, DecimalFormat::default(), f.percent, f.scale);
-                (n.clone(), v)
-            }
-            raw => {
-                let text = match raw {
-                    Raw::Text(t) => t,
-                    Raw::Empty => String::new(),
-                    Raw::Value(v) => match v.as_text() {
-                        Some(t) => t.into_owned(),
-                        None if v.is_empty() => String::new(),
-                        None => {
-                            self.fail(
-                                f,
-                                "",
-                                ErrorKind::Shape,
-                                format!("expected an amount, found {}", v.kind()),
-                            );
-                            return None;
-                        }
-                    },
-                };
-                let before = self.errors.len();
-                let Some(value) = self.apply(f, &text) else {
-                    if self.errors.len() > before {
-                        return None;
-                    }
-                    if required || f.required {
-                        self.fail(f, "", ErrorKind::Required, "required value is empty");
-                        return None;
-                    }
-                    return Some(None);
-                };
-                let v = parse_amount(&value, f.decimal, f.percent, f.scale);
-                (value, v)
-            }
+        // Numbers in JSON and spreadsheet cells are written with '.', whatever the
+        // carrier's conventions for text.
+        let (text, format) = match raw {
+            Raw::Text(t) => (t, f.decimal),
+            Raw::Empty => (String::new(), f.decimal),
+            Raw::Value(Value::Number(n)) => (n.clone(), DecimalFormat::default()),
+            Raw::Value(v) => match v.as_text() {
+                Some(t) => (t.into_owned(), f.decimal),
+                None if v.is_empty() => (String::new(), f.decimal),
+                None => {
+                    self.fail(
+                        f,
+                        "",
+                        ErrorKind::Shape,
+                        format!("expected an amount, found {}", v.kind()),
+                    );
+                    return None;
+                }
+            },
         };
+        let before = self.errors.len();
+        let Some(value) = self.apply(f, &text) else {
+            if self.errors.len() > before {
+                return None;
+            }
+            if required || f.required {
+                self.fail(f, "", ErrorKind::Required, "required value is empty");
+                return None;
+            }
+            return Some(None);
+        };
+        let v = parse_amount(&value, format, f.percent, f.scale);
+        let parsed = (value, v);
         let (text, amount) = match parsed {
             (text, Ok(v)) => (text, v),
             (text, Err(e)) => {
@@ -1354,8 +1365,11 @@ fn coverage<'a>(
         }
     }
     let (limit, deductible, premium) = (limit?, deductible?, premium?);
-    // A tabular coverage with no amounts at all is a column group left blank: not a cover.
-    if item.is_none() && limit.is_none() && deductible.is_none() && premium.is_none() {
+    // A tabular coverage group left blank is not a cover: no amounts, and no code read from
+    // the record (a constant code alone does not make one).
+    let no_amounts = limit.is_none() && deductible.is_none() && premium.is_none();
+    let code_from_record = !matches!(c.code.source, Source::Constant(_)) && code.is_some();
+    if item.is_none() && no_amounts && !code_from_record {
         return None;
     }
     let Some(code) = code else {

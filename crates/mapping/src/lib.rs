@@ -2,9 +2,12 @@
 //! canonical records. Onboarding a carrier means writing one of these, not Rust.
 //!
 //! The life of a mapping: [`MappingSpec::parse`] checks the file itself (unknown keys, code
-//! tables whose targets are not canonical codes, bad date formats); [`MappingSpec::bind`]
-//! checks it against a payload's header (every mapped column exists); [`BoundMapping::map`]
-//! turns one raw record into a canonical record or the list of its field errors.
+//! tables whose targets are not canonical codes, bad date formats, regular expressions,
+//! options that do not fit the format); [`MappingSpec::reader_spec`] says how to read the
+//! payload; [`MappingSpec::bind`] checks it against a payload's header (every mapped column
+//! exists); [`BoundMapping::map_record`] applies skip rules and routing, then turns one
+//! source record into a canonical record that passed every check, or the list of all its
+//! field errors.
 
 mod bind;
 mod spec;

@@ -244,6 +244,13 @@ impl SourceSpec {
             &[Xlsx, Xls],
         )?;
         only("records", self.records.is_some(), &[Json])?;
+        only("delimiter", self.delimiter != ",", &[Csv])?;
+        only("quote", self.quote != '"', &[Csv])?;
+        only(
+            "encoding",
+            self.encoding != TextEncoding::Utf8,
+            &[Csv, Fixed, Json, Ndjson, Xml],
+        )?;
         only("record_element", self.record_element.is_some(), &[Xml])?;
         only("layout", !self.layout.is_empty(), &[Fixed])?;
         only(
@@ -541,7 +548,7 @@ impl MappingSpec {
             file: file.to_owned(),
             reason,
         };
-        let parsed: File = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut parsed: File = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let carrier = parsed
             .mapping
             .carrier
@@ -551,6 +558,19 @@ impl MappingSpec {
             .map_err(|e| invalid(format!("mapping.carrier: {e}")))?;
         let reader = parsed.source.reader_spec().map_err(&invalid)?;
         let tree = !reader.format.is_tabular();
+        if tree {
+            // As in fields, `column = "a/b"` names a path in a JSON or XML record.
+            if let Some(r) = &mut parsed.route {
+                if r.path.is_none() {
+                    r.path = r.column.take();
+                }
+            }
+            for s in &mut parsed.skip {
+                if s.path.is_none() {
+                    s.path = s.column.take();
+                }
+            }
+        }
 
         let policy_target = |mut table: toml::Table,
                              coverages: Vec<toml::Table>,
@@ -937,6 +957,11 @@ impl MappingSpec {
                         "{what}: `fallback` is the value for codes the table lacks; give `codes` too"
                     ));
                 }
+                if spec.codes.is_some() && matches!(ty, FieldType::Amount | FieldType::Date) {
+                    return Err(format!(
+                        "{what}: `codes` translate text and codes; amounts and dates are read by their format"
+                    ));
+                }
                 if let Some(table) = &spec.codes {
                     let Some(entries) = self.codes.get(table) else {
                         return Err(format!(
@@ -957,7 +982,16 @@ impl MappingSpec {
                 if let (FieldType::Code(list), Some(value)) =
                     (ty, spec.value.as_ref().or(spec.default.as_ref()))
                 {
-                    if spec.codes.is_none() {
+                    // The mapping's own value is a canonical code, or a carrier code its
+                    // table translates.
+                    let in_table = spec.codes.as_ref().is_some_and(|t| {
+                        self.codes.get(t).is_some_and(|entries| {
+                            entries
+                                .keys()
+                                .any(|k| k.trim().eq_ignore_ascii_case(value.trim()))
+                        })
+                    });
+                    if !in_table {
                         list.check(value).map_err(|e| format!("{what}: {e}"))?;
                     }
                 }

@@ -143,10 +143,18 @@ pub fn parse_amount(
     scale: Option<Decimal>,
 ) -> Result<Decimal, String> {
     let trimmed = raw.trim();
-    let (negative, rest) = match trimmed.strip_prefix('-') {
-        Some(r) => (true, r.trim_start()),
+    // An accounting negative may enclose the symbol: `(£12.00)`.
+    let (parens, inner) = match trimmed.strip_prefix('(').and_then(|t| t.strip_suffix(')')) {
+        Some(inner) => (true, inner.trim()),
         None => (false, trimmed),
     };
+    let (negative, rest) = match inner.strip_prefix('-') {
+        Some(r) => (true, r.trim_start()),
+        None => (parens, inner),
+    };
+    if parens && inner.starts_with('-') {
+        return Err(format!("'{raw}' has two signs"));
+    }
     let mut text = strip_currency(rest);
     let mut is_percent = false;
     if let Some(t) = text.strip_suffix('%') {

@@ -458,7 +458,12 @@ fn route_sends_rows_to_policies_claims_or_nowhere() {
 fn mapping_files_are_checked_before_any_data() {
     let cases = [
         (
-            CSV_POLICY.replace("format = \"csv\"", "format = \"json\""),
+            CSV_POLICY
+                .replace("format = \"csv\"", "format = \"json\"")
+                .replace(
+                    "effective_date = \"Start\"",
+                    "effective_date = { index = 4 }",
+                ),
             "has no columns; use `path`",
         ),
         (
@@ -496,6 +501,20 @@ fn mapping_files_are_checked_before_any_data() {
             "listed for both",
         ),
         (
+            CSV_POLICY.replace(
+                "premium = { column = \"Premium\",",
+                "premium = { column = \"Premium\", codes = \"class\",",
+            ),
+            "amounts and dates are read by their format",
+        ),
+        (
+            CSV_POLICY.replace(
+                "[source]\nformat = \"csv\"",
+                "[source]\nformat = \"xlsx\"\nencoding = \"utf-16\"",
+            ),
+            "source.encoding does not apply to format 'xlsx'",
+        ),
+        (
             ROUTED
                 .replace("[route]", "[mapping2]")
                 .replace("\ncolumn = \"Type\"", ""),
@@ -506,4 +525,89 @@ fn mapping_files_are_checked_before_any_data() {
         let err = MappingSpec::parse("t.toml", &text).unwrap_err().to_string();
         assert!(err.contains(expected), "expected '{expected}' in: {err}");
     }
+}
+
+#[test]
+fn numbers_go_through_text_checks_and_a_single_element_answers_index_zero() {
+    let spec_text = JSON_POLICY
+        .replace(
+            "premium = \"premium/amount\"",
+            "premium = { path = \"premium/amount\", pattern = \"^1\" }",
+        )
+        .replace("[[coverages]]\neach = \"coverages\"\ncode = { path = \"code\", case = \"upper\" }\nlimit = \"limit\"\npremium = { path = \"premium\", default = \"0\" }",
+            "[[coverages]]\ncode = { path = \"coverages/0/code\" }\nlimit = \"coverages/0/limit\"");
+    let bound = MappingSpec::parse("j.toml", &spec_text)
+        .unwrap()
+        .bind(&[])
+        .unwrap();
+    // One coverage object, not a list: `coverages/0` is that object.
+    let single = map(&[("code", text("bld")), ("limit", Value::Number("10".into()))]);
+    let p = policy(bound.map_record(&carrier(), &json_record(single)));
+    assert_eq!(p.coverages.len(), 1);
+    assert_eq!(p.coverages[0].code, "bld");
+    // The pattern applies to a JSON number as written.
+    let mut record = json_record(Value::Null);
+    if let RecordData::Tree(Value::Map(entries)) = &mut record.data {
+        entries[3].1 = map(&[
+            ("amount", Value::Number("200.10".into())),
+            ("currency", text("EUR")),
+        ]);
+    }
+    let errors = rejected(bound.map_record(&carrier(), &record));
+    assert_eq!(errors[0].field, "premium");
+    assert_eq!(errors[0].kind, ErrorKind::Pattern);
+}
+
+#[test]
+fn canonical_defaults_beside_a_code_table_and_a_code_only_coverage() {
+    let spec_text = CSV_POLICY
+        .replace(
+            "status = { column = \"Status\", split = { separator = \"/\", part = -1 }, codes = \"status\" }",
+            "status = { column = \"Status\", codes = \"status\", default = \"active\" }",
+        )
+        .replace("\"%Y-%m-%d\"]", "\"%Y%m%d\"]")
+        .replace("code = { value = \"BLD\" }\nlimit = { column = \"Limit k\", scale = \"1000\" }\ndeductible = { column = \"Excess %\", percent = true }", "code = \"Notes\"");
+    let bound = MappingSpec::parse("t.toml", &spec_text)
+        .unwrap()
+        .bind(&headers(&CSV_HEADER))
+        .unwrap();
+    let p = policy(bound.map_record(
+        &carrier(),
+        &row(&[
+            "POL-0001",
+            "PROP",
+            "",
+            "20250101",
+            "31/12/2025",
+            "£12.00",
+            "B1",
+            "a",
+            "b",
+            "",
+            "",
+            "FLOOD",
+        ]),
+    ));
+    assert_eq!(
+        p.status.value.to_string(),
+        "active",
+        "the default is canonical"
+    );
+    assert_eq!(
+        p.coverages.len(),
+        1,
+        "a coverage with a code and no amounts"
+    );
+    assert_eq!(p.coverages[0].code, "FLOOD");
+    assert_eq!(
+        p.effective_date.to_string(),
+        "2025-01-01",
+        "all digits, but the date formats are tried before Excel serials"
+    );
+    assert_eq!(p.premium.amount, dec("12.00"));
+    let gbp = carrierhub_mapping::DecimalFormat::default();
+    assert_eq!(
+        carrierhub_mapping::parse_amount("(£12.00)", gbp, false, None).unwrap(),
+        dec("-12.00")
+    );
 }

@@ -7,7 +7,7 @@ use carrierhub_formats::{RecordData, Value};
 use carrierhub_mapping::{ErrorKind, Mapped, MappingSpec};
 use carrierhub_model::{CanonicalRecord, CarrierId};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 /// How much a dry run shows.
@@ -93,6 +93,65 @@ pub struct CheckReport {
     pub unmapped_columns: Vec<String>,
     /// Codes with no translation, most frequent first.
     pub unmapped_codes: Vec<UnmappedCode>,
+    /// Whether mapped claims' policies were looked up (ingestion rejects a claim whose policy
+    /// the carrier has not sent); see [`CheckReport::apply_known_policies`].
+    pub references_checked: bool,
+    /// Policy numbers mapped claims refer to that this payload does not define itself, with
+    /// where each is referred to.
+    #[serde(skip)]
+    references: BTreeMap<String, Vec<(u64, u64)>>,
+    #[serde(skip)]
+    examples: usize,
+}
+
+impl CheckReport {
+    /// The policy numbers the payload's claims refer to and does not itself define: look
+    /// them up in the store and pass the known ones to [`Self::apply_known_policies`].
+    pub fn referenced_policies(&self) -> Vec<String> {
+        self.references.keys().cloned().collect()
+    }
+
+    /// Turns every mapped claim whose policy is neither in `known` nor in the payload into a
+    /// rejection, as ingestion would: `policy_number` with kind `reference`.
+    pub fn apply_known_policies(&mut self, known: &HashSet<String>) {
+        let mut group = ErrorGroup {
+            field: Some("policy_number".into()),
+            column: None,
+            kind: "reference".into(),
+            count: 0,
+            examples: Vec::new(),
+        };
+        let mut unknown = HashSet::new();
+        for (number, places) in std::mem::take(&mut self.references) {
+            if known.contains(&number) {
+                continue;
+            }
+            unknown.insert(number.clone());
+            group.count += places.len() as u64;
+            for (record, line) in places {
+                if group.examples.len() < self.examples {
+                    group.examples.push(ErrorExample {
+                        record,
+                        line,
+                        value: Some(number.clone()),
+                        reason: format!("policy '{number}' is not known for this carrier"),
+                    });
+                }
+            }
+        }
+        self.references_checked = true;
+        if group.count > 0 {
+            self.mapped -= group.count;
+            self.rejected += group.count;
+            self.sample.retain(|s| match &s.canonical {
+                CanonicalRecord::Claim(c) => !unknown.contains(c.policy_number.as_str()),
+                CanonicalRecord::Policy(_) => true,
+            });
+            self.errors.push(group);
+            self.errors
+                .sort_by(|a, b| b.count.cmp(&a.count).then(a.field.cmp(&b.field)));
+        }
+    }
 }
 
 /// Records of a tree payload whose paths are collected for `unmapped_columns`.
@@ -108,6 +167,15 @@ pub fn check_file(
     file_name: &str,
     options: CheckOptions,
 ) -> Result<CheckReport, PipelineError> {
+    if let Some(mc) = &spec.carrier {
+        if mc != carrier {
+            return Err(PipelineError::CarrierMismatch {
+                mapping: spec.name.clone(),
+                mapping_carrier: mc.to_string(),
+                carrier: carrier.to_string(),
+            });
+        }
+    }
     let (mut reader, bound) = open_bound(path, spec, file_name)?;
     let mut report = CheckReport {
         mapping: spec.name.clone(),
@@ -123,7 +191,11 @@ pub fn check_file(
         errors: Vec::new(),
         unmapped_columns: bound.unmapped_columns.clone(),
         unmapped_codes: Vec::new(),
+        references_checked: false,
+        references: BTreeMap::new(),
+        examples: options.examples,
     };
+    let mut defined: HashSet<String> = HashSet::new();
     let mut groups: BTreeMap<(Option<String>, Option<String>, String), ErrorGroup> =
         BTreeMap::new();
     let mut codes: BTreeMap<(String, Option<String>, String), u64> = BTreeMap::new();
@@ -183,6 +255,16 @@ pub fn check_file(
         match bound.map_record(carrier, &source) {
             Mapped::Record(canonical) => {
                 report.mapped += 1;
+                match &canonical {
+                    CanonicalRecord::Policy(p) => {
+                        defined.insert(p.number.as_str().to_owned());
+                    }
+                    CanonicalRecord::Claim(c) => report
+                        .references
+                        .entry(c.policy_number.as_str().to_owned())
+                        .or_default()
+                        .push((source.position.record, source.position.line)),
+                }
                 if report.sample.len() < options.sample {
                     report.sample.push(SampleRecord {
                         record: source.position.record,
@@ -235,6 +317,9 @@ pub fn check_file(
             })
             .collect();
     }
+    report
+        .references
+        .retain(|number, _| !defined.contains(number));
     report.errors = groups.into_values().collect();
     report
         .errors

@@ -47,9 +47,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a mapping's text; the same text for the same carrier and name is one revision.
     async fn register_mapping(&self, mapping: NewMapping<'_>) -> Result<MappingRef>;
-    /// The newest revision of a carrier's mapping called `name`.
+    /// The current revision of a carrier's mapping called `name`: the one its latest
+    /// submission used (returning to an earlier text makes that revision current again).
     async fn find_mapping(&self, carrier: &CarrierId, name: &str) -> Result<Option<StoredMapping>>;
     async fn get_mapping(&self, id: i64) -> Result<StoredMapping>;
+
+    /// Which of `numbers` are policies of `carrier` (for dry runs' reference checks).
+    async fn known_policy_numbers(
+        &self,
+        carrier: &CarrierId,
+        numbers: &[String],
+    ) -> Result<std::collections::HashSet<String>>;
 
     /// Records that a document (raw payload) with this hash is stored.
     async fn record_document(&self, sha256: &str, size_bytes: u64) -> Result<()>;

@@ -21,6 +21,7 @@ use sqlx::sqlite::{
     SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use std::collections::HashSet;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
@@ -975,14 +976,38 @@ impl Store for SqliteStore {
     }
 
     async fn find_mapping(&self, carrier: &CarrierId, name: &str) -> Result<Option<StoredMapping>> {
+        // The revision the latest submission used: returning to an earlier text makes that
+        // revision the current one again.
         let row = sqlx::query(
-            "SELECT * FROM mappings WHERE carrier_id = ? AND name = ? ORDER BY revision DESC LIMIT 1",
+            "SELECT m.* FROM mappings m WHERE m.carrier_id = ? AND m.name = ? \
+             ORDER BY COALESCE((SELECT MAX(s.id) FROM submissions s WHERE s.mapping_id = m.id), 0) DESC, \
+             m.revision DESC LIMIT 1",
         )
         .bind(carrier.as_str())
         .bind(name)
         .fetch_optional(&self.read)
         .await?;
         row.map(|r| stored_mapping(&r)).transpose()
+    }
+
+    async fn known_policy_numbers(
+        &self,
+        carrier: &CarrierId,
+        numbers: &[String],
+    ) -> Result<HashSet<String>> {
+        let mut known = HashSet::new();
+        for chunk in numbers.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT policy_number FROM policies WHERE carrier_id = ? AND policy_number IN ({placeholders})"
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql).bind(carrier.as_str());
+            for n in chunk {
+                query = query.bind(n);
+            }
+            known.extend(query.fetch_all(&self.read).await?);
+        }
+        Ok(known)
     }
 
     async fn get_mapping(&self, id: i64) -> Result<StoredMapping> {
