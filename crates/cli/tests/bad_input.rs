@@ -175,3 +175,115 @@ fn a_broken_mapping_is_refused_before_anything_is_read() {
     );
     assert_nothing_written(&env);
 }
+
+/// A policy mapping over JSON or XML records with the same fields.
+fn tree_mapping(format: &str, extra: &str) -> String {
+    format!(
+        r#"
+[mapping]
+name = "hostile"
+record = "policy"
+[source]
+format = "{format}"
+{extra}
+[conventions]
+currency = "EUR"
+[fields]
+number = "id"
+line_of_business = {{ value = "homeowners" }}
+status = {{ value = "active" }}
+effective_date = "start"
+expiration_date = "end"
+premium = "premium"
+[fields.insured]
+name = "name"
+"#
+    )
+}
+
+const JSON_POLICY: &str =
+    r#"{"id": "P1", "start": "2025-01-01", "end": "2025-12-31", "premium": 10.5, "name": "A"}"#;
+
+#[test]
+fn hostile_payloads_end_in_a_clear_error_and_the_rest_is_kept() {
+    let env = Env::new();
+
+    // Entity expansion (billion laughs): refused before any record, nothing written.
+    let xml_mapping = env.write(
+        "xml.toml",
+        tree_mapping("xml", "record_element = \"Policy\""),
+    );
+    let mut laughs =
+        String::from("<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [\n <!ENTITY lol \"lol\">\n");
+    for i in 1..10 {
+        let prev = if i == 1 {
+            "lol".to_owned()
+        } else {
+            format!("lol{}", i - 1)
+        };
+        laughs.push_str(&format!(
+            " <!ENTITY lol{i} \"{}\">\n",
+            format!("&{prev};").repeat(10)
+        ));
+    }
+    laughs.push_str("]>\n<Policies><Policy><id>&lol9;</id></Policy></Policies>\n");
+    let bomb = env.write("laughs.xml", laughs);
+    let out = env.run(&[
+        "ingest",
+        "--carrier",
+        "acme",
+        "--mapping",
+        xml_mapping.to_str().unwrap(),
+        bomb.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("laughs.xml")
+            && stderr.contains("DTDs and entity declarations are not accepted"),
+        "{stderr}"
+    );
+    assert_nothing_written(&env);
+
+    // JSON nested 100,000 deep between two valid records: that record is rejected with the
+    // limit, the others are committed.
+    let json_mapping = env.write("json.toml", tree_mapping("json", ""));
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let payload = format!(
+        "[\n{JSON_POLICY},\n{deep},\n{}\n]\n",
+        JSON_POLICY.replace("P1", "P2")
+    );
+    let feed = env.write("deep.json", payload);
+    let submission = env.ingest("acme", &json_mapping, &feed);
+    assert_eq!(counts(&submission), [3, 2, 0, 0, 1], "{submission}");
+    let out = env.run(&["errors", &submission["id"].to_string(), "--json"]);
+    let rejection: serde_json::Value = serde_json::from_str(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rejection["line"], 3);
+    assert!(
+        rejection["reason"].as_str().unwrap().contains("nest"),
+        "{rejection}"
+    );
+
+    // A 10 MB field: its record is rejected with the size, the next one is committed.
+    let mut csv = ACME_FEED[..ACME_FEED.iter().position(|b| *b == b'\n').unwrap() + 1].to_vec();
+    csv.extend_from_slice(b"P1;KFZ;A;01.01.2025;01.01.2026;1,00;");
+    csv.extend(std::iter::repeat_n(b'x', 10 << 20));
+    csv.extend_from_slice(b"\nP2;KFZ;A;01.01.2025;01.01.2026;2,00;Anna\n");
+    let big = env.write("big-field.csv", csv);
+    let mapping = env.write("acme.toml", ACME_MAPPING);
+    let submission = env.ingest("globex", &mapping, &big);
+    assert_eq!(counts(&submission), [2, 1, 0, 0, 1], "{submission}");
+    let out = env.run(&["errors", &submission["id"].to_string()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("big-field.csv:2") && text.contains("10.0 MiB"),
+        "{text}"
+    );
+}

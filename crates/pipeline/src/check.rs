@@ -5,7 +5,7 @@
 use crate::{open_bound, PipelineError};
 use carrierhub_formats::{RecordData, Value};
 use carrierhub_mapping::{ErrorKind, Mapped, MappingSpec};
-use carrierhub_model::{CanonicalRecord, CarrierId};
+use carrierhub_model::{CanonicalRecord, CarrierId, RecordKind};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
@@ -195,6 +195,9 @@ pub fn check_file(
         references: BTreeMap::new(),
         examples: options.examples,
     };
+    // Policies the payload itself defines satisfy its claims' references; only a mapping
+    // that can produce claims needs them remembered.
+    let claims_possible = spec.kinds.contains(&RecordKind::Claim);
     let mut defined: HashSet<String> = HashSet::new();
     let mut groups: BTreeMap<(Option<String>, Option<String>, String), ErrorGroup> =
         BTreeMap::new();
@@ -256,9 +259,10 @@ pub fn check_file(
             Mapped::Record(canonical) => {
                 report.mapped += 1;
                 match &canonical {
-                    CanonicalRecord::Policy(p) => {
+                    CanonicalRecord::Policy(p) if claims_possible => {
                         defined.insert(p.number.as_str().to_owned());
                     }
+                    CanonicalRecord::Policy(_) => {}
                     CanonicalRecord::Claim(c) => report
                         .references
                         .entry(c.policy_number.as_str().to_owned())

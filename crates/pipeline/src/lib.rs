@@ -396,14 +396,23 @@ pub fn open_bound(
     Ok((reader, bound))
 }
 
-/// Reads the header of a stored payload and binds the mapping to it.
+/// Reads the header (and the first record) of a stored payload and binds the mapping to it.
 fn preflight(
     documents: &DocumentStore,
     document: &StoredDocument,
     spec: &MappingSpec,
     file_name: &str,
 ) -> Result<Vec<String>, PipelineError> {
-    let (_, bound) = open_bound(&documents.path_of(&document.sha256), spec, file_name)?;
+    let (mut reader, bound) = open_bound(&documents.path_of(&document.sha256), spec, file_name)?;
+    // Read up to the first record: what comes before it (an XML prolog with a DTD, the
+    // structure around a JSON array) is the payload's, and a payload that fails there is
+    // refused before a submission exists.
+    if let Some(Err(error)) = reader.next_record() {
+        return Err(PipelineError::Unreadable {
+            file: file_name.to_owned(),
+            error,
+        });
+    }
     Ok(bound.unmapped_columns)
 }
 
