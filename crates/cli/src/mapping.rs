@@ -191,8 +191,13 @@ fn print_report(r: &CheckReport) {
                 .unwrap_or_default();
             println!("    {}× {field}{column} [{}]", g.count, g.kind);
             for e in &g.examples {
+                let sheet = e
+                    .sheet
+                    .as_ref()
+                    .map(|s| format!(" of sheet '{s}'"))
+                    .unwrap_or_default();
                 println!(
-                    "        record {} (line {}): {}",
+                    "        record {} (line {}{sheet}): {}",
                     e.record, e.line, e.reason
                 );
             }

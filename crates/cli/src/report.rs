@@ -80,8 +80,13 @@ pub async fn errors(data_dir: &Path, args: ErrorsArgs) -> anyhow::Result<ExitCod
                     .as_ref()
                     .map(|v| format!(" value '{v}'"))
                     .unwrap_or_default();
+                let sheet = r
+                    .sheet
+                    .as_ref()
+                    .map(|s| format!("[{s}]"))
+                    .unwrap_or_default();
                 println!(
-                    "{}:{}: record {}{field}{value}: {}",
+                    "{}{sheet}:{}: record {}{field}{value}: {}",
                     r.file_name, r.line, r.record_number, r.reason
                 );
             }

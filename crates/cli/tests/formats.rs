@@ -60,6 +60,7 @@ fn assert_defects_rejected(
         });
         let hit = found.iter().any(|r| {
             r["line"].as_u64() == Some(d.line)
+                && r["sheet"].as_str() == d.sheet.as_deref()
                 && r["field"].as_str() == d.field.as_deref()
                 && r["reason"].as_str().unwrap().contains(&d.reason_contains)
         });

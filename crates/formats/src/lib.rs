@@ -304,4 +304,10 @@ pub trait RecordReader: Send {
     fn suspected_delimiter(&self) -> Option<u8> {
         None
     }
+
+    /// Spreadsheets only: the sheet of the record (or record error) last returned, whose
+    /// row its position's `line` is.
+    fn sheet(&self) -> Option<&str> {
+        None
+    }
 }

@@ -38,6 +38,7 @@ use std::io::{BufReader, Read, Seek};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 
 /// A part bigger than this with a compression ratio above [`MAX_RATIO`] is a zip bomb.
 const RATIO_FLOOR: u64 = 100 * 1024 * 1024;
@@ -364,6 +365,8 @@ enum Message {
         Result<Result<SourceRecord, RecordError>, FormatError>,
         /// Estimated bytes of the payload consumed.
         u64,
+        /// The sheet the record is on.
+        Option<Arc<str>>,
     ),
     /// The last sheet is read.
     End,
@@ -372,6 +375,8 @@ enum Message {
 /// Reads the records of a workbook's sheets; see the module documentation.
 pub struct SheetReader {
     headers: Vec<String>,
+    /// The sheet of the record last returned.
+    sheet: Option<Arc<str>>,
     receiver: Receiver<Message>,
     offset: u64,
     file_len: u64,
@@ -434,14 +439,15 @@ impl SheetReader {
         match receiver.recv() {
             Ok(Message::Headers(headers)) => Ok(Self {
                 headers,
+                sheet: None,
                 receiver,
                 offset: 0,
                 file_len,
                 done: false,
                 format,
             }),
-            Ok(Message::Item(Err(e), _)) => Err(e),
-            Ok(Message::Item(Ok(_), _) | Message::End) => unreachable!("headers come first"),
+            Ok(Message::Item(Err(e), _, _)) => Err(e),
+            Ok(Message::Item(Ok(_), _, _) | Message::End) => unreachable!("headers come first"),
             Err(_) => Err(panicked(format)),
         }
     }
@@ -469,8 +475,9 @@ impl RecordReader for SheetReader {
             return None;
         }
         match self.receiver.recv() {
-            Ok(Message::Item(item, offset)) => {
+            Ok(Message::Item(item, offset, sheet)) => {
                 self.offset = offset;
+                self.sheet = sheet;
                 if item.is_err() {
                     self.done = true;
                 }
@@ -493,6 +500,10 @@ impl RecordReader for SheetReader {
 
     fn byte_offset(&self) -> u64 {
         self.offset
+    }
+
+    fn sheet(&self) -> Option<&str> {
+        self.sheet.as_deref()
     }
 }
 
@@ -538,7 +549,7 @@ impl Job {
         let plans = match self.plan(&mut *book) {
             Ok(plans) => plans,
             Err(e) => {
-                let _ = sender.send(Message::Item(Err(e), 0));
+                let _ = sender.send(Message::Item(Err(e), 0, None));
                 return;
             }
         };
@@ -560,6 +571,7 @@ impl Job {
         let mut rows_before: u64 = 0;
         let mut holdback = Holdback::new(self.footer_rows);
         for plan in plans.iter().filter(|p| p.present) {
+            let sheet: Arc<str> = Arc::from(plan.name.as_str());
             let mut stopped = false;
             let result = book.rows(&plan.name, &mut |row| {
                 if row.index < self.header_row {
@@ -572,7 +584,10 @@ impl Job {
                 let done = rows_before + u64::from(row.index) + 1;
                 let estimate = self.file_len.saturating_mul(done.min(total_rows)) / total_rows;
                 if let Some(out) = holdback.push(item) {
-                    if sender.send(Message::Item(Ok(out), estimate)).is_err() {
+                    if sender
+                        .send(Message::Item(Ok(out), estimate, Some(sheet.clone())))
+                        .is_err()
+                    {
                         stopped = true;
                         return ControlFlow::Break(());
                     }
@@ -583,7 +598,7 @@ impl Job {
                 return;
             }
             if let Err(e) = result {
-                let _ = sender.send(Message::Item(Err(e), self.file_len));
+                let _ = sender.send(Message::Item(Err(e), self.file_len, Some(sheet.clone())));
                 return;
             }
             holdback.drop_footer();

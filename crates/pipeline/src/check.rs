@@ -44,6 +44,9 @@ pub struct SampleRecord {
 pub struct ErrorExample {
     pub record: u64,
     pub line: u64,
+    /// Spreadsheets: the sheet `line` is a row of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
     pub value: Option<String>,
     pub reason: String,
 }
@@ -133,6 +136,7 @@ impl CheckReport {
                     group.examples.push(ErrorExample {
                         record,
                         line,
+                        sheet: None,
                         value: Some(number.clone()),
                         reason: format!("policy '{number}' is not known for this carrier"),
                     });
@@ -243,6 +247,7 @@ pub fn check_file(
                     ErrorExample {
                         record: e.position.record,
                         line: e.position.line,
+                        sheet: reader.sheet().map(str::to_owned),
                         value: e.value.clone(),
                         reason: e.reason.clone(),
                     },
@@ -296,6 +301,7 @@ pub fn check_file(
                         ErrorExample {
                             record: source.position.record,
                             line: source.position.line,
+                            sheet: reader.sheet().map(str::to_owned),
                             value: Some(e.value),
                             reason: e.reason,
                         },

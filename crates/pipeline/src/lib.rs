@@ -452,6 +452,7 @@ impl ParseJob {
         )?;
         let mut batch = self.empty_batch();
         let mut pending = 0usize;
+        let mut sheet: Option<Arc<str>> = None;
         let send = |batch: Batch, bytes: u64| tx.blocking_send((batch, bytes)).is_ok();
         while let Some(item) = reader.next_record() {
             let item = match item {
@@ -479,18 +480,26 @@ impl ParseJob {
             if record_number <= self.skip_through {
                 continue;
             }
+            // Spreadsheet rows are numbered per sheet; the sheet goes with the line.
+            sheet = match (reader.sheet(), sheet.take()) {
+                (Some(now), Some(last)) if *last == *now => Some(last),
+                (now, _) => now.map(Arc::from),
+            };
             match item {
-                Err(e) => reject_unreadable(&mut batch, e),
+                Err(e) => reject_unreadable(&mut batch, e, sheet.as_deref()),
                 Ok(raw) => match bound.map_record(&self.carrier, &raw) {
                     Mapped::Record(record) => batch.records.push(StagedRecord {
                         record,
                         record_number,
                         source_line: raw.position.line,
+                        sheet: sheet.clone(),
                     }),
                     Mapped::Skipped(_) => batch.skipped_records += 1,
-                    Mapped::Rejected(errors) => {
-                        reject_unmappable(&mut batch, record_number, raw.position.line, errors)
-                    }
+                    Mapped::Rejected(errors) => reject_unmappable(
+                        &mut batch,
+                        (record_number, raw.position.line, sheet.as_deref()),
+                        errors,
+                    ),
                 },
             }
             batch.through_record = record_number;
@@ -513,10 +522,11 @@ impl ParseJob {
     }
 }
 
-fn reject_unreadable(batch: &mut Batch, e: RecordError) {
+fn reject_unreadable(batch: &mut Batch, e: RecordError, sheet: Option<&str>) {
     batch.rejections.push(NewRejection {
         record_number: e.position.record,
         source_line: e.position.line,
+        sheet: sheet.map(str::to_owned),
         field: None,
         source_column: e.column,
         value: e.value,
@@ -525,11 +535,14 @@ fn reject_unreadable(batch: &mut Batch, e: RecordError) {
     batch.rejected_records += 1;
 }
 
-fn reject_unmappable(batch: &mut Batch, record: u64, line: u64, errors: Vec<FieldError>) {
+/// Rejects one record for all its field errors; `at` is (record, line, sheet).
+fn reject_unmappable(batch: &mut Batch, at: (u64, u64, Option<&str>), errors: Vec<FieldError>) {
+    let (record, line, sheet) = at;
     for e in errors {
         batch.rejections.push(NewRejection {
             record_number: record,
             source_line: line,
+            sheet: sheet.map(str::to_owned),
             field: Some(e.field),
             source_column: e.column,
             value: Some(e.value),

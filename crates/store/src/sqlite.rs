@@ -270,12 +270,13 @@ async fn insert_rejection(
     r: &NewRejection,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO rejections (submission_id, record_number, source_line, field, source_column, value, reason) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO rejections (submission_id, record_number, source_line, sheet, field, source_column, value, reason) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(submission_id)
     .bind(r.record_number as i64)
     .bind(r.source_line as i64)
+    .bind(&r.sheet)
     .bind(&r.field)
     .bind(&r.source_column)
     .bind(&r.value)
@@ -631,6 +632,7 @@ async fn upsert_claim(
         return Ok(Upsert::Rejected(NewRejection {
             record_number: staged.record_number,
             source_line: staged.source_line,
+            sheet: staged.sheet.as_deref().map(str::to_owned),
             field: Some("policy_number".into()),
             source_column: None,
             value: Some(claim.policy_number.to_string()),
@@ -1338,6 +1340,7 @@ fn rejection_from_row(r: &SqliteRow) -> Result<Rejection> {
         file_name: r.try_get("file_name")?,
         record_number: r.try_get::<i64, _>("record_number")? as u64,
         line: r.try_get::<i64, _>("source_line")? as u64,
+        sheet: r.try_get("sheet")?,
         field: r.try_get("field")?,
         column: r.try_get("source_column")?,
         value: r.try_get("value")?,

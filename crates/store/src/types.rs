@@ -143,12 +143,16 @@ pub struct StagedRecord {
     pub record: CanonicalRecord,
     pub record_number: u64,
     pub source_line: u64,
+    /// Spreadsheets: the sheet `source_line` is a row of.
+    pub sheet: Option<std::sync::Arc<str>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct NewRejection {
     pub record_number: u64,
     pub source_line: u64,
+    /// Spreadsheets: the sheet `source_line` is a row of.
+    pub sheet: Option<String>,
     pub field: Option<String>,
     pub source_column: Option<String>,
     pub value: Option<String>,
@@ -184,6 +188,9 @@ pub struct Rejection {
     pub file_name: String,
     pub record_number: u64,
     pub line: u64,
+    /// Spreadsheets: the sheet `line` is a row of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
     pub field: Option<String>,
     pub column: Option<String>,
     pub value: Option<String>,

@@ -77,6 +77,7 @@ fn batch(submission_id: i64, records: Vec<CanonicalRecord>) -> Batch {
                 record,
                 record_number: i as u64 + 1,
                 source_line: i as u64 + 2,
+                sheet: None,
             })
             .collect(),
         rejections: vec![],
