@@ -150,6 +150,10 @@ fn describe(record: &CanonicalRecord) -> String {
             "claim {} on policy {} · {} · loss {} · paid {} · reserve {}",
             c.number, c.policy_number, c.status.value, c.loss_date, c.paid, c.reserve
         ),
+        CanonicalRecord::Transaction(t) => format!(
+            "transaction {} on policy {} · {} · effective {} · premium change {}",
+            t.reference, t.policy_number, t.transaction_type.value, t.effective_date, t.premium
+        ),
     }
 }
 

@@ -8,7 +8,7 @@ use crate::values::{excel_serial_date, parse_amount, parse_date, parse_decimal, 
 use carrierhub_formats::{RecordData, SourceRecord, Value};
 use carrierhub_model::{
     CanonicalRecord, CarrierId, Claim, ClaimNumber, Coded, Coverage, Currency, InsuredParty, Money,
-    PartyKind, Policy, PolicyNumber, RecordKind, RuleViolation, Validate,
+    PartyKind, Policy, PolicyNumber, PolicyTransaction, RecordKind, RuleViolation, Validate,
 };
 use chrono::NaiveDate;
 use regex::Regex;
@@ -238,9 +238,30 @@ struct ClaimBound {
 }
 
 #[derive(Debug, Clone)]
+struct TransactionBound {
+    policy_number: BoundField,
+    reference: BoundField,
+    transaction_type: BoundField,
+    effective_date: BoundField,
+    premium: BoundField,
+    currency: Option<BoundField>,
+}
+
+#[derive(Debug, Clone)]
 enum BoundTarget {
     Policy(Box<PolicyBound>),
     Claim(Box<ClaimBound>),
+    Transaction(Box<TransactionBound>),
+}
+
+impl BoundTarget {
+    fn kind(&self) -> RecordKind {
+        match self {
+            BoundTarget::Policy(_) => RecordKind::Policy,
+            BoundTarget::Claim(_) => RecordKind::Claim,
+            BoundTarget::Transaction(_) => RecordKind::Transaction,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -513,6 +534,7 @@ impl Binder<'_> {
         for (kind, list) in [
             (Some(RecordKind::Policy), &r.policy),
             (Some(RecordKind::Claim), &r.claim),
+            (Some(RecordKind::Transaction), &r.transaction),
             (None, &r.skip),
         ] {
             for v in list {
@@ -577,6 +599,14 @@ impl MappingSpec {
             .map(|t| match t {
                 Target::Policy(p) => BoundTarget::Policy(Box::new(b.policy(p))),
                 Target::Claim(c) => BoundTarget::Claim(Box::new(b.claim(c))),
+                Target::Transaction(t) => BoundTarget::Transaction(Box::new(TransactionBound {
+                    policy_number: b.bind("policy_number", &t.policy_number.0, None),
+                    reference: b.bind("reference", &t.reference.0, None),
+                    transaction_type: b.bind("type", &t.transaction_type.0, None),
+                    effective_date: b.bind("effective_date", &t.effective_date.0, None),
+                    premium: b.bind("premium", &t.premium.0, None),
+                    currency: b.opt("currency", &t.currency),
+                })),
             })
             .collect();
         let route = self.route.as_ref().map(|r| b.route(r));
@@ -1161,10 +1191,7 @@ impl BoundMapping {
                     Some(Some(kind)) => self
                         .targets
                         .iter()
-                        .find(|t| match t {
-                            BoundTarget::Policy(_) => *kind == RecordKind::Policy,
-                            BoundTarget::Claim(_) => *kind == RecordKind::Claim,
-                        })
+                        .find(|t| t.kind() == *kind)
                         .expect("checked when parsed: a routed kind has its section"),
                     None => {
                         return Mapped::Rejected(vec![FieldError {
@@ -1190,6 +1217,7 @@ impl BoundMapping {
         let mapped = match target {
             BoundTarget::Policy(p) => self.policy(&mut r, p, carrier),
             BoundTarget::Claim(c) => self.claim(&mut r, c, carrier),
+            BoundTarget::Transaction(t) => self.transaction(&mut r, t, carrier),
         };
         let Some(record) = mapped.filter(|_| r.errors.is_empty()) else {
             return Mapped::Rejected(r.errors);
@@ -1198,6 +1226,7 @@ impl BoundMapping {
         let violations: Vec<RuleViolation> = match &record {
             CanonicalRecord::Policy(p) => p.violations(),
             CanonicalRecord::Claim(c) => c.violations(),
+            CanonicalRecord::Transaction(t) => t.violations(),
         };
         errors.extend(violations.into_iter().map(|v| FieldError {
             column: self.source_column(&v.field).map(str::to_owned),
@@ -1224,6 +1253,10 @@ impl BoundMapping {
                 CanonicalRecord::Claim(c) => match name {
                     "loss_date" => Some(c.loss_date),
                     "reported_date" => Some(c.reported_date),
+                    _ => None,
+                },
+                CanonicalRecord::Transaction(t) => match name {
+                    "effective_date" => Some(t.effective_date),
                     _ => None,
                 },
             }
@@ -1340,6 +1373,30 @@ impl BoundMapping {
             cause,
             paid: paid?,
             reserve: reserve?,
+        }))
+    }
+}
+
+impl BoundMapping {
+    fn transaction<'a>(
+        &self,
+        r: &mut RecordReader<'a>,
+        t: &'a TransactionBound,
+        carrier: &CarrierId,
+    ) -> Option<CanonicalRecord> {
+        let policy_number = r.reference(&t.policy_number, PolicyNumber::parse);
+        let reference = r.required(&t.reference);
+        let transaction_type = r.code(&t.transaction_type, CodeList::TransactionType);
+        let effective = r.date(&t.effective_date);
+        let ccy = r.currency(t.currency.as_ref(), self.default_currency);
+        let premium = r.money(&t.premium, ccy);
+        Some(CanonicalRecord::Transaction(PolicyTransaction {
+            carrier: carrier.clone(),
+            policy_number: policy_number?,
+            reference: reference?,
+            transaction_type: transaction_type?,
+            effective_date: effective?,
+            premium: premium?,
         }))
     }
 }

@@ -3,7 +3,7 @@
 use crate::values::{check_date_format, parse_decimal, DecimalFormat};
 use carrierhub_formats::{FixedColumn, ReaderSpec, SourceFormat, TextEncoding};
 use carrierhub_model::{
-    CarrierId, ClaimStatus, LineOfBusiness, PartyKind, PolicyStatus, RecordKind,
+    CarrierId, ClaimStatus, LineOfBusiness, PartyKind, PolicyStatus, RecordKind, TransactionType,
 };
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -381,6 +381,8 @@ pub(crate) struct RouteSpec {
     #[serde(default)]
     pub claim: Vec<String>,
     #[serde(default)]
+    pub transaction: Vec<String>,
+    #[serde(default)]
     pub skip: Vec<String>,
 }
 
@@ -420,6 +422,7 @@ struct File {
     coverages: Vec<toml::Table>,
     policy: Option<toml::Table>,
     claim: Option<toml::Table>,
+    transaction: Option<toml::Table>,
     route: Option<RouteSpec>,
     #[serde(default)]
     skip: Vec<SkipSpec>,
@@ -482,11 +485,26 @@ pub(crate) struct ClaimFields {
     pub currency: Option<FieldSpecOrColumn>,
 }
 
+/// A transaction on an existing policy: an additional or return premium, a cancellation, a
+/// reinstatement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TransactionFields {
+    pub policy_number: FieldSpecOrColumn,
+    pub reference: FieldSpecOrColumn,
+    #[serde(rename = "type")]
+    pub transaction_type: FieldSpecOrColumn,
+    pub effective_date: FieldSpecOrColumn,
+    pub premium: FieldSpecOrColumn,
+    pub currency: Option<FieldSpecOrColumn>,
+}
+
 /// The fields of one canonical kind a mapping produces.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
     Policy(Box<PolicyFields>),
     Claim(Box<ClaimFields>),
+    Transaction(Box<TransactionFields>),
 }
 
 impl Target {
@@ -494,6 +512,7 @@ impl Target {
         match self {
             Target::Policy(_) => RecordKind::Policy,
             Target::Claim(_) => RecordKind::Claim,
+            Target::Transaction(_) => RecordKind::Transaction,
         }
     }
 }
@@ -604,11 +623,32 @@ impl MappingSpec {
             }
             Ok(Target::Claim(Box::new(fields)))
         };
+        let transaction_target =
+            |table: toml::Table, section: &str| -> Result<Target, MappingError> {
+                let mut fields: TransactionFields = toml::Value::Table(table)
+                    .try_into()
+                    .map_err(|e| invalid(format!("[{section}] of a transaction mapping: {e}")))?;
+                if tree {
+                    for f in [
+                        &mut fields.policy_number,
+                        &mut fields.reference,
+                        &mut fields.transaction_type,
+                        &mut fields.effective_date,
+                        &mut fields.premium,
+                    ] {
+                        to_path(f);
+                    }
+                    if let Some(c) = &mut fields.currency {
+                        to_path(c);
+                    }
+                }
+                Ok(Target::Transaction(Box::new(fields)))
+            };
 
         let targets = match (&parsed.route, parsed.mapping.record) {
             (None, None) => {
                 return Err(invalid(
-                    "mapping.record is required: \"policy\" or \"claim\" (or a [route] section)"
+                    "mapping.record is required: \"policy\", \"claim\" or \"transaction\" (or a [route] section)"
                         .into(),
                 ))
             }
@@ -619,9 +659,10 @@ impl MappingSpec {
                 ))
             }
             (None, Some(kind)) => {
-                if parsed.policy.is_some() || parsed.claim.is_some() {
+                if parsed.policy.is_some() || parsed.claim.is_some() || parsed.transaction.is_some()
+                {
                     return Err(invalid(
-                        "[policy] and [claim] sections belong to routed mappings; with mapping.record use [fields]".into(),
+                        "[policy], [claim] and [transaction] sections belong to routed mappings; with mapping.record use [fields]".into(),
                     ));
                 }
                 let Some(fields) = parsed.fields else {
@@ -629,20 +670,24 @@ impl MappingSpec {
                 };
                 match kind {
                     RecordKind::Policy => vec![policy_target(fields, parsed.coverages, "fields")?],
-                    RecordKind::Claim => {
+                    RecordKind::Claim | RecordKind::Transaction => {
                         if !parsed.coverages.is_empty() {
                             return Err(invalid(
                                 "[[coverages]] only apply to policy mappings".into(),
                             ));
                         }
-                        vec![claim_target(fields, "fields")?]
+                        if kind == RecordKind::Claim {
+                            vec![claim_target(fields, "fields")?]
+                        } else {
+                            vec![transaction_target(fields, "fields")?]
+                        }
                     }
                 }
             }
             (Some(route), None) => {
                 if parsed.fields.is_some() || !parsed.coverages.is_empty() {
                     return Err(invalid(
-                        "a routed mapping puts its fields in [policy] and [claim], not [fields]"
+                        "a routed mapping puts its fields in [policy], [claim] and [transaction], not [fields]"
                             .into(),
                     ));
                 }
@@ -663,9 +708,18 @@ impl MappingSpec {
                             .into(),
                     ));
                 }
+                if let Some(t) = parsed.transaction {
+                    targets.push(transaction_target(t, "transaction")?);
+                } else if !route.transaction.is_empty() {
+                    return Err(invalid(
+                        "route.transaction sends records to transactions, but there is no [transaction] section"
+                            .into(),
+                    ));
+                }
                 if targets.is_empty() {
                     return Err(invalid(
-                        "a routed mapping needs a [policy] or a [claim] section".into(),
+                        "a routed mapping needs a [policy], [claim] or [transaction] section"
+                            .into(),
                     ));
                 }
                 targets
@@ -803,6 +857,34 @@ impl MappingSpec {
                     }
                 }
             }
+            Target::Transaction(fields) => {
+                let f = fields.as_ref();
+                let req = [
+                    ("policy_number", &f.policy_number, FieldType::Text),
+                    ("reference", &f.reference, FieldType::Text),
+                    (
+                        "type",
+                        &f.transaction_type,
+                        FieldType::Code(CodeList::TransactionType),
+                    ),
+                    ("effective_date", &f.effective_date, FieldType::Date),
+                    ("premium", &f.premium, FieldType::Amount),
+                ];
+                for (name, spec, ty) in req {
+                    out.push(FieldRef {
+                        name: name.into(),
+                        spec: &spec.0,
+                        ty,
+                    });
+                }
+                if let Some(spec) = &f.currency {
+                    out.push(FieldRef {
+                        name: "currency".into(),
+                        spec: &spec.0,
+                        ty: FieldType::Currency,
+                    });
+                }
+            }
         }
         out
     }
@@ -862,6 +944,7 @@ impl MappingSpec {
                 match target.kind() {
                     RecordKind::Policy => "policy",
                     RecordKind::Claim => "claim",
+                    RecordKind::Transaction => "transaction",
                 }
             } else {
                 "fields"
@@ -1009,6 +1092,7 @@ impl MappingSpec {
             for (kind, values) in [
                 ("policy", &route.policy),
                 ("claim", &route.claim),
+                ("transaction", &route.transaction),
                 ("skip", &route.skip),
             ] {
                 for v in values {
@@ -1151,6 +1235,7 @@ pub(crate) enum CodeList {
     PolicyStatus,
     ClaimStatus,
     PartyKind,
+    TransactionType,
 }
 
 impl CodeList {
@@ -1159,6 +1244,7 @@ impl CodeList {
             Self::LineOfBusiness => LineOfBusiness::from_str(value).map(|_| ()),
             Self::PolicyStatus => PolicyStatus::from_str(value).map(|_| ()),
             Self::ClaimStatus => ClaimStatus::from_str(value).map(|_| ()),
+            Self::TransactionType => TransactionType::from_str(value).map(|_| ()),
             Self::PartyKind => PartyKind::from_str(value).map(|_| ()),
         };
         r.map_err(|e| e.to_string())
@@ -1169,6 +1255,7 @@ impl CodeList {
             Self::LineOfBusiness => "line of business",
             Self::PolicyStatus => "policy status",
             Self::ClaimStatus => "claim status",
+            Self::TransactionType => "transaction type",
             Self::PartyKind => "party kind",
         }
     }

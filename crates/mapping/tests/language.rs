@@ -501,6 +501,10 @@ fn mapping_files_are_checked_before_any_data() {
             "listed for both",
         ),
         (
+            ROUTED.replace("skip = [\"T\"]", "skip = [\"T\"]\ntransaction = [\"AP\"]"),
+            "route.transaction sends records to transactions, but there is no [transaction] section",
+        ),
+        (
             CSV_POLICY.replace(
                 "premium = { column = \"Premium\",",
                 "premium = { column = \"Premium\", codes = \"class\",",

@@ -138,6 +138,16 @@ code_list! {
 }
 
 code_list! {
+    /// What a transaction row does to its policy: an endorsement changes the premium (an
+    /// additional or a return premium), a cancellation or reinstatement also the status.
+    TransactionType, "transaction type" {
+        Endorsement => "endorsement",
+        Cancellation => "cancellation",
+        Reinstatement => "reinstatement",
+    }
+}
+
+code_list! {
     /// Whether an insured party is a natural person or an organisation.
     PartyKind, "party kind" {
         Person => "person",

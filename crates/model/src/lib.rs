@@ -11,10 +11,12 @@ mod money;
 mod transactions;
 mod validation;
 
-pub use codes::{ClaimStatus, Coded, LineOfBusiness, PartyKind, PolicyStatus, UnknownCode};
+pub use codes::{
+    ClaimStatus, Coded, LineOfBusiness, PartyKind, PolicyStatus, TransactionType, UnknownCode,
+};
 pub use entities::{
     CanonicalRecord, Carrier, Claim, ClaimTransaction, Coverage, InsuredParty, Policy,
-    PremiumTransaction, RecordKind,
+    PolicyTransaction, PremiumTransaction, RecordKind,
 };
 pub use ids::{CarrierId, ClaimNumber, IdError, PolicyNumber};
 pub use money::{Currency, Money, MoneyError};

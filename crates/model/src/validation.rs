@@ -12,7 +12,7 @@ pub struct RuleViolation {
 }
 
 impl RuleViolation {
-    fn new(field: &str, value: impl ToString, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &str, value: impl ToString, reason: impl Into<String>) -> Self {
         Self {
             field: field.to_owned(),
             value: value.to_string(),
@@ -77,6 +77,21 @@ impl Validate for Policy {
             }
         }
         out
+    }
+}
+
+impl Validate for crate::PolicyTransaction {
+    fn violations(&self) -> Vec<RuleViolation> {
+        let r = self.reference.trim();
+        if r.is_empty() || r.len() > 64 || r.chars().any(char::is_control) {
+            vec![RuleViolation::new(
+                "reference",
+                &self.reference,
+                "a transaction reference is 1 to 64 characters, without control characters",
+            )]
+        } else {
+            Vec::new()
+        }
     }
 }
 

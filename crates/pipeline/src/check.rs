@@ -114,8 +114,8 @@ impl CheckReport {
         self.references.keys().cloned().collect()
     }
 
-    /// Turns every mapped claim whose policy is neither in `known` nor in the payload into a
-    /// rejection, as ingestion would: `policy_number` with kind `reference`.
+    /// Turns every mapped claim or transaction whose policy is neither in `known` nor in the
+    /// payload into a rejection, as ingestion would: `policy_number` with kind `reference`.
     pub fn apply_known_policies(&mut self, known: &HashSet<String>) {
         let mut group = ErrorGroup {
             field: Some("policy_number".into()),
@@ -149,6 +149,7 @@ impl CheckReport {
             self.rejected += group.count;
             self.sample.retain(|s| match &s.canonical {
                 CanonicalRecord::Claim(c) => !unknown.contains(c.policy_number.as_str()),
+                CanonicalRecord::Transaction(t) => !unknown.contains(t.policy_number.as_str()),
                 CanonicalRecord::Policy(_) => true,
             });
             self.errors.push(group);
@@ -201,7 +202,10 @@ pub fn check_file(
     };
     // Policies the payload itself defines satisfy its claims' references; only a mapping
     // that can produce claims needs them remembered.
-    let claims_possible = spec.kinds.contains(&RecordKind::Claim);
+    let claims_possible = spec
+        .kinds
+        .iter()
+        .any(|k| matches!(k, RecordKind::Claim | RecordKind::Transaction));
     let mut defined: HashSet<String> = HashSet::new();
     let mut groups: BTreeMap<(Option<String>, Option<String>, String), ErrorGroup> =
         BTreeMap::new();
@@ -271,6 +275,11 @@ pub fn check_file(
                     CanonicalRecord::Claim(c) => report
                         .references
                         .entry(c.policy_number.as_str().to_owned())
+                        .or_default()
+                        .push((source.position.record, source.position.line)),
+                    CanonicalRecord::Transaction(t) => report
+                        .references
+                        .entry(t.policy_number.as_str().to_owned())
                         .or_default()
                         .push((source.position.record, source.position.line)),
                 }

@@ -11,7 +11,7 @@ use crate::{Result, Store, StoreError};
 use async_trait::async_trait;
 use carrierhub_model::{
     derive_claim_transactions, derive_premium_transactions, CanonicalRecord, CarrierId, Claim,
-    Money, Policy, PolicyStatus, RecordKind,
+    Money, Policy, PolicyStatus, PolicyTransaction, RecordKind,
 };
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use futures_util::TryStreamExt;
@@ -313,6 +313,8 @@ struct CurrentPolicy {
     id: i64,
     version: i64,
     content_hash: String,
+    /// Transactions were applied to the policy: a reported state may be one they superseded.
+    has_transactions: bool,
 }
 
 /// Rows a batch appends, written with multi-row INSERTs when the batch ends: per-statement
@@ -445,7 +447,8 @@ async fn prefetch_policies(
         .iter()
         .filter_map(|s| match &s.record {
             CanonicalRecord::Policy(p) => Some((p.carrier.as_str(), p.number.as_str())),
-            CanonicalRecord::Claim(_) => None,
+            // A transaction reads its policy when it is applied.
+            CanonicalRecord::Claim(_) | CanonicalRecord::Transaction(_) => None,
         })
         .collect();
     keys.sort_unstable();
@@ -453,8 +456,9 @@ async fn prefetch_policies(
     let mut found = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(INSERT_CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT id, carrier_id, policy_number, version, content_hash FROM policies \
-             WHERE (carrier_id, policy_number) IN (",
+            "SELECT id, carrier_id, policy_number, version, content_hash, \
+             EXISTS (SELECT 1 FROM applied_transactions t WHERE t.policy_id = policies.id) AS has_transactions \
+             FROM policies WHERE (carrier_id, policy_number) IN (",
         );
         // SQLite takes row values on the left of IN only with a subquery on the right.
         q.push_values(chunk, |mut b, (carrier, number)| {
@@ -468,11 +472,39 @@ async fn prefetch_policies(
                     id: row.try_get("id")?,
                     version: row.try_get("version")?,
                     content_hash: row.try_get("content_hash")?,
+                    has_transactions: row.try_get("has_transactions")?,
                 },
             );
         }
     }
     Ok(found)
+}
+
+/// Whether `hash` is a state of the policy that only transactions followed: a re-sent state
+/// row the policy's applied transactions have moved on from, not a change.
+async fn superseded_by_transactions(
+    conn: &mut SqliteConnection,
+    pending: &mut PendingRows,
+    submission_id: i64,
+    at: &str,
+    policy_id: i64,
+    hash: &str,
+) -> Result<bool> {
+    // Versions this batch has not written yet count too.
+    if pending.versions.iter().any(|v| v.policy_id == policy_id) {
+        pending.flush(conn, submission_id, at).await?;
+    }
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT v.version FROM policy_versions v WHERE v.policy_id = ?1 AND v.content_hash = ?2 \
+         AND NOT EXISTS (SELECT 1 FROM policy_versions w WHERE w.policy_id = ?1 AND w.version > v.version \
+         AND NOT EXISTS (SELECT 1 FROM applied_transactions t WHERE t.policy_id = ?1 AND t.policy_version = w.version)) \
+         LIMIT 1",
+    )
+    .bind(policy_id)
+    .bind(hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(found.is_some())
 }
 
 async fn upsert_policy(
@@ -492,6 +524,12 @@ async fn upsert_policy(
     let (policy_id, version, previous, outcome) = match current.get(&key).cloned() {
         Some(cur) => {
             if cur.content_hash == hash {
+                return Ok(Upsert::Unchanged);
+            }
+            if cur.has_transactions
+                && superseded_by_transactions(conn, pending, submission_id, at, cur.id, &hash)
+                    .await?
+            {
                 return Ok(Upsert::Unchanged);
             }
             let (id, version) = (cur.id, cur.version);
@@ -561,12 +599,14 @@ async fn upsert_policy(
             (id, 1, None, Upsert::Inserted)
         }
     };
+    let has_transactions = current.get(&key).is_some_and(|c| c.has_transactions);
     current.insert(
         key,
         CurrentPolicy {
             id: policy_id,
             version,
             content_hash: hash.clone(),
+            has_transactions,
         },
     );
     pending.versions.push(PendingVersion {
@@ -613,6 +653,134 @@ async fn upsert_policy(
         .to_string(),
     ));
     Ok(outcome)
+}
+
+/// Applies a transaction to its policy's current version: the result is the policy's next
+/// version (through the same upsert as a reported state), and the transaction is recorded
+/// by its reference so that sending it again changes nothing.
+async fn apply_transaction(
+    conn: &mut SqliteConnection,
+    current: &mut HashMap<(String, String), CurrentPolicy>,
+    pending: &mut PendingRows,
+    submission_id: i64,
+    staged: &StagedRecord,
+    transaction: &PolicyTransaction,
+    at: &str,
+) -> Result<Upsert> {
+    let reject = |field: &str, value: String, reason: String| {
+        Ok(Upsert::Rejected(NewRejection {
+            record_number: staged.record_number,
+            source_line: staged.source_line,
+            sheet: staged.sheet.as_deref().map(str::to_owned),
+            field: Some(field.to_owned()),
+            source_column: None,
+            value: Some(value),
+            reason,
+        }))
+    };
+    // The policy may be one this batch has not written yet.
+    pending.flush(conn, submission_id, at).await?;
+    let row = sqlx::query(
+        "SELECT p.id, p.version, p.content_hash, v.record FROM policies p \
+         JOIN policy_versions v ON v.policy_id = p.id AND v.version = p.version \
+         WHERE p.carrier_id = ? AND p.policy_number = ?",
+    )
+    .bind(transaction.carrier.as_str())
+    .bind(transaction.policy_number.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return reject(
+            "policy_number",
+            transaction.policy_number.to_string(),
+            format!(
+                "policy '{}' is not known for carrier '{}'; ingest the policy feed first",
+                transaction.policy_number, transaction.carrier
+            ),
+        );
+    };
+    let policy_id: i64 = row.try_get("id")?;
+    let hash = transaction.content_hash();
+    let applied: Option<String> = sqlx::query_scalar(
+        "SELECT content_hash FROM applied_transactions WHERE policy_id = ? AND reference = ?",
+    )
+    .bind(policy_id)
+    .bind(&transaction.reference)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match applied {
+        Some(h) if h == hash => return Ok(Upsert::Unchanged),
+        Some(_) => {
+            return reject(
+                "reference",
+                transaction.reference.clone(),
+                format!(
+                    "transaction '{}' was already applied to policy '{}' with other content; a correction needs a reference of its own",
+                    transaction.reference, transaction.policy_number
+                ),
+            )
+        }
+        None => {}
+    }
+    let policy: Policy = serde_json::from_str(&row.try_get::<String, _>("record")?)
+        .map_err(|e| StoreError::Corrupt(format!("policy {policy_id}'s current version: {e}")))?;
+    let next = match transaction.apply_to(&policy) {
+        Ok(next) => next,
+        Err(v) => return reject(&v.field, v.value, v.reason),
+    };
+    current.insert(
+        (
+            policy.carrier.as_str().to_owned(),
+            policy.number.as_str().to_owned(),
+        ),
+        CurrentPolicy {
+            id: policy_id,
+            version: row.try_get("version")?,
+            content_hash: row.try_get("content_hash")?,
+            has_transactions: true,
+        },
+    );
+    let as_state = StagedRecord {
+        record: CanonicalRecord::Policy(next.clone()),
+        ..staged.clone()
+    };
+    let outcome =
+        upsert_policy(conn, current, pending, submission_id, &as_state, &next, at).await?;
+    let version = current
+        .get(&(
+            next.carrier.as_str().to_owned(),
+            next.number.as_str().to_owned(),
+        ))
+        .map(|c| c.version)
+        .unwrap_or_default();
+    // The movement takes effect when the carrier says, not at the policy's inception.
+    let effective = transaction.effective_date.to_string();
+    for t in pending
+        .premium_transactions
+        .iter_mut()
+        .filter(|t| t.0 == policy_id && t.1 == version)
+    {
+        t.5 = effective.clone();
+    }
+    sqlx::query(
+        "INSERT INTO applied_transactions (policy_id, reference, content_hash, record, policy_version, \
+         submission_id, record_number, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(policy_id)
+    .bind(&transaction.reference)
+    .bind(&hash)
+    .bind(serde_json::to_string(transaction).expect("canonical records serialise"))
+    .bind(version)
+    .bind(submission_id)
+    .bind(staged.record_number as i64)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    // A transaction that leaves the policy as it was (a zero endorsement) is still applied.
+    Ok(match outcome {
+        Upsert::Unchanged => Upsert::Updated,
+        other => other,
+    })
 }
 
 async fn upsert_claim(
@@ -836,6 +1004,18 @@ async fn apply_batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<Batch
                 pending.flush(conn, batch.submission_id, &at).await?;
                 upsert_claim(conn, batch.submission_id, staged, c, &at).await?
             }
+            CanonicalRecord::Transaction(t) => {
+                apply_transaction(
+                    conn,
+                    &mut current,
+                    &mut pending,
+                    batch.submission_id,
+                    staged,
+                    t,
+                    &at,
+                )
+                .await?
+            }
         };
         match outcome {
             Upsert::Inserted => counts.inserted += 1,
@@ -924,6 +1104,7 @@ impl Store for SqliteStore {
         let kind = match m.record {
             RecordKind::Policy => "policy",
             RecordKind::Claim => "claim",
+            RecordKind::Transaction => "transaction",
         };
         let version = m.version;
         let sha = m.sha256.to_owned();
@@ -1247,10 +1428,46 @@ impl Store for SqliteStore {
                 .bind(id)
                 .fetch_all(&self.read)
                 .await?;
+        let mut movements: HashMap<i64, Vec<PremiumMovement>> = HashMap::new();
+        for r in sqlx::query(
+            "SELECT policy_version, kind, amount, currency, effective_date FROM premium_transactions \
+             WHERE policy_id = ? ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?
+        {
+            let amount = money(&r.try_get::<String, _>("amount")?, &r.try_get::<String, _>("currency")?)?;
+            let date: String = r.try_get("effective_date")?;
+            movements
+                .entry(r.try_get("policy_version")?)
+                .or_default()
+                .push(PremiumMovement {
+                    kind: r.try_get("kind")?,
+                    amount,
+                    effective_date: NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+                        .map_err(|e| StoreError::Corrupt(format!("date '{date}': {e}")))?,
+                });
+        }
+        let mut transactions: HashMap<i64, serde_json::Value> = HashMap::new();
+        for r in sqlx::query(
+            "SELECT policy_version, record FROM applied_transactions WHERE policy_id = ?",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?
+        {
+            transactions.insert(
+                r.try_get("policy_version")?,
+                serde_json::from_str(&r.try_get::<String, _>("record")?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+        }
         rows.iter()
             .map(|r| {
+                let version: i64 = r.try_get("version")?;
                 Ok(PolicyVersion {
-                    version: r.try_get("version")?,
+                    version,
                     content_hash: r.try_get("content_hash")?,
                     record: serde_json::from_str(&r.try_get::<String, _>("record")?)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -1261,6 +1478,8 @@ impl Store for SqliteStore {
                     },
                     valid_from: ts(&r.try_get::<String, _>("valid_from")?)?,
                     valid_to: opt_ts(r.try_get("valid_to")?)?,
+                    premium_transactions: movements.remove(&version).unwrap_or_default(),
+                    transaction: transactions.remove(&version),
                 })
             })
             .collect()

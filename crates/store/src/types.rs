@@ -285,6 +285,19 @@ pub struct PolicyVersion {
     pub lineage: Lineage,
     pub valid_from: DateTime<Utc>,
     pub valid_to: Option<DateTime<Utc>>,
+    /// The premium movements this version made (new business, endorsement, …).
+    pub premium_transactions: Vec<PremiumMovement>,
+    /// The carrier's transaction this version results from, when it was reported as one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<serde_json::Value>,
+}
+
+/// A premium transaction as stored: derived from two consecutive versions.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PremiumMovement {
+    pub kind: String,
+    pub amount: Money,
+    pub effective_date: NaiveDate,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
