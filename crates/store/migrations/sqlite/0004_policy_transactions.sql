@@ -1,9 +1,12 @@
 -- Mappings may now produce transactions on existing policies: the record kind's CHECK is
 -- widened by rebuilding the table (SQLite cannot alter a CHECK). Foreign keys to it are
--- checked at commit, when the rebuilt table has the same rows under the same name.
+-- deferred: dropping the table orphans the submissions that refer to it, and inserting the
+-- same rows into its successor of the same name resolves them again before the commit.
 PRAGMA defer_foreign_keys = ON;
 
-CREATE TABLE mappings_rebuilt (
+CREATE TABLE mappings_copy AS SELECT * FROM mappings;
+DROP TABLE mappings;
+CREATE TABLE mappings (
     id          INTEGER PRIMARY KEY,
     carrier_id  TEXT NOT NULL REFERENCES carriers(id),
     name        TEXT NOT NULL,
@@ -16,9 +19,9 @@ CREATE TABLE mappings_rebuilt (
     UNIQUE (carrier_id, name, sha256),
     UNIQUE (carrier_id, name, revision)
 );
-INSERT INTO mappings_rebuilt SELECT id, carrier_id, name, record_kind, version, revision, sha256, spec, created_at FROM mappings;
-DROP TABLE mappings;
-ALTER TABLE mappings_rebuilt RENAME TO mappings;
+INSERT INTO mappings (id, carrier_id, name, record_kind, version, revision, sha256, spec, created_at)
+    SELECT id, carrier_id, name, record_kind, version, revision, sha256, spec, created_at FROM mappings_copy;
+DROP TABLE mappings_copy;
 
 -- The transactions applied to each policy, by the carrier's reference: the same transaction
 -- sent again is recognised and not applied twice.
