@@ -1,9 +1,9 @@
 //! Every feed format end to end, as a user runs it: `carrierhub gen` writes each synthetic
 //! carrier's feeds (CSV with three conventions, an XLSX bordereau, a UTF-16 claim file,
-//! NDJSON, XML, fixed-width) with a rate of realistic defects and its ground truth; each is
-//! ingested with its example mapping, and the result must equal the truth exactly: counts,
-//! premium by line and currency, paid and reserve by currency, and every injected defect
-//! rejected on its record and line, for its field, with its reason.
+//! NDJSON, a JSON document, XML, fixed-width) with a rate of realistic defects and its ground
+//! truth; each is ingested with its example mapping, and the result must equal the truth
+//! exactly: counts, premium by line and currency, paid and reserve by currency, and every
+//! injected defect rejected on its record and line, for its field, with its reason.
 
 mod common;
 
@@ -96,7 +96,7 @@ async fn every_format_reconciles_exactly_with_the_generators_ground_truth() {
         .collect();
     assert_eq!(
         formats.into_iter().collect::<Vec<_>>(),
-        ["csv", "fixed", "ndjson", "xlsx", "xml"]
+        ["csv", "fixed", "json", "ndjson", "xlsx", "xml"]
     );
 
     for c in &truth.carriers {

@@ -3,8 +3,8 @@
 //! They differ on purpose in every way real carriers do (file format, delimiter, encoding,
 //! date order, decimal comma, column names, codes, one currency or many), so that onboarding
 //! them by mapping file alone demonstrates the mapping format rather than assuming one shape.
-//! The first three write delimited text; the others a spreadsheet bordereau, an API dump, an
-//! XML export and a mainframe extract.
+//! The first three write delimited text; the others a spreadsheet bordereau, API exports
+//! (NDJSON and a JSON document), an XML export and a mainframe extract.
 
 use crate::defects::DefectKind;
 use crate::names::Market;
@@ -20,6 +20,9 @@ pub enum FeedFormat {
     Csv,
     /// An Office Open XML workbook (`xlsx`).
     Xlsx,
+    /// One JSON document (`json`): the records are the elements of an array inside it, at
+    /// a JSON pointer (the mapping's `source.records`).
+    Json,
     /// Newline-delimited JSON (`ndjson`): one object per line.
     Ndjson,
     /// XML (`xml`): one element per record.
@@ -34,6 +37,7 @@ impl FeedFormat {
         match self {
             Self::Csv => "csv",
             Self::Xlsx => "xlsx",
+            Self::Json => "json",
             Self::Ndjson => "ndjson",
             Self::Xml => "xml",
             Self::Fixed => "fixed",
@@ -154,9 +158,9 @@ pub fn carriers() -> Vec<CarrierProfile> {
             policy_mapping: include_str!("../../../examples/mappings/meridian-policies.toml"),
             claim_mapping: include_str!("../../../examples/mappings/meridian-claims.toml"),
             policy_file_name: "meridian-policies.ndjson",
-            claim_file_name: "meridian-claims.ndjson",
+            claim_file_name: "meridian-claims.json",
             policy_format: FeedFormat::Ndjson,
-            claim_format: FeedFormat::Ndjson,
+            claim_format: FeedFormat::Json,
             spec: &MERIDIAN,
         },
         CarrierProfile {
@@ -1026,7 +1030,9 @@ static HARBOUR: CarrierSpec = CarrierSpec {
 };
 
 /// Meridian Direct: a US insurtech whose policy admin system exports its book through its API
-/// as NDJSON (see `ndjson.rs`), several coverages per policy, amounts as JSON numbers.
+/// as NDJSON (see `ndjson.rs`), several coverages per policy, amounts as JSON numbers; its
+/// claims system exports one pretty-printed JSON document with the claims under
+/// `/data/claims` (see `json.rs`).
 static MERIDIAN: CarrierSpec = CarrierSpec {
     market: Market::Us,
     text: TextStyle {
@@ -1278,9 +1284,13 @@ static MERIDIAN: CarrierSpec = CarrierSpec {
         DefectKind::NotANumber,
         DefectKind::UnknownCode,
     ],
+    // A claim document is never cut short (the whole document would be unreadable, not one
+    // record), and an element cut mid-object would swallow the elements after it; but one
+    // element can carry a bare `NaN`, which the reader rejects on its own and reads past.
     claim_defects: &[
         DefectKind::MalformedRecord,
         DefectKind::MissingRequired,
+        DefectKind::NotANumber,
         DefectKind::UnknownCode,
     ],
     policy_missing_field: "effective_date",

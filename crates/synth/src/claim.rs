@@ -234,12 +234,15 @@ pub(crate) fn write_claim_feed(
     let book = ClaimBook::new(profile, opts)?;
     match profile.claim_format {
         FeedFormat::Csv => write_delimited(&book, out),
-        FeedFormat::Ndjson => crate::ndjson::write_claims(&book, out),
+        FeedFormat::Json => crate::json::write_claims(&book, out),
         FeedFormat::Xml => crate::xml::write_claims(&book, out),
         FeedFormat::Fixed => crate::fixed::write_claims(&book, out),
-        FeedFormat::Xlsx => Err(io::Error::new(
+        FeedFormat::Xlsx | FeedFormat::Ndjson => Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "no synthetic carrier sends claims as a workbook",
+            format!(
+                "no synthetic carrier sends claims as {}",
+                profile.claim_format.label()
+            ),
         )),
     }
 }

@@ -23,9 +23,11 @@ pub enum DefectKind {
     Truncated,
     /// A required value is absent: an empty cell, a missing JSON key, a missing XML element.
     MissingRequired,
-    /// A premium that is text rather than a number (`"n/a"`).
+    /// A policy premium or a claim reserve that is text rather than a number (`"n/a"`).
     NotANumber,
-    /// A record that cannot be parsed at all: an NDJSON line cut off mid-object (unreadable).
+    /// A record that cannot be parsed at all (unreadable): an NDJSON line cut off mid-object,
+    /// or an element of a JSON document with a bare `NaN` for an amount (as Python's
+    /// `json.dumps` writes a float that is not a number).
     MalformedRecord,
     /// Fixed width: a value one character too long pushed the rest of the line one column to
     /// the right, so text runs past the layout's end and the reader refuses the line
@@ -100,9 +102,10 @@ pub struct Defects {
     pub truncated_last_row: bool,
     /// Records that lack a required value (empty cell, missing key or element).
     pub missing_required: usize,
-    /// Policies whose premium is text (`"n/a"`).
+    /// Policies whose premium, or claims whose reserve, is text (`"n/a"`).
     pub not_a_number: usize,
-    /// Records that cannot be parsed (an NDJSON line cut off mid-object).
+    /// Records that cannot be parsed (an NDJSON line cut off mid-object, a JSON element with
+    /// a bare `NaN`).
     pub malformed_records: usize,
     /// Fixed-width lines shifted one column to the right.
     pub shifted_lines: usize,
@@ -198,7 +201,8 @@ pub struct Defect {
     /// `[[skip]]` rule are numbered (and counted as skipped).
     pub record: u64,
     /// Where the record starts: the physical line of a text file (header = line 1), the row
-    /// within its sheet for a spreadsheet, the line of the opening tag or of the JSON object.
+    /// within its sheet for a spreadsheet, the line of the opening tag, the line of the JSON
+    /// object (of its opening `{`, in a pretty-printed document).
     pub line: u64,
     /// Spreadsheets: the sheet the row is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -238,7 +242,10 @@ pub(crate) fn expectation(
             "unknown".into(),
         ),
         DefectKind::MissingRequired => (Some(missing), "required".into()),
-        DefectKind::NotANumber => (Some("premium"), "not a number".into()),
+        DefectKind::NotANumber => (
+            Some(if claim { "reserve" } else { "premium" }),
+            "not a number".into(),
+        ),
         DefectKind::MalformedRecord => (None, "invalid JSON".into()),
         DefectKind::NegativeReserve => (Some("reserve"), "must not be negative".into()),
         DefectKind::PolicyRejected => (Some("policy_number"), "not known".into()),

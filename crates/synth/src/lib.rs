@@ -11,7 +11,7 @@
 //! | `rheinland` | CSV, `;`, ISO-8859-1, decimal commas         | CSV, same conventions              |
 //! | `thames`    | pipe-delimited, UK dates, three currencies   | pipe-delimited                     |
 //! | `harbour`   | XLSX bordereau: two sheets, title rows, totals | UTF-16LE tab-delimited text with BOM |
-//! | `meridian`  | NDJSON API dump, nested coverages            | NDJSON                             |
+//! | `meridian`  | NDJSON API dump, nested coverages            | JSON document, claims at `/data/claims` |
 //! | `alpine`    | XML export, attributes and elements          | XML                                |
 //! | `keystone`  | fixed-width mainframe extract, Windows-1252  | fixed-width                        |
 //!
@@ -52,6 +52,7 @@ mod carriers;
 mod claim;
 mod defects;
 mod fixed;
+mod json;
 mod names;
 mod ndjson;
 mod policy;

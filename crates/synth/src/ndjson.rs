@@ -1,17 +1,17 @@
-//! NDJSON API dumps: Meridian Direct's policies and claims, one JSON object per line, as its
-//! policy admin system's export endpoint streams them.
+//! NDJSON API dumps: Meridian Direct's policies, one JSON object per line, as its policy
+//! admin system's export endpoint streams them. (Its claims are one JSON document: see
+//! `json.rs`.)
 //!
 //! Written by hand rather than through `serde_json::Value`, so that the key order is the
 //! API's, amounts keep their two decimals (`1234.50`, a JSON number), and a defect can cut a
 //! line exactly where an interrupted export would.
 
-use crate::claim::{tally_claim, ClaimBook, ClaimFate, ClaimRecord};
 use crate::defects::DefectKind;
 use crate::policy::{carrier_key, policy_number, status_code, PolicyBook, PolicyRow};
 use crate::rng::{Rng, Stream};
 use crate::row::{write_amount, write_date};
-use crate::truth::{ClaimTally, PolicyTally, Position};
-use crate::{ClaimTruth, PolicyTruth};
+use crate::truth::{PolicyTally, Position};
+use crate::PolicyTruth;
 use chrono::NaiveDate;
 use std::io::{self, BufWriter, Write};
 
@@ -179,68 +179,6 @@ pub(crate) fn write_policies(book: &PolicyBook, out: &mut impl Write) -> io::Res
             None => tally.valid(&row.p, row.change, &book.coverages(&row.p)),
         }
     }
-    out.flush()?;
-    Ok(tally.finish())
-}
-
-fn claim_line(book: &ClaimBook, row: u64, claim: &ClaimRecord, fate: ClaimFate, out: &mut String) {
-    let profile = book.profile;
-    let spec = profile.spec;
-    let kind = match fate {
-        ClaimFate::Defective(_, kind) => Some(kind),
-        _ => None,
-    };
-    // The time of day of the notification: a presentation detail from its own stream.
-    let mut r = Rng::keyed(book.seed, carrier_key(profile), Stream::Layout, 1, row);
-    out.clear();
-    out.push('{');
-    string(out, "claim_id", &format!("clm_{:08x}", r.next_u64() as u32));
-    string(out, "claim_number", &claim.number);
-    string(out, "policy_number", &claim.policy_number);
-    match kind {
-        Some(DefectKind::MissingRequired) => {}
-        Some(DefectKind::UnknownCode) => string(out, "status", spec.unknown_claim_status),
-        _ => string(out, "status", claim.status_code(profile)),
-    }
-    key(out, "loss");
-    out.push('{');
-    date(out, "date", claim.loss);
-    string(out, "cause", claim.cause);
-    out.push('}');
-    key(out, "reported_at");
-    out.push('"');
-    write_date(out, claim.reported, crate::row::DateStyle::Iso);
-    out.push_str(&format!(
-        "T{:02}:{:02}:{:02}Z\"",
-        r.between(7, 21),
-        r.below(60),
-        r.below(60)
-    ));
-    string(out, "currency", spec.currencies[claim.policy.currency].0);
-    amount(out, "paid", claim.paid, spec.text.amount);
-    amount(out, "reserve", claim.reserve, spec.text.amount);
-    out.push('}');
-    if kind == Some(DefectKind::MalformedRecord) {
-        cut(out);
-    }
-    out.push('\n');
-}
-
-/// One claim per line; record `k` is on line `k`.
-pub(crate) fn write_claims(book: &ClaimBook, out: &mut impl Write) -> io::Result<ClaimTruth> {
-    let mut out = BufWriter::with_capacity(1 << 16, out);
-    let mut tally = ClaimTally::new(book.profile);
-    let mut line = String::with_capacity(512);
-    book.for_each(|row, claim, fate| {
-        claim_line(book, row, claim, fate, &mut line);
-        out.write_all(line.as_bytes())?;
-        let at = Position {
-            record: row + 1,
-            line: row + 1,
-        };
-        tally_claim(&mut tally, at, claim, fate, 0);
-        Ok(())
-    })?;
     out.flush()?;
     Ok(tally.finish())
 }

@@ -406,6 +406,10 @@ pub(crate) fn write_policy_feed(
         FeedFormat::Ndjson => crate::ndjson::write_policies(&book, out),
         FeedFormat::Xml => crate::xml::write_policies(&book, out),
         FeedFormat::Fixed => crate::fixed::write_policies(&book, out),
+        FeedFormat::Json => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no synthetic carrier sends policies as a JSON document",
+        )),
     }
 }
 

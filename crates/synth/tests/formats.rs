@@ -1,8 +1,8 @@
 //! The synthetic feeds in every format, checked on their own terms: determinism, truths that
-//! add up, workbooks that open with calamine, NDJSON that parses line by line, well-formed
-//! XML, fixed-width records of the right length, a UTF-16 file with its byte-order mark, and
-//! a portfolio directory with its `truth.json`. (Reconciling the feeds through the readers
-//! and mappings is the job of the pipeline's tests.)
+//! add up, workbooks that open with calamine, NDJSON that parses line by line, a JSON document
+//! read element by element, well-formed XML, fixed-width records of the right length, a UTF-16
+//! file with its byte-order mark, and a portfolio directory with its `truth.json`.
+//! (Reconciling the feeds through the store is the job of the pipeline's tests.)
 
 use calamine::{Data, DataType, Reader, Xlsx};
 use carrierhub_synth::*;
@@ -81,7 +81,7 @@ fn the_carriers_cover_every_format() {
         .collect();
     assert_eq!(
         formats,
-        BTreeSet::from(["csv", "fixed", "ndjson", "xlsx", "xml"])
+        BTreeSet::from(["csv", "fixed", "json", "ndjson", "xlsx", "xml"])
     );
     assert!(all.iter().any(|c| c.claim_format != FeedFormat::Csv));
     // Each mapping is TOML for its carrier and names the feed's format.
@@ -99,6 +99,28 @@ fn the_carriers_cover_every_format() {
                 "{}",
                 c.id
             );
+            if format == FeedFormat::Json {
+                assert!(
+                    doc["source"]["records"].is_str(),
+                    "{}: a JSON pointer",
+                    c.id
+                );
+            }
+        }
+        let extension = |f: FeedFormat| match f {
+            FeedFormat::Xlsx => vec!["xlsx"],
+            FeedFormat::Json => vec!["json"],
+            FeedFormat::Ndjson => vec!["ndjson"],
+            FeedFormat::Xml => vec!["xml"],
+            FeedFormat::Fixed => vec!["dat"],
+            FeedFormat::Csv => vec!["csv", "txt"],
+        };
+        for (file, format) in [
+            (c.policy_file_name, c.policy_format),
+            (c.claim_file_name, c.claim_format),
+        ] {
+            let ext = file.rsplit_once('.').unwrap().1;
+            assert!(extension(format).contains(&ext), "{file}");
         }
         assert_eq!(c.policy_file_name_for(1), c.policy_file_name);
         assert!(c.policy_file_name_for(2).contains("-d2."), "{}", c.id);
@@ -358,7 +380,7 @@ fn harbour_bordereau_is_a_real_workbook() {
 }
 
 #[test]
-fn meridian_lines_are_json_except_the_malformed_ones() {
+fn meridian_policy_lines_are_json_except_the_malformed_ones() {
     let profile = carrier("meridian").unwrap();
     let opts = at_rate(&profile, 2_000, 4, 1, 0.02);
     let (bytes, truth) = policies(&profile, &opts);
@@ -403,22 +425,198 @@ fn meridian_lines_are_json_except_the_malformed_ones() {
         truth.coverages_by_code.contains_key("roadside"),
         "kept by the fallback"
     );
+}
 
-    let (claim_bytes, claim_truth) = claims(&profile, &claim_opts(&profile, &opts, 0.05));
-    let malformed: BTreeSet<u64> = claim_truth
+/// How one claim of a document fared through the reader and the mapping: the claim, or the
+/// rejections as (canonical field, reason); an element the reader cannot parse has no field.
+type ClaimOutcome = Result<carrierhub_model::Claim, Vec<(Option<String>, String)>>;
+
+/// Reads and maps `bytes` with `profile`'s claim mapping as the pipeline does:
+/// (record, line, outcome) per record.
+fn read_claims(profile: &CarrierProfile, bytes: &[u8]) -> Vec<(u64, u64, ClaimOutcome)> {
+    use carrierhub_mapping::{Mapped, MappingSpec};
+    use carrierhub_model::{CanonicalRecord, CarrierId};
+    let spec = MappingSpec::parse("claims.toml", profile.claim_mapping).expect("mapping parses");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    let mut reader = carrierhub_formats::open(&spec.reader_spec(), file.path()).unwrap();
+    let bound = spec.bind(reader.headers()).expect("the mapping binds");
+    let carrier = CarrierId::parse(profile.id).unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = reader.next_record() {
+        match r.expect("the document stays readable") {
+            Err(e) => out.push((
+                e.position.record,
+                e.position.line,
+                Err(vec![(e.column, e.reason)]),
+            )),
+            Ok(raw) => {
+                let outcome = match bound.map_record(&carrier, &raw) {
+                    Mapped::Record(CanonicalRecord::Claim(c)) => Ok(c),
+                    Mapped::Rejected(errors) => Err(errors
+                        .into_iter()
+                        .map(|e| (Some(e.field), e.reason))
+                        .collect()),
+                    _ => panic!("record {} is not a claim", raw.position.record),
+                };
+                out.push((raw.position.record, raw.position.line, outcome));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn meridian_claims_are_one_json_document_read_element_by_element() {
+    let profile = carrier("meridian").unwrap();
+    assert_eq!(profile.claim_format, FeedFormat::Json);
+    assert_eq!(profile.claim_file_name, "meridian-claims.json");
+    let opts = at_rate(&profile, 3_000, 4, 1, 0.02);
+    let (bytes, truth) = claims(&profile, &claim_opts(&profile, &opts, 0.05));
+    let mut wanted: BTreeSet<DefectKind> = profile.claim_defect_kinds().iter().copied().collect();
+    wanted.insert(DefectKind::PolicyRejected);
+    assert_eq!(kinds(&truth.defects), wanted);
+    let text = std::str::from_utf8(&bytes).unwrap();
+
+    // Pretty-printed: each claim spans several lines, and its line in the truth is the line
+    // of its opening brace (the array's elements are indented by six spaces).
+    let starts: Vec<u64> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| *l == "      {")
+        .map(|(i, _)| i as u64 + 1)
+        .collect();
+    assert_eq!(starts.len(), truth.rows);
+    assert_eq!(starts[0], 9, "after the export details");
+    assert!(
+        starts.windows(2).all(|w| w[1] - w[0] >= 12),
+        "a claim per 12+ lines"
+    );
+    for d in &truth.defects {
+        assert_eq!(starts[d.record as usize - 1], d.line, "{d:?}");
+    }
+
+    // Through the real reader and mapping: every claim on its record and line, each defect
+    // rejected for its field with its reason, nothing else rejected, the sums to the cent.
+    // (Claims on rejected policies map; the store refuses them.)
+    let read = read_claims(&profile, &bytes);
+    assert_eq!(
+        read.len(),
+        truth.rows,
+        "the reader reads past every bad element"
+    );
+    let own: BTreeMap<u64, &Defect> = truth
+        .defects
+        .iter()
+        .filter(|d| d.kind != DefectKind::PolicyRejected)
+        .map(|d| (d.record, d))
+        .collect();
+    let on_rejected_policies: BTreeSet<u64> = truth
+        .defects
+        .iter()
+        .filter(|d| d.kind == DefectKind::PolicyRejected)
+        .map(|d| d.record)
+        .collect();
+    let (mut paid, mut reserve) = (BTreeMap::new(), BTreeMap::new());
+    for (i, (record, line, outcome)) in read.iter().enumerate() {
+        assert_eq!(*record, i as u64 + 1);
+        assert_eq!(*line, starts[i], "record {record}");
+        match (own.get(record), outcome) {
+            (Some(d), Err(errors)) => assert!(
+                errors
+                    .iter()
+                    .any(|(field, reason)| field.as_deref() == d.field.as_deref()
+                        && reason.contains(&d.reason_contains)),
+                "{d:?} rejected differently: {errors:?}"
+            ),
+            (Some(d), Ok(_)) => panic!("{d:?} was accepted"),
+            (None, Err(errors)) => panic!("record {record} rejected: {errors:?}"),
+            (None, Ok(c)) if !on_rejected_policies.contains(record) => {
+                let ccy = c.paid.currency.to_string();
+                *paid.entry(ccy.clone()).or_insert(Decimal::ZERO) += c.paid.amount;
+                *reserve.entry(ccy).or_insert(Decimal::ZERO) += c.reserve.amount;
+            }
+            (None, Ok(_)) => {}
+        }
+    }
+    assert_eq!(paid, truth.paid_by_currency);
+    assert_eq!(reserve, truth.reserve_by_currency);
+    let malformed = truth
         .defects
         .iter()
         .filter(|d| d.kind == DefectKind::MalformedRecord)
-        .map(|d| d.line)
+        .count();
+    assert_eq!(text.matches(": NaN,").count(), malformed);
+
+    // Without defects the document is plain JSON: the export's details, the claims at
+    // /data/claims, their count.
+    let clean = ClaimFeedOptions {
+        policies: 3_000,
+        seed: 4,
+        ..ClaimFeedOptions::default()
+    };
+    let (bytes, truth) = claims(&profile, &clean);
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(doc["export"]["carrier"], "meridian");
+    let items = doc["data"]["claims"].as_array().unwrap();
+    assert_eq!(items.len(), truth.rows);
+    assert_eq!(doc["count"], truth.rows);
+    assert!(items.iter().all(|c| c["loss"]["date"].is_string()
+        && c["paid"].is_number()
+        && c["status"].is_string()));
+    let empty = ClaimFeedOptions {
+        policies: 0,
+        ..clean.clone()
+    };
+    let (bytes, truth) = claims(&profile, &empty);
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!((truth.rows, doc["count"].as_u64()), (0, Some(0)));
+    assert_eq!(doc["data"]["claims"], serde_json::json!([]));
+    assert!(read_claims(&profile, &bytes).is_empty());
+}
+
+/// Why a malformed claim element is a bare `NaN` rather than an element cut short: a cut
+/// leaves brackets (or a string) open, so the reader cannot find where the element ends and
+/// does not come back to the claims after it. The `NaN` element is rejected on its own.
+#[test]
+fn a_claim_element_cut_short_is_not_resynchronised() {
+    use carrierhub_formats::{JsonReader, Limits, RecordReader, TextEncoding};
+    let profile = carrier("meridian").unwrap();
+    let (bytes, truth) = claims(
+        &profile,
+        &ClaimFeedOptions {
+            policies: 400,
+            seed: 4,
+            ..ClaimFeedOptions::default()
+        },
+    );
+    assert!(truth.rows > 20);
+    let text = String::from_utf8(bytes).unwrap();
+    let starts: Vec<usize> = text
+        .match_indices("\n      {\n")
+        .map(|(i, _)| i + 1)
         .collect();
-    assert!(!malformed.is_empty());
-    for (i, line) in String::from_utf8(claim_bytes).unwrap().lines().enumerate() {
-        let ok = serde_json::from_str::<serde_json::Value>(line).is_ok();
-        assert_eq!(
-            ok,
-            !malformed.contains(&(i as u64 + 1)),
-            "claim line {}",
-            i + 1
+    let (second, third) = (starts[1], starts[2]);
+    for cut in [(third - second) / 3, (third - second) * 2 / 3] {
+        let broken = format!("{}\n{}", &text[..second + cut], &text[third..]);
+        let mut reader = JsonReader::new(
+            broken.as_bytes(),
+            "/data/claims",
+            TextEncoding::Utf8,
+            Limits::default(),
+        )
+        .unwrap();
+        let (mut records, mut failed) = (0, false);
+        while let Some(r) = reader.next_record() {
+            match r {
+                Ok(_) => records += 1,
+                Err(_) => failed = true,
+            }
+        }
+        assert!(
+            failed || records < truth.rows - 1,
+            "cut at {cut}: {records} records of {}",
+            truth.rows - 1
         );
     }
 }
