@@ -3,6 +3,7 @@
 //! Architecture invariant: handlers translate HTTP to store and pipeline calls and back;
 //! they hold no business rules. Every error leaves as RFC 9457 problem+json.
 
+mod diff;
 mod params;
 mod problem;
 mod routes;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/policies/{id}/versions",
             get(routes::list_policy_versions),
         )
+        .route("/v1/policies/{id}/diff", get(routes::diff_policy_versions))
         .route("/v1/claims", get(routes::list_claims))
         .route("/v1/submissions", get(routes::list_submissions))
         .route("/v1/submissions/{id}", get(routes::get_submission))

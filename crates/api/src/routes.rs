@@ -89,6 +89,38 @@ pub async fn list_policy_versions(
     Ok(Json(json!({ "items": versions })))
 }
 
+/// `GET /v1/policies/{id}/diff?from=V&to=W`: what changed between two versions (by default the
+/// previous and the current one).
+pub async fn diff_policy_versions(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Value> {
+    let id = path_id("policy", &id)?;
+    let p = Params::new(q, &["from", "to"])?;
+    let versions = state.store.list_policy_versions(id).await?;
+    let Some(latest) = versions.last() else {
+        return Err(Problem::not_found(format!("no policy with id '{id}'")));
+    };
+    let to = p.parsed::<i64>("to")?.unwrap_or(latest.version);
+    let from = p.parsed::<i64>("from")?.unwrap_or(to - 1);
+    let find = |v: i64, name: &str| {
+        versions.iter().find(|x| x.version == v).ok_or_else(|| {
+            Problem::bad_request(format!(
+                "query parameter '{name}': policy {id} has versions 1 to {}, not {v}",
+                latest.version
+            ))
+        })
+    };
+    let (a, b) = (find(from, "from")?, find(to, "to")?);
+    Ok(Json(json!({
+        "policy_id": id,
+        "from": { "version": a.version, "valid_from": a.valid_from, "lineage": a.lineage },
+        "to": { "version": b.version, "valid_from": b.valid_from, "lineage": b.lineage },
+        "changes": crate::diff::diff(&a.record, &b.record),
+    })))
+}
+
 pub async fn list_claims(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
     let p = Params::new(q, &["carrier", "status", "policy_id", "limit", "cursor"])?;
     let filter = ClaimFilter {

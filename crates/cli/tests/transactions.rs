@@ -163,4 +163,61 @@ async fn transactions_are_applied_once_to_the_policys_current_version() {
         ],
         "the movements add up to the current premium"
     );
+
+    // What changed between two versions, field by field.
+    let (status, _, diff) = get(
+        &client,
+        &server,
+        &format!("/v1/policies/{}/diff?from=1&to=3", id_of("P2")),
+    )
+    .await;
+    assert_eq!(status, 200, "{diff}");
+    let changes: Vec<(String, serde_json::Value, serde_json::Value)> = diff["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap().to_owned(),
+                c["before"].clone(),
+                c["after"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("premium/amount".to_owned(), "500".into(), "280".into()),
+            (
+                "status/original".to_owned(),
+                "active".into(),
+                "STORNO".into()
+            ),
+            (
+                "status/value".to_owned(),
+                "active".into(),
+                "cancelled".into()
+            ),
+        ]
+    );
+    assert_eq!(diff["to"]["lineage"]["line"], 6);
+    // By default, the previous version against the current one.
+    let (_, _, last) = get(
+        &client,
+        &server,
+        &format!("/v1/policies/{}/diff", id_of("P2")),
+    )
+    .await;
+    assert_eq!(last["from"]["version"], 2);
+    let (status, _, problem) = get(
+        &client,
+        &server,
+        &format!("/v1/policies/{}/diff?from=7", id_of("P2")),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("versions 1 to 3, not 7"));
 }
