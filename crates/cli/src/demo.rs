@@ -1,6 +1,6 @@
 //! `carrierhub demo` and `carrierhub gen`: synthetic carriers, end to end.
 
-use crate::app::App;
+use crate::app::{App, Location};
 use crate::ingest::ingest_file;
 use crate::report::{print_portfolio, print_submission};
 use crate::serve::{serve_app, ServeArgs};
@@ -8,7 +8,7 @@ use anyhow::Context;
 use carrierhub_model::CarrierId;
 use carrierhub_synth::{carriers, generate, generate_portfolio, CarrierSelection, GenOptions};
 use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -25,8 +25,8 @@ pub struct DemoArgs {
     serve: ServeArgs,
 }
 
-pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let feeds = data_dir.join("demo-feeds");
+pub async fn run(location: &Location, args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let feeds = location.data_dir.join("demo-feeds");
     println!(
         "Generating feeds for {} carriers ({} policies each) in {}",
         carriers().len(),
@@ -35,7 +35,7 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let generated = generate_portfolio(&feeds, args.policies, args.seed)
         .with_context(|| format!("cannot write demo feeds to {}", feeds.display()))?;
-    let app = App::open(data_dir).await?;
+    let app = App::open_with(location, !args.serve.no_migrate).await?;
     for g in &generated {
         let carrier = CarrierId::parse(g.profile.id)?;
         app.store.ensure_carrier(&carrier, g.profile.name).await?;

@@ -1,6 +1,6 @@
 //! `carrierhub ingest`: one file, one mapping, a progress bar and a summary.
 
-use crate::app::App;
+use crate::app::{App, Location};
 use crate::report::print_submission;
 use anyhow::Context;
 use carrierhub_mapping::MappingSpec;
@@ -92,9 +92,9 @@ pub async fn ingest_file(
     Ok((done, receipt.unmapped_columns))
 }
 
-pub async fn run(data_dir: &Path, args: IngestArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(location: &Location, args: IngestArgs) -> anyhow::Result<ExitCode> {
     let carrier = CarrierId::parse(&args.carrier).context("--carrier")?;
-    let app = App::open(data_dir).await?;
+    let app = App::open(location).await?;
     let (submission, unmapped) =
         ingest_file(&app, &carrier, &args.mapping, &args.file, !args.json).await?;
     if args.json {

@@ -27,6 +27,16 @@ struct Cli {
         default_value = "./carrierhub-data"
     )]
     data_dir: PathBuf,
+    /// Keep the store in this PostgreSQL database (`postgres://user:password@host:port/db`)
+    /// instead of SQLite in the data directory. Raw documents stay in the data directory.
+    #[arg(
+        long,
+        global = true,
+        env = "CARRIERHUB_DATABASE_URL",
+        value_parser = app::parse_database_url,
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
     /// Log format: `pretty` or `json` (default: pretty on a terminal, json otherwise).
     #[arg(long, global = true, env = "CARRIERHUB_LOG_FORMAT")]
     log_format: Option<telemetry::LogFormat>,
@@ -56,8 +66,24 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Write synthetic carrier feeds and their mappings into a directory.
     Gen(demo::GenArgs),
-    /// Apply the store's migrations and exit.
+    /// Apply the store's pending migrations (SQLite in the data directory, or the
+    /// `--database-url` database), print them, and exit.
     Migrate,
+}
+
+/// `carrierhub migrate`: applies what is pending and says what it did.
+async fn migrate(location: &app::Location) -> anyhow::Result<ExitCode> {
+    let applied = location.migrate().await?;
+    let store = location.describe();
+    if applied.is_empty() {
+        println!("{store}: no migration to apply; the schema is current");
+    } else {
+        println!("{store}: applied {} migration(s):", applied.len());
+        for m in &applied {
+            println!("  {m}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -69,22 +95,22 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let data_dir = cli.data_dir;
+    let location = app::Location {
+        data_dir: cli.data_dir,
+        database_url: cli.database_url.filter(|url| !url.is_empty()),
+    };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(&data_dir, args).await,
-            Command::Ingest(args) => ingest::run(&data_dir, args).await,
-            Command::Mapping(command) => mapping::run(&data_dir, command).await,
-            Command::Replay(args) => mapping::replay(&data_dir, args).await,
-            Command::Errors(args) => report::errors(&data_dir, args).await,
-            Command::Submissions(args) => report::submissions(&data_dir, args).await,
-            Command::Portfolio(args) => report::portfolio(&data_dir, args).await,
-            Command::Demo(args) => demo::run(&data_dir, args).await,
+            Command::Serve(args) => serve::run(&location, args).await,
+            Command::Ingest(args) => ingest::run(&location, args).await,
+            Command::Mapping(command) => mapping::run(&location, command).await,
+            Command::Replay(args) => mapping::replay(&location, args).await,
+            Command::Errors(args) => report::errors(&location, args).await,
+            Command::Submissions(args) => report::submissions(&location, args).await,
+            Command::Portfolio(args) => report::portfolio(&location, args).await,
+            Command::Demo(args) => demo::run(&location, args).await,
             Command::Gen(args) => demo::gen(args),
-            Command::Migrate => app::App::open(&data_dir).await.map(|app| {
-                println!("store at {} is migrated", app.database_path.display());
-                ExitCode::SUCCESS
-            }),
+            Command::Migrate => migrate(&location).await,
         }
     });
     match result {

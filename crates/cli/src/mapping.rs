@@ -1,6 +1,6 @@
 //! `carrierhub mapping check` (a dry run that writes nothing) and `carrierhub replay`.
 
-use crate::app::App;
+use crate::app::{App, Location};
 use crate::report::print_submission;
 use anyhow::Context;
 use carrierhub_mapping::MappingSpec;
@@ -46,9 +46,9 @@ pub struct CheckArgs {
     file: PathBuf,
 }
 
-pub async fn run(data_dir: &Path, command: MappingCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(location: &Location, command: MappingCommand) -> anyhow::Result<ExitCode> {
     match command {
-        MappingCommand::Check(args) => check(data_dir, args).await,
+        MappingCommand::Check(args) => check(location, args).await,
     }
 }
 
@@ -58,7 +58,7 @@ fn read_mapping(path: &Path) -> anyhow::Result<MappingSpec> {
     Ok(MappingSpec::parse(&path.display().to_string(), &text)?)
 }
 
-async fn check(data_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
+async fn check(location: &Location, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let spec = read_mapping(&args.mapping)?;
     if args.count_only {
         return count_only(&spec, &args.file);
@@ -85,10 +85,11 @@ async fn check(data_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     })
     .await??;
     // Claims need their policy: look the references up in the store, if there is one (a
-    // dry run creates nothing, not even an empty store).
+    // dry run creates nothing, not even an empty store, nor a schema in a PostgreSQL database).
     let referenced = report.referenced_policies();
-    let known = if !referenced.is_empty() && data_dir.join(crate::app::DATABASE_FILE).exists() {
-        let app = App::open(data_dir).await?;
+    let known = if !referenced.is_empty() && location.store_exists() {
+        let migrate = location.database_url.is_none();
+        let app = App::open_with(location, migrate).await?;
         app.store
             .known_policy_numbers(&carrier, &referenced)
             .await?
@@ -238,8 +239,8 @@ pub struct ReplayArgs {
     json: bool,
 }
 
-pub async fn replay(data_dir: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let app = App::open(data_dir).await?;
+pub async fn replay(location: &Location, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open(location).await?;
     let spec = args.mapping.as_deref().map(read_mapping).transpose()?;
     let receipt = app.pipeline.replay(args.submission, spec).await?;
     let owner = format!("cli-{}", std::process::id());

@@ -1,11 +1,10 @@
 //! Read-only reports: a submission's rejected records, submissions, the portfolio.
 
-use crate::app::App;
+use crate::app::{App, Location};
 use carrierhub_store::{PageRequest, PortfolioLine, Submission, SubmissionFilter};
 use clap::Args;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::ExitCode;
 
 pub fn print_submission(s: &Submission) {
@@ -52,8 +51,8 @@ pub struct ErrorsArgs {
     json: bool,
 }
 
-pub async fn errors(data_dir: &Path, args: ErrorsArgs) -> anyhow::Result<ExitCode> {
-    let app = App::open(data_dir).await?;
+pub async fn errors(location: &Location, args: ErrorsArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open(location).await?;
     let Some(submission) = app.store.get_submission(args.submission).await? else {
         anyhow::bail!("no submission {}", args.submission);
     };
@@ -111,8 +110,8 @@ pub struct SubmissionsArgs {
     carrier: Option<String>,
 }
 
-pub async fn submissions(data_dir: &Path, args: SubmissionsArgs) -> anyhow::Result<ExitCode> {
-    let app = App::open(data_dir).await?;
+pub async fn submissions(location: &Location, args: SubmissionsArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open(location).await?;
     let mut filter = SubmissionFilter {
         carrier: args.carrier,
         page: PageRequest {
@@ -139,8 +138,8 @@ pub struct PortfolioArgs {
     json: bool,
 }
 
-pub async fn portfolio(data_dir: &Path, args: PortfolioArgs) -> anyhow::Result<ExitCode> {
-    let app = App::open(data_dir).await?;
+pub async fn portfolio(location: &Location, args: PortfolioArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open(location).await?;
     let lines = app.store.portfolio().await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&lines)?);

@@ -1,13 +1,12 @@
 //! `carrierhub serve`: the API and the in-process worker, until Ctrl-C or SIGTERM.
 
-use crate::app::App;
+use crate::app::{App, Location};
 use anyhow::Context;
 use carrierhub_api::AppState;
 use carrierhub_pipeline::Worker;
 use clap::Args;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::ExitCode;
 
 #[derive(Args, Clone)]
@@ -18,6 +17,17 @@ pub struct ServeArgs {
     /// Do not process submissions in this process (another process's worker will).
     #[arg(long)]
     pub no_worker: bool,
+    /// Do not apply the store's migrations on start: refuse to start, naming them, if any
+    /// is pending (apply them with `carrierhub migrate`).
+    #[arg(
+        long,
+        env = "CARRIERHUB_NO_MIGRATE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value_t = false,
+        num_args = 0,
+        default_missing_value = "true"
+    )]
+    pub no_migrate: bool,
     /// Largest upload accepted, in MiB.
     #[arg(long, env = "CARRIERHUB_MAX_UPLOAD_MIB", default_value_t = 1024)]
     pub max_upload_mib: usize,
@@ -65,9 +75,14 @@ pub async fn serve_app(app: App, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let app = App::open(data_dir).await?;
-    tracing::info!(data_dir = %data_dir.display(), "embedded store ready");
+pub async fn run(location: &Location, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open_with(location, !args.no_migrate).await?;
+    tracing::info!(
+        store = %location.describe(),
+        data_dir = %location.data_dir.display(),
+        migrated = !args.no_migrate,
+        "store ready"
+    );
     serve_app(app, args).await?;
     Ok(ExitCode::SUCCESS)
 }

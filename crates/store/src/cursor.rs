@@ -26,6 +26,20 @@ impl Cursor {
     }
 }
 
+/// A page of `items`, fetched with one row more than `limit` to tell whether a next page
+/// exists; its cursor points after the last item kept.
+pub(crate) fn page_of<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> crate::Page<T> {
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map(|last| Cursor { after_id: id(last) }.encode())
+    } else {
+        None
+    };
+    crate::Page { items, next_cursor }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,7 @@
-//! Where canonical data lives: the [`Store`] trait and its embedded SQLite backend.
+//! Where canonical data lives: the [`Store`] trait and its two backends, the embedded
+//! [`SqliteStore`] and the server [`PgStore`] (PostgreSQL), with the same behaviour: one
+//! conformance suite (`tests/conformance.rs`) runs against both. [`open_store`] picks the
+//! backend from a URL or path.
 //!
 //! Architecture invariants:
 //! - A batch of records is committed in one transaction together with its rejections, its
@@ -9,22 +12,39 @@
 //! - Every version points to the submission and record position it came from (lineage).
 
 mod cursor;
+mod postgres;
+mod schema;
 mod sqlite;
+pub mod testing;
 mod types;
 
 pub use cursor::Cursor;
+pub use postgres::PgStore;
+pub use schema::MigrationInfo;
 pub use sqlite::SqliteStore;
 pub use types::*;
 
 use async_trait::async_trait;
 use carrierhub_model::CarrierId;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    // The cause is displayed, not chained as a source: the message is complete on its own.
+    #[error("cannot connect to {target}: {error}")]
+    Connect {
+        /// The database, with any password masked.
+        target: String,
+        error: sqlx::Error,
+    },
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database's schema is not the one this build expects (behind, edited or newer).
+    #[error("{0}")]
+    Schema(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -35,8 +55,86 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Which backend a URL or path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite database file (created on first use).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl Backend {
+    /// `postgres://…` and `postgresql://…` URLs name a PostgreSQL database; anything else is
+    /// the path of a SQLite file (a leading `sqlite://` is dropped).
+    pub fn parse(url_or_path: &str) -> Self {
+        let lower = url_or_path.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            Self::Postgres(url_or_path.to_owned())
+        } else {
+            let path = url_or_path.strip_prefix("sqlite://").unwrap_or(url_or_path);
+            Self::Sqlite(PathBuf::from(path))
+        }
+    }
+
+    /// The database for messages: the file, or the URL with its password masked.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("SQLite database {}", path.display()),
+            Self::Postgres(url) => format!("PostgreSQL database {}", redact_url(url)),
+        }
+    }
+}
+
+/// Opens the store `url_or_path` names (see [`Backend::parse`]) and applies pending
+/// migrations.
+pub async fn open_store(url_or_path: &str) -> Result<Arc<dyn Store>> {
+    open_store_with(url_or_path, true).await
+}
+
+/// Opens the store `url_or_path` names. With `migrate`, pending migrations are applied;
+/// without, the store only checks that its schema is current and fails, naming the missing
+/// migrations, when it is not.
+pub async fn open_store_with(url_or_path: &str, migrate: bool) -> Result<Arc<dyn Store>> {
+    Ok(match Backend::parse(url_or_path) {
+        Backend::Sqlite(path) => Arc::new(SqliteStore::open_with(&path, migrate).await?),
+        Backend::Postgres(url) => Arc::new(PgStore::connect_with(&url, migrate).await?),
+    })
+}
+
+/// Applies the pending migrations of the store `url_or_path` names and returns the ones it
+/// applied (empty when the schema was current).
+pub async fn migrate(url_or_path: &str) -> Result<Vec<MigrationInfo>> {
+    match Backend::parse(url_or_path) {
+        Backend::Sqlite(path) => SqliteStore::apply_migrations(&path).await,
+        Backend::Postgres(url) => PgStore::apply_migrations(&url).await,
+    }
+}
+
+/// `url` with the password (if any) replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    match authority[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
 /// Everything the pipeline and the API need from a store. Implementations must pass the
-/// same behavioural tests (`tests/store_conformance.rs`).
+/// same behavioural tests (`tests/conformance.rs`).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Whether the store answers; used by readiness checks.
@@ -98,4 +196,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// Policies and premium by carrier, line and currency, over current versions.
     async fn portfolio(&self) -> Result<Vec<PortfolioLine>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_the_backend() {
+        assert_eq!(
+            Backend::parse("postgres://u@h/db"),
+            Backend::Postgres("postgres://u@h/db".into())
+        );
+        assert_eq!(
+            Backend::parse("PostgreSQL://h/db"),
+            Backend::Postgres("PostgreSQL://h/db".into())
+        );
+        assert_eq!(
+            Backend::parse("data/carrierhub.db"),
+            Backend::Sqlite("data/carrierhub.db".into())
+        );
+        assert_eq!(
+            Backend::parse("sqlite:///tmp/x.db"),
+            Backend::Sqlite("/tmp/x.db".into())
+        );
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            redact_url("postgres://app:s3cr:et@db:5432/hub?sslmode=disable"),
+            "postgres://app:***@db:5432/hub?sslmode=disable"
+        );
+        assert_eq!(redact_url("postgres://app@db/hub"), "postgres://app@db/hub");
+        assert_eq!(redact_url("postgres://db/hub"), "postgres://db/hub");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
 }

@@ -1,11 +1,14 @@
 //! The embedded store: one SQLite file in WAL mode, written by one connection at a time.
+//! `postgres.rs` is the server backend with the same semantics; a change of behaviour here is
+//! a change there too, and `tests/conformance.rs` runs the same tests against both.
 //!
 //! SQLite allows one writer; rather than let concurrent writers collide on `SQLITE_BUSY`,
 //! writes go through a single connection behind a mutex and open with `BEGIN IMMEDIATE`
 //! (so another process writing the same file waits on the busy timeout instead of failing
 //! mid-transaction). Reads use a small pool and never block the writer (WAL).
 
-use crate::cursor::Cursor;
+use crate::cursor::page_of;
+use crate::schema::{self, MigrationInfo};
 use crate::types::*;
 use crate::{Result, Store, StoreError};
 use async_trait::async_trait;
@@ -70,18 +73,6 @@ fn amount_text(m: &Money) -> String {
     m.amount.normalize().to_string()
 }
 
-fn page_of<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> Page<T> {
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items
-            .last()
-            .map(|last| Cursor { after_id: id(last) }.encode())
-    } else {
-        None
-    };
-    Page { items, next_cursor }
-}
-
 enum Upsert {
     Inserted,
     Updated,
@@ -92,16 +83,30 @@ enum Upsert {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true)
-            .pragma("cache_size", "-32768");
-        let mut writer = SqliteConnection::connect_with(&options).await?;
-        MIGRATOR.run(&mut writer).await?;
+        Self::open_with(path, true).await
+    }
+
+    /// Opens (creating if needed) the database file. With `migrate`, pending migrations are
+    /// applied; without, opening fails, naming them, unless the schema is current.
+    pub async fn open_with(path: &Path, migrate: bool) -> Result<Self> {
+        if !migrate && !path.exists() {
+            return Err(StoreError::Schema(format!(
+                "SQLite database {}: does not exist yet; create it with `carrierhub migrate`",
+                path.display()
+            )));
+        }
+        let options = Self::options(path);
+        let mut writer = Self::connect(path, &options).await?;
+        if migrate {
+            MIGRATOR.run(&mut writer).await?;
+        } else {
+            let applied = applied_migrations(&mut writer).await?;
+            schema::check_current(
+                &MIGRATOR,
+                &applied,
+                &format!("SQLite database {}", path.display()),
+            )?;
+        }
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -110,6 +115,35 @@ impl SqliteStore {
             read,
             writer: Mutex::new(writer),
         })
+    }
+
+    /// Applies the pending migrations to the database file (creating it if needed) and
+    /// returns the ones applied.
+    pub async fn apply_migrations(path: &Path) -> Result<Vec<MigrationInfo>> {
+        let mut conn = Self::connect(path, &Self::options(path)).await?;
+        let before = applied_migrations(&mut conn).await?;
+        MIGRATOR.run(&mut conn).await?;
+        Ok(schema::pending(&MIGRATOR, &before))
+    }
+
+    fn options(path: &Path) -> SqliteConnectOptions {
+        SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true)
+            .pragma("cache_size", "-32768")
+    }
+
+    async fn connect(path: &Path, options: &SqliteConnectOptions) -> Result<SqliteConnection> {
+        SqliteConnection::connect_with(options)
+            .await
+            .map_err(|error| StoreError::Connect {
+                target: format!("SQLite database {}", path.display()),
+                error,
+            })
     }
 
     /// Ends a filtered list query with keyset pagination on `id_column` and runs it. One row
@@ -254,6 +288,31 @@ impl SqliteStore {
             updated_at: ts(&row.try_get::<String, _>("updated_at")?)?,
         })
     }
+}
+
+/// The rows of `_sqlx_migrations`; none when no migration ever ran.
+async fn applied_migrations(conn: &mut SqliteConnection) -> Result<Vec<schema::AppliedMigration>> {
+    let exists: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if exists.is_none() {
+        return Ok(Vec::new());
+    }
+    let rows =
+        sqlx::query("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(schema::AppliedMigration {
+                version: r.try_get("version")?,
+                success: r.try_get("success")?,
+                checksum: r.try_get("checksum")?,
+            })
+        })
+        .collect()
 }
 
 const SUBMISSION_SELECT: &str =

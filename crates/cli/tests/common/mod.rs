@@ -10,13 +10,39 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_carrierhub");
 
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// `--database-url`: the store in PostgreSQL instead of SQLite in the data directory.
+    pub database_url: Option<String>,
 }
 
 impl Env {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
+            database_url: None,
         }
+    }
+
+    /// A fresh data directory for documents, with the store in the PostgreSQL database at
+    /// `url`.
+    pub fn with_database(url: &str) -> Self {
+        Self {
+            database_url: Some(url.to_owned()),
+            ..Self::new()
+        }
+    }
+
+    /// The binary with `--data-dir` (and `--database-url`, when set) for this environment.
+    fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env("CARRIERHUB_LOG", "warn")
+            .env_remove("CARRIERHUB_DATABASE_URL");
+        if let Some(url) = &self.database_url {
+            command.arg("--database-url").arg(url);
+        }
+        command
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -34,13 +60,7 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(args)
-            .env("CARRIERHUB_LOG", "warn")
-            .output()
-            .expect("run carrierhub")
+        self.command().args(args).output().expect("run carrierhub")
     }
 
     /// Runs `ingest --json` and returns the submission it printed.
@@ -64,11 +84,15 @@ impl Env {
     }
 
     pub fn serve(&self) -> Server {
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(self.data_dir())
+        self.serve_with(&[])
+    }
+
+    /// `serve` on a free port, with more options.
+    pub fn serve_with(&self, options: &[&str]) -> Server {
+        let mut child = self
+            .command()
             .args(["serve", "--bind", "127.0.0.1:0"])
-            .env("CARRIERHUB_LOG", "warn")
+            .args(options)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -1,0 +1,2310 @@
+//! The server store: PostgreSQL, for several processes writing at once. Its behaviour is the
+//! SQLite store's (`sqlite.rs`), record for record; `tests/conformance.rs` runs the same tests
+//! against both.
+//!
+//! **Concurrency.** A batch is one READ COMMITTED transaction. It first locks its submission
+//! row (`FOR UPDATE`: the lease check and the counters cannot race a new claim or another
+//! batch), then the current rows of every policy and claim it writes, `FOR NO KEY UPDATE` in
+//! id order, so that two batches never wait on each other in a cycle and a claim's foreign key
+//! check on its policy is not blocked. A second writer of the same natural key therefore waits
+//! for the first to commit, then reads the first's result (the reads after the locks are new
+//! statements, with a new snapshot): no update is lost. A new key cannot be locked before it
+//! exists: new rows are inserted with `ON CONFLICT DO NOTHING`, and when another writer
+//! inserted the same key in the meantime, the whole batch is rolled back and run again (it then
+//! finds the key and makes the next version). Deadlocks and serialisation failures are retried
+//! the same way. In the schema, the primary key (policy_id, version) and a unique index on the
+//! open version make a lost or doubled version impossible whatever the code does.
+//!
+//! **Bulk path.** After the locks, a handful of queries read the state of every key the batch
+//! mentions (current version, content hash, and the record where it will be needed). The
+//! batch is then resolved in memory, record by record, exactly as the SQLite store resolves it,
+//! and written with one multi-row statement per table: each column travels as one array
+//! parameter and `UNNEST` turns the arrays back into rows.
+
+use crate::cursor::page_of;
+use crate::schema::{self, MigrationInfo};
+use crate::types::*;
+use crate::{redact_url, Result, Store, StoreError};
+use async_trait::async_trait;
+use carrierhub_model::{
+    derive_claim_transactions, derive_premium_transactions, CanonicalRecord, CarrierId, Claim,
+    Currency, Money, Policy, PolicyStatus, PolicyTransaction, RecordKind,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use sqlx::postgres::types::PgInterval;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{Connection, Postgres, QueryBuilder, Row};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How often a batch is run again after losing a race to another writer.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// How long connecting to the server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Leases longer than this are cut to it (PostgreSQL's timestamps end in the year 294276).
+const MAX_LEASE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// A natural key: (carrier, policy or claim number).
+type Key = (String, String);
+
+fn policy_key(p: &Policy) -> Key {
+    (p.carrier.as_str().to_owned(), p.number.as_str().to_owned())
+}
+
+fn claim_key(c: &Claim) -> Key {
+    (c.carrier.as_str().to_owned(), c.number.as_str().to_owned())
+}
+
+fn claim_policy_key(c: &Claim) -> Key {
+    (
+        c.carrier.as_str().to_owned(),
+        c.policy_number.as_str().to_owned(),
+    )
+}
+
+fn transaction_key(t: &PolicyTransaction) -> Key {
+    (
+        t.carrier.as_str().to_owned(),
+        t.policy_number.as_str().to_owned(),
+    )
+}
+
+fn money(amount: Decimal, currency: &str) -> Result<Money> {
+    let currency = Currency::parse(currency)
+        .map_err(|e| StoreError::Corrupt(format!("currency '{currency}': {e}")))?;
+    Ok(Money::new(amount, currency))
+}
+
+fn to_json<T: serde::Serialize>(value: &T, what: impl std::fmt::Display) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Invalid(format!("{what} cannot be written as JSON: {e}")))
+}
+
+/// A record as JSON in its canonical form (its fields in declaration order), as the SQLite
+/// store returns it: JSONB keeps keys in an order of its own.
+fn canonical_value<T: serde::Serialize>(record: &T, what: &str) -> Result<serde_json::Value> {
+    serde_json::to_value(record)
+        .map_err(|e| StoreError::Corrupt(format!("{what} cannot be shown as JSON: {e}")))
+}
+
+fn lease_interval(lease: Duration) -> PgInterval {
+    let micros = i64::try_from(lease.min(MAX_LEASE).as_micros()).unwrap_or(i64::MAX);
+    PgInterval {
+        months: 0,
+        days: 0,
+        microseconds: micros,
+    }
+}
+
+/// The rows of `_sqlx_migrations`; none when no migration ever ran.
+async fn applied_migrations(pool: &PgPool) -> Result<Vec<schema::AppliedMigration>> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows =
+        sqlx::query("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(schema::AppliedMigration {
+                version: r.try_get("version")?,
+                success: r.try_get("success")?,
+                checksum: r.try_get("checksum")?,
+            })
+        })
+        .collect()
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`) and
+    /// applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, true).await
+    }
+
+    /// Connects to the database at `url`. With `migrate`, pending migrations are applied;
+    /// without, connecting fails, naming them, unless the schema is current.
+    pub async fn connect_with(url: &str, migrate: bool) -> Result<Self> {
+        let pool = Self::pool(url).await?;
+        if migrate {
+            MIGRATOR.run(&pool).await?;
+        } else {
+            let applied = applied_migrations(&pool).await?;
+            schema::check_current(
+                &MIGRATOR,
+                &applied,
+                &format!("PostgreSQL database {}", redact_url(url)),
+            )?;
+        }
+        Ok(Self { pool })
+    }
+
+    /// Applies the pending migrations to the database at `url` and returns the ones applied.
+    pub async fn apply_migrations(url: &str) -> Result<Vec<MigrationInfo>> {
+        let pool = Self::pool(url).await?;
+        let before = applied_migrations(&pool).await?;
+        MIGRATOR.run(&pool).await?;
+        pool.close().await;
+        Ok(schema::pending(&MIGRATOR, &before))
+    }
+
+    async fn pool(url: &str) -> Result<PgPool> {
+        let connect_error = |error| StoreError::Connect {
+            target: format!("PostgreSQL database {}", redact_url(url)),
+            error,
+        };
+        let options = PgConnectOptions::from_str(url)
+            .map_err(connect_error)?
+            .application_name("carrierhub");
+        // One connection first, so that an unreachable server or a wrong database is named
+        // at once (the pool would retry until its timeout and then say only that).
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+            .map_err(connect_error)?;
+        let _ = probe.close().await;
+        PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(connect_error)
+    }
+
+    /// Ends a filtered list query with keyset pagination on `id_column` and runs it. One row
+    /// more than the page is fetched to tell whether a next page exists.
+    async fn keyset_page<T>(
+        &self,
+        mut q: QueryBuilder<'_, Postgres>,
+        id_column: &str,
+        page: &PageRequest,
+        from_row: fn(&PgRow) -> Result<T>,
+        id: fn(&T) -> i64,
+    ) -> Result<Page<T>> {
+        if let Some(after) = page.after_id {
+            q.push(format!(" AND {id_column} > ")).push_bind(after);
+        }
+        q.push(format!(" ORDER BY {id_column} LIMIT "))
+            .push_bind(i64::from(page.limit) + 1);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        Ok(page_of(items, page.limit, id))
+    }
+
+    fn submission_from_row(row: &PgRow) -> Result<Submission> {
+        let status: String = row.try_get("status")?;
+        Ok(Submission {
+            id: row.try_get("id")?,
+            carrier: row.try_get("carrier_id")?,
+            mapping: MappingRef {
+                id: row.try_get("mapping_id")?,
+                name: row.try_get("mapping_name")?,
+                version: row.try_get::<i64, _>("mapping_version")? as u32,
+                revision: row.try_get::<i64, _>("mapping_revision")? as u32,
+                sha256: row.try_get("mapping_sha256")?,
+            },
+            file_name: row.try_get("file_name")?,
+            document_sha256: row.try_get("document_sha256")?,
+            received_via: row.try_get("received_via")?,
+            received_at: row.try_get("received_at")?,
+            status: SubmissionStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("submission status '{status}'")))?,
+            error: row.try_get("error")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+            counts: Counts {
+                received: row.try_get::<i64, _>("records")? as u64,
+                inserted: row.try_get::<i64, _>("inserted")? as u64,
+                updated: row.try_get::<i64, _>("updated")? as u64,
+                unchanged: row.try_get::<i64, _>("unchanged")? as u64,
+                rejected: row.try_get::<i64, _>("rejected")? as u64,
+                skipped: row.try_get::<i64, _>("skipped")? as u64,
+            },
+            committed_through: row.try_get::<i64, _>("committed_through")? as u64,
+            replay_of: row.try_get("replay_of")?,
+        })
+    }
+
+    fn policy_summary_from_row(row: &PgRow) -> Result<PolicySummary> {
+        Ok(PolicySummary {
+            id: row.try_get("id")?,
+            carrier: row.try_get("carrier_id")?,
+            number: row.try_get("policy_number")?,
+            line_of_business: CodeValue {
+                code: row.try_get("line_of_business")?,
+                original: row.try_get("line_of_business_original")?,
+            },
+            status: CodeValue {
+                code: row.try_get("status")?,
+                original: row.try_get("status_original")?,
+            },
+            effective_date: row.try_get("effective_date")?,
+            expiration_date: row.try_get("expiration_date")?,
+            premium: money(
+                row.try_get("premium")?,
+                &row.try_get::<String, _>("currency")?,
+            )?,
+            producer: row.try_get("producer")?,
+            insured_name: row.try_get("insured_name")?,
+            version: row.try_get("version")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    fn claim_summary_from_row(row: &PgRow) -> Result<ClaimSummary> {
+        let currency: String = row.try_get("currency")?;
+        let paid = money(row.try_get("paid")?, &currency)?;
+        let reserve = money(row.try_get("reserve")?, &currency)?;
+        let incurred = paid
+            .checked_add(&reserve)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(ClaimSummary {
+            id: row.try_get("id")?,
+            carrier: row.try_get("carrier_id")?,
+            number: row.try_get("claim_number")?,
+            policy_id: row.try_get("policy_id")?,
+            policy_number: row.try_get("policy_number")?,
+            loss_date: row.try_get("loss_date")?,
+            reported_date: row.try_get("reported_date")?,
+            status: CodeValue {
+                code: row.try_get("status")?,
+                original: row.try_get("status_original")?,
+            },
+            cause: row.try_get("cause")?,
+            paid,
+            reserve,
+            incurred,
+            version: row.try_get("version")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+const SUBMISSION_SELECT: &str =
+    "SELECT s.*, m.name AS mapping_name, m.version AS mapping_version, \
+     m.revision AS mapping_revision, m.sha256 AS mapping_sha256 \
+     FROM submissions s JOIN mappings m ON m.id = s.mapping_id";
+
+const CLAIM_SELECT: &str =
+    "SELECT c.*, p.policy_number FROM claims c JOIN policies p ON p.id = c.policy_id";
+
+// ---------------------------------------------------------------------------------------------
+// Committing a batch
+// ---------------------------------------------------------------------------------------------
+
+/// Why one attempt at a batch failed.
+enum BatchError {
+    /// Another writer got in first (a key it created, a deadlock): run the batch again.
+    Retry(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for BatchError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<sqlx::Error> for BatchError {
+    fn from(e: sqlx::Error) -> Self {
+        // 40P01 deadlock_detected, 40001 serialization_failure: nothing of the attempt is
+        // kept, and running it again sees the other writer's result.
+        let code = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned());
+        match code.as_deref() {
+            Some("40P01") | Some("40001") => Self::Retry(e.to_string()),
+            _ => Self::Store(e.into()),
+        }
+    }
+}
+
+type BatchResult<T> = std::result::Result<T, BatchError>;
+
+/// What one record did.
+enum Upsert {
+    Inserted,
+    Updated,
+    Unchanged,
+    Rejected(NewRejection),
+}
+
+/// A policy's current version as the batch sees it.
+struct CurrentPolicy {
+    id: i64,
+    version: i64,
+    content_hash: String,
+    /// The current version's record; read from the database only where needed.
+    record: Option<Policy>,
+    /// Transactions were applied to the policy: a reported state may be one they superseded.
+    has_transactions: bool,
+    /// The version the database holds; `None` for a policy the batch creates.
+    stored_version: Option<i64>,
+    /// Index in `versions` of the open version the batch wrote, if any.
+    open_pending: Option<usize>,
+}
+
+/// A claim's current version as the batch sees it.
+struct CurrentClaim {
+    id: i64,
+    version: i64,
+    content_hash: String,
+    record: Option<Claim>,
+    stored_version: Option<i64>,
+    open_pending: Option<usize>,
+    policy_id: i64,
+}
+
+struct PendingVersion {
+    owner_id: i64,
+    version: i64,
+    content_hash: String,
+    record: String,
+    record_number: i64,
+    source_line: i64,
+    /// Set when a later record of the same batch supersedes this version.
+    valid_to: Option<DateTime<Utc>>,
+}
+
+struct PendingPremium {
+    policy_id: i64,
+    version: i64,
+    kind: &'static str,
+    amount: Decimal,
+    currency: String,
+    effective_date: NaiveDate,
+}
+
+struct PendingClaimTransaction {
+    claim_id: i64,
+    version: i64,
+    kind: &'static str,
+    amount: Decimal,
+    currency: String,
+}
+
+struct PendingEvent {
+    event_type: &'static str,
+    carrier: String,
+    subject_id: i64,
+    payload: String,
+}
+
+struct PendingApplied {
+    policy_id: i64,
+    reference: String,
+    content_hash: String,
+    record: String,
+    version: i64,
+    record_number: i64,
+}
+
+/// The database's history of a policy, for the "superseded by transactions" rule.
+struct StoredHistory {
+    versions: Vec<(i64, String)>,
+    applied_versions: Vec<i64>,
+}
+
+/// One batch, resolved in memory and then written in bulk.
+struct BatchState<'b> {
+    batch: &'b Batch,
+    at: DateTime<Utc>,
+    /// Content hash of each record of the batch (policies and claims), in batch order.
+    hashes: Vec<Option<String>>,
+    /// Policies the batch writes or reads for a transaction: the ones stored (locked), and
+    /// the ones it creates, from the moment it creates them.
+    policies: HashMap<Key, CurrentPolicy>,
+    /// Stored policies the batch's claims refer to and the batch does not otherwise touch.
+    referenced_policies: HashMap<Key, i64>,
+    claims: HashMap<Key, CurrentClaim>,
+    /// Transactions applied, by (policy id, reference): content hash.
+    applied: HashMap<(i64, String), String>,
+    history: HashMap<i64, StoredHistory>,
+    new_policy_ids: VecDeque<i64>,
+    new_claim_ids: VecDeque<i64>,
+    rejections: Vec<NewRejection>,
+    policy_versions: Vec<PendingVersion>,
+    claim_versions: Vec<PendingVersion>,
+    /// Stored open versions the batch closes: (id, version).
+    close_policy_versions: Vec<(i64, i64)>,
+    close_claim_versions: Vec<(i64, i64)>,
+    premiums: Vec<PendingPremium>,
+    claim_transactions: Vec<PendingClaimTransaction>,
+    events: Vec<PendingEvent>,
+    applied_rows: Vec<PendingApplied>,
+}
+
+fn internal(what: &str) -> BatchError {
+    BatchError::Store(StoreError::Invalid(format!(
+        "internal error while committing a batch: {what}"
+    )))
+}
+
+/// Splits keys into the two arrays `UNNEST($1::text[], $2::text[])` takes.
+fn key_arrays<'k>(keys: impl IntoIterator<Item = &'k Key>) -> (Vec<&'k str>, Vec<&'k str>) {
+    keys.into_iter()
+        .map(|(c, n)| (c.as_str(), n.as_str()))
+        .unzip()
+}
+
+/// Refuses the batch unless `batch.owner` holds the submission; locks the submission row.
+async fn check_lease(conn: &mut PgConnection, batch: &Batch) -> BatchResult<()> {
+    let row = sqlx::query("SELECT status, lease_owner FROM submissions WHERE id = $1 FOR UPDATE")
+        .bind(batch.submission_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound(format!(
+            "submission {} does not exist",
+            batch.submission_id
+        ))
+        .into());
+    };
+    let status: String = row.try_get("status")?;
+    let owner: Option<String> = row.try_get("lease_owner")?;
+    match owner {
+        Some(owner) if status == "processing" && owner == batch.owner => Ok(()),
+        owner => Err(StoreError::Invalid(format!(
+            "submission {} is {status} and held by {}, not by {}",
+            batch.submission_id,
+            owner.as_deref().unwrap_or("nobody"),
+            batch.owner
+        ))
+        .into()),
+    }
+}
+
+/// `n` new ids from the identity sequence of `table`, ascending.
+async fn allocate_ids(
+    conn: &mut PgConnection,
+    table: &str,
+    n: usize,
+) -> BatchResult<VecDeque<i64>> {
+    if n == 0 {
+        return Ok(VecDeque::new());
+    }
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)",
+    )
+    .bind(table)
+    .bind(n as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    ids.sort_unstable();
+    Ok(ids.into())
+}
+
+impl<'b> BatchState<'b> {
+    /// Locks and reads everything the batch needs from the database, a few queries in all.
+    async fn load(conn: &mut PgConnection, batch: &'b Batch) -> BatchResult<Self> {
+        let hashes: Vec<Option<String>> = batch
+            .records
+            .iter()
+            .map(|s| match &s.record {
+                CanonicalRecord::Policy(p) => Some(p.content_hash()),
+                CanonicalRecord::Claim(c) => Some(c.content_hash()),
+                CanonicalRecord::Transaction(_) => None,
+            })
+            .collect();
+
+        let mut policy_keys = HashSet::new();
+        let mut claim_keys = HashSet::new();
+        let mut claim_policy_keys = HashSet::new();
+        for staged in &batch.records {
+            match &staged.record {
+                CanonicalRecord::Policy(p) => {
+                    policy_keys.insert(policy_key(p));
+                }
+                CanonicalRecord::Transaction(t) => {
+                    policy_keys.insert(transaction_key(t));
+                }
+                CanonicalRecord::Claim(c) => {
+                    claim_keys.insert(claim_key(c));
+                    claim_policy_keys.insert(claim_policy_key(c));
+                }
+            }
+        }
+
+        // Locks first, in id order; then the reads, as new statements that see what the
+        // writers we waited for committed.
+        let policy_ids = lock_rows(conn, "policies", "policy_number", &policy_keys).await?;
+        let claim_ids = lock_rows(conn, "claims", "claim_number", &claim_keys).await?;
+
+        let mut policies = HashMap::with_capacity(policy_keys.len());
+        if !policy_ids.is_empty() {
+            let rows = sqlx::query(
+                "SELECT p.id, p.carrier_id, p.policy_number, p.version, p.content_hash, \
+                 EXISTS (SELECT 1 FROM applied_transactions t WHERE t.policy_id = p.id) AS has_transactions \
+                 FROM policies p WHERE p.id = ANY($1)",
+            )
+            .bind(&policy_ids)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                let version: i64 = row.try_get("version")?;
+                policies.insert(
+                    (row.try_get("carrier_id")?, row.try_get("policy_number")?),
+                    CurrentPolicy {
+                        id: row.try_get("id")?,
+                        version,
+                        content_hash: row.try_get("content_hash")?,
+                        record: None,
+                        has_transactions: row.try_get("has_transactions")?,
+                        stored_version: Some(version),
+                        open_pending: None,
+                    },
+                );
+            }
+        }
+        let mut claims = HashMap::with_capacity(claim_keys.len());
+        if !claim_ids.is_empty() {
+            let rows = sqlx::query(
+                "SELECT id, carrier_id, claim_number, version, content_hash, policy_id \
+                 FROM claims WHERE id = ANY($1)",
+            )
+            .bind(&claim_ids)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                let version: i64 = row.try_get("version")?;
+                claims.insert(
+                    (row.try_get("carrier_id")?, row.try_get("claim_number")?),
+                    CurrentClaim {
+                        id: row.try_get("id")?,
+                        version,
+                        content_hash: row.try_get("content_hash")?,
+                        record: None,
+                        stored_version: Some(version),
+                        open_pending: None,
+                        policy_id: row.try_get("policy_id")?,
+                    },
+                );
+            }
+        }
+
+        // Policies the claims refer to, not locked: a policy is never deleted, and the
+        // claims' foreign keys hold their key for the transaction.
+        let mut referenced_policies = HashMap::new();
+        let unseen: Vec<&Key> = claim_policy_keys
+            .iter()
+            .filter(|k| !policies.contains_key(*k))
+            .collect();
+        if !unseen.is_empty() {
+            let (carriers, numbers) = key_arrays(unseen);
+            let rows = sqlx::query(
+                "SELECT p.id, p.carrier_id, p.policy_number FROM policies p \
+                 WHERE (p.carrier_id, p.policy_number) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+            )
+            .bind(&carriers)
+            .bind(&numbers)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                referenced_policies.insert(
+                    (row.try_get("carrier_id")?, row.try_get("policy_number")?),
+                    row.try_get("id")?,
+                );
+            }
+        }
+
+        // The current records of the policies and claims that will change (a record with
+        // another hash, or a transaction), in one query each.
+        let mut wanted_policies = HashSet::new();
+        let mut wanted_claims = HashSet::new();
+        for (staged, hash) in batch.records.iter().zip(&hashes) {
+            match &staged.record {
+                CanonicalRecord::Policy(p) => {
+                    if let Some(cur) = policies.get(&policy_key(p)) {
+                        if hash.as_deref() != Some(cur.content_hash.as_str()) {
+                            wanted_policies.insert(cur.id);
+                        }
+                    }
+                }
+                CanonicalRecord::Transaction(t) => {
+                    if let Some(cur) = policies.get(&transaction_key(t)) {
+                        wanted_policies.insert(cur.id);
+                    }
+                }
+                CanonicalRecord::Claim(c) => {
+                    if let Some(cur) = claims.get(&claim_key(c)) {
+                        if hash.as_deref() != Some(cur.content_hash.as_str()) {
+                            wanted_claims.insert(cur.id);
+                        }
+                    }
+                }
+            }
+        }
+        if !wanted_policies.is_empty() {
+            let ids: Vec<i64> = wanted_policies.into_iter().collect();
+            let mut records: HashMap<i64, Policy> = HashMap::with_capacity(ids.len());
+            let rows = sqlx::query(
+                "SELECT v.policy_id, v.record FROM policies p \
+                 JOIN policy_versions v ON v.policy_id = p.id AND v.version = p.version \
+                 WHERE p.id = ANY($1)",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                let id: i64 = row.try_get("policy_id")?;
+                let Json(record): Json<Policy> = row.try_get("record").map_err(|e| {
+                    StoreError::Corrupt(format!("policy {id}'s current version: {e}"))
+                })?;
+                records.insert(id, record);
+            }
+            for cur in policies.values_mut() {
+                cur.record = records.remove(&cur.id);
+            }
+        }
+        if !wanted_claims.is_empty() {
+            let ids: Vec<i64> = wanted_claims.into_iter().collect();
+            let mut records: HashMap<i64, Claim> = HashMap::with_capacity(ids.len());
+            let rows = sqlx::query(
+                "SELECT v.claim_id, v.record FROM claims c \
+                 JOIN claim_versions v ON v.claim_id = c.id AND v.version = c.version \
+                 WHERE c.id = ANY($1)",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                let id: i64 = row.try_get("claim_id")?;
+                let Json(record): Json<Claim> = row.try_get("record").map_err(|e| {
+                    StoreError::Corrupt(format!("claim {id}'s current version: {e}"))
+                })?;
+                records.insert(id, record);
+            }
+            for cur in claims.values_mut() {
+                cur.record = records.remove(&cur.id);
+            }
+        }
+
+        // Transactions already applied to the stored policies, by reference.
+        let mut applied = HashMap::new();
+        let (tx_policies, tx_references): (Vec<i64>, Vec<&str>) = batch
+            .records
+            .iter()
+            .filter_map(|s| match &s.record {
+                CanonicalRecord::Transaction(t) => policies
+                    .get(&transaction_key(t))
+                    .map(|cur| (cur.id, t.reference.as_str())),
+                _ => None,
+            })
+            .unzip();
+        if !tx_policies.is_empty() {
+            let rows = sqlx::query(
+                "SELECT a.policy_id, a.reference, a.content_hash FROM applied_transactions a \
+                 WHERE (a.policy_id, a.reference) IN (SELECT * FROM UNNEST($1::bigint[], $2::text[]))",
+            )
+            .bind(&tx_policies)
+            .bind(&tx_references)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                applied.insert(
+                    (row.try_get("policy_id")?, row.try_get("reference")?),
+                    row.try_get("content_hash")?,
+                );
+            }
+        }
+
+        // Ids for the rows the batch creates, taken in one query per table. A new policy is
+        // any key of a policy record not stored; a new claim, any claim key not stored whose
+        // policy is known when the claim comes (stored, or created earlier in the batch).
+        let mut new_claims: HashSet<Key> = HashSet::new();
+        let mut created: HashSet<Key> = HashSet::new();
+        for staged in &batch.records {
+            match &staged.record {
+                CanonicalRecord::Policy(p) => {
+                    let key = policy_key(p);
+                    if !policies.contains_key(&key) {
+                        created.insert(key);
+                    }
+                }
+                CanonicalRecord::Claim(c) => {
+                    let policy = claim_policy_key(c);
+                    let known = policies.contains_key(&policy)
+                        || referenced_policies.contains_key(&policy)
+                        || created.contains(&policy);
+                    let key = claim_key(c);
+                    if known && !claims.contains_key(&key) {
+                        new_claims.insert(key);
+                    }
+                }
+                CanonicalRecord::Transaction(_) => {}
+            }
+        }
+        let new_policy_ids = allocate_ids(conn, "policies", created.len()).await?;
+        let new_claim_ids = allocate_ids(conn, "claims", new_claims.len()).await?;
+
+        // The batch's time, read after the locks: a writer we waited for committed earlier,
+        // so versions follow each other in time.
+        let at: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(&mut *conn)
+            .await?;
+
+        Ok(Self {
+            batch,
+            at,
+            hashes,
+            policies,
+            referenced_policies,
+            claims,
+            applied,
+            history: HashMap::new(),
+            new_policy_ids,
+            new_claim_ids,
+            rejections: Vec::new(),
+            policy_versions: Vec::new(),
+            claim_versions: Vec::new(),
+            close_policy_versions: Vec::new(),
+            close_claim_versions: Vec::new(),
+            premiums: Vec::new(),
+            claim_transactions: Vec::new(),
+            events: Vec::new(),
+            applied_rows: Vec::new(),
+        })
+    }
+
+    fn rejection(staged: &StagedRecord, field: &str, value: String, reason: String) -> Upsert {
+        Upsert::Rejected(NewRejection {
+            record_number: staged.record_number,
+            source_line: staged.source_line,
+            sheet: staged.sheet.as_deref().map(str::to_owned),
+            field: Some(field.to_owned()),
+            source_column: None,
+            value: Some(value),
+            reason,
+        })
+    }
+
+    /// The current record of a policy the batch has not changed yet, read if `load` did not.
+    async fn policy_record(&mut self, conn: &mut PgConnection, key: &Key) -> BatchResult<Policy> {
+        let cur = self
+            .policies
+            .get(key)
+            .ok_or_else(|| internal("a policy's state vanished"))?;
+        if let Some(record) = &cur.record {
+            return Ok(record.clone());
+        }
+        let (id, version) = (cur.id, cur.version);
+        let Json(record): Json<Policy> = sqlx::query_scalar(
+            "SELECT record FROM policy_versions WHERE policy_id = $1 AND version = $2",
+        )
+        .bind(id)
+        .bind(version)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("policy {id} v{version}: {e}")))?;
+        Ok(record)
+    }
+
+    async fn claim_record(&mut self, conn: &mut PgConnection, key: &Key) -> BatchResult<Claim> {
+        let cur = self
+            .claims
+            .get(key)
+            .ok_or_else(|| internal("a claim's state vanished"))?;
+        if let Some(record) = &cur.record {
+            return Ok(record.clone());
+        }
+        let (id, version) = (cur.id, cur.version);
+        let Json(record): Json<Claim> = sqlx::query_scalar(
+            "SELECT record FROM claim_versions WHERE claim_id = $1 AND version = $2",
+        )
+        .bind(id)
+        .bind(version)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("claim {id} v{version}: {e}")))?;
+        Ok(record)
+    }
+
+    /// Whether `hash` is a state of the policy that only transactions followed: a re-sent
+    /// state row the policy's applied transactions have moved on from, not a change.
+    async fn superseded_by_transactions(
+        &mut self,
+        conn: &mut PgConnection,
+        policy_id: i64,
+        hash: &str,
+    ) -> BatchResult<bool> {
+        let stored = match self.history.entry(policy_id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let versions = sqlx::query(
+                    "SELECT version, content_hash FROM policy_versions WHERE policy_id = $1",
+                )
+                .bind(policy_id)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("version")?, r.try_get("content_hash")?)))
+                .collect::<Result<Vec<(i64, String)>>>()?;
+                let applied_versions: Vec<i64> = sqlx::query_scalar(
+                    "SELECT policy_version FROM applied_transactions WHERE policy_id = $1",
+                )
+                .bind(policy_id)
+                .fetch_all(&mut *conn)
+                .await?;
+                e.insert(StoredHistory {
+                    versions,
+                    applied_versions,
+                })
+            }
+        };
+        // The batch's own versions and transactions count too.
+        let versions: Vec<(i64, &str)> = stored
+            .versions
+            .iter()
+            .map(|(v, h)| (*v, h.as_str()))
+            .chain(
+                self.policy_versions
+                    .iter()
+                    .filter(|v| v.owner_id == policy_id)
+                    .map(|v| (v.version, v.content_hash.as_str())),
+            )
+            .collect();
+        let applied: HashSet<i64> = stored
+            .applied_versions
+            .iter()
+            .copied()
+            .chain(
+                self.applied_rows
+                    .iter()
+                    .filter(|a| a.policy_id == policy_id)
+                    .map(|a| a.version),
+            )
+            .collect();
+        Ok(versions.iter().any(|(v, h)| {
+            *h == hash
+                && versions
+                    .iter()
+                    .all(|(w, _)| *w <= *v || applied.contains(w))
+        }))
+    }
+
+    async fn upsert_policy(
+        &mut self,
+        conn: &mut PgConnection,
+        staged: &StagedRecord,
+        policy: &Policy,
+        hash: String,
+    ) -> BatchResult<Upsert> {
+        let key = policy_key(policy);
+        let record = to_json(policy, format_args!("policy '{}'", policy.number))?;
+        let index = self.policy_versions.len();
+        let (policy_id, version, previous, outcome) = match self.policies.get(&key) {
+            Some(cur) => {
+                if cur.content_hash == hash {
+                    return Ok(Upsert::Unchanged);
+                }
+                let id = cur.id;
+                if cur.has_transactions && self.superseded_by_transactions(conn, id, &hash).await? {
+                    return Ok(Upsert::Unchanged);
+                }
+                let previous = self.policy_record(conn, &key).await?;
+                let at = self.at;
+                let cur = self
+                    .policies
+                    .get_mut(&key)
+                    .ok_or_else(|| internal("a policy's state vanished"))?;
+                // The previous version is one this batch wrote, or the stored one.
+                match cur.open_pending {
+                    Some(i) => self.policy_versions[i].valid_to = Some(at),
+                    None => self.close_policy_versions.push((cur.id, cur.version)),
+                }
+                cur.version += 1;
+                cur.content_hash = hash.clone();
+                cur.record = Some(policy.clone());
+                cur.open_pending = Some(index);
+                (cur.id, cur.version, Some(previous), Upsert::Updated)
+            }
+            None => {
+                let id = self
+                    .new_policy_ids
+                    .pop_front()
+                    .ok_or_else(|| internal("more new policies than ids taken"))?;
+                self.policies.insert(
+                    key,
+                    CurrentPolicy {
+                        id,
+                        version: 1,
+                        content_hash: hash.clone(),
+                        record: Some(policy.clone()),
+                        has_transactions: false,
+                        stored_version: None,
+                        open_pending: Some(index),
+                    },
+                );
+                (id, 1, None, Upsert::Inserted)
+            }
+        };
+        self.policy_versions.push(PendingVersion {
+            owner_id: policy_id,
+            version,
+            content_hash: hash,
+            record,
+            record_number: staged.record_number as i64,
+            source_line: staged.source_line as i64,
+            valid_to: None,
+        });
+        for t in derive_premium_transactions(previous.as_ref(), policy) {
+            self.premiums.push(PendingPremium {
+                policy_id,
+                version,
+                kind: t.kind.code(),
+                amount: t.amount.amount.normalize(),
+                currency: t.amount.currency.as_str().to_owned(),
+                effective_date: t.effective_date,
+            });
+        }
+        let became_cancelled = policy.status.value == PolicyStatus::Cancelled
+            && previous
+                .as_ref()
+                .is_some_and(|p| p.status.value != PolicyStatus::Cancelled);
+        let event_type = match (&previous, became_cancelled) {
+            (None, _) => "policy.created",
+            (Some(_), true) => "policy.cancelled",
+            (Some(_), false) => "policy.updated",
+        };
+        self.events.push(PendingEvent {
+            event_type,
+            carrier: policy.carrier.as_str().to_owned(),
+            subject_id: policy_id,
+            payload: serde_json::json!({
+                "policy_id": policy_id,
+                "carrier": policy.carrier,
+                "number": policy.number,
+                "version": version,
+                "status": policy.status.value,
+                "premium": policy.premium,
+                "submission_id": self.batch.submission_id,
+            })
+            .to_string(),
+        });
+        Ok(outcome)
+    }
+
+    /// Applies a transaction to its policy's current version: the result is the policy's
+    /// next version (through the same upsert as a reported state), and the transaction is
+    /// recorded by its reference so that sending it again changes nothing.
+    async fn apply_transaction(
+        &mut self,
+        conn: &mut PgConnection,
+        staged: &StagedRecord,
+        transaction: &PolicyTransaction,
+    ) -> BatchResult<Upsert> {
+        let key = transaction_key(transaction);
+        let Some(cur) = self.policies.get(&key) else {
+            return Ok(Self::rejection(
+                staged,
+                "policy_number",
+                transaction.policy_number.to_string(),
+                format!(
+                    "policy '{}' is not known for carrier '{}'; ingest the policy feed first",
+                    transaction.policy_number, transaction.carrier
+                ),
+            ));
+        };
+        let policy_id = cur.id;
+        let hash = transaction.content_hash();
+        match self
+            .applied
+            .get(&(policy_id, transaction.reference.clone()))
+        {
+            Some(h) if *h == hash => return Ok(Upsert::Unchanged),
+            Some(_) => {
+                return Ok(Self::rejection(
+                    staged,
+                    "reference",
+                    transaction.reference.clone(),
+                    format!(
+                        "transaction '{}' was already applied to policy '{}' with other content; a correction needs a reference of its own",
+                        transaction.reference, transaction.policy_number
+                    ),
+                ))
+            }
+            None => {}
+        }
+        let policy = self.policy_record(conn, &key).await?;
+        let next = match transaction.apply_to(&policy) {
+            Ok(next) => next,
+            Err(v) => return Ok(Self::rejection(staged, &v.field, v.value, v.reason)),
+        };
+        if let Some(cur) = self.policies.get_mut(&key) {
+            cur.has_transactions = true;
+        }
+        let first_premium = self.premiums.len();
+        let next_hash = next.content_hash();
+        let outcome = self.upsert_policy(conn, staged, &next, next_hash).await?;
+        let version = self
+            .policies
+            .get(&key)
+            .map(|c| c.version)
+            .ok_or_else(|| internal("a policy's state vanished"))?;
+        // The movement takes effect when the carrier says, not at the policy's inception.
+        for p in &mut self.premiums[first_premium..] {
+            p.effective_date = transaction.effective_date;
+        }
+        self.applied
+            .insert((policy_id, transaction.reference.clone()), hash.clone());
+        self.applied_rows.push(PendingApplied {
+            policy_id,
+            reference: transaction.reference.clone(),
+            content_hash: hash,
+            record: to_json(
+                transaction,
+                format_args!("transaction '{}'", transaction.reference),
+            )?,
+            version,
+            record_number: staged.record_number as i64,
+        });
+        // A transaction that leaves the policy as it was (a zero endorsement) is still applied.
+        Ok(match outcome {
+            Upsert::Unchanged => Upsert::Updated,
+            other => other,
+        })
+    }
+
+    async fn upsert_claim(
+        &mut self,
+        conn: &mut PgConnection,
+        staged: &StagedRecord,
+        claim: &Claim,
+        hash: String,
+    ) -> BatchResult<Upsert> {
+        let policy = claim_policy_key(claim);
+        let policy_id = match self.policies.get(&policy) {
+            Some(p) => Some(p.id),
+            None => self.referenced_policies.get(&policy).copied(),
+        };
+        let Some(policy_id) = policy_id else {
+            return Ok(Self::rejection(
+                staged,
+                "policy_number",
+                claim.policy_number.to_string(),
+                format!(
+                    "policy '{}' is not known for carrier '{}'; ingest the policy feed first",
+                    claim.policy_number, claim.carrier
+                ),
+            ));
+        };
+        let key = claim_key(claim);
+        let record = to_json(claim, format_args!("claim '{}'", claim.number))?;
+        let index = self.claim_versions.len();
+        let (claim_id, version, previous, outcome) = match self.claims.get(&key) {
+            Some(cur) => {
+                if cur.content_hash == hash {
+                    return Ok(Upsert::Unchanged);
+                }
+                let previous = self.claim_record(conn, &key).await?;
+                let at = self.at;
+                let cur = self
+                    .claims
+                    .get_mut(&key)
+                    .ok_or_else(|| internal("a claim's state vanished"))?;
+                match cur.open_pending {
+                    Some(i) => self.claim_versions[i].valid_to = Some(at),
+                    None => self.close_claim_versions.push((cur.id, cur.version)),
+                }
+                cur.version += 1;
+                cur.content_hash = hash.clone();
+                cur.record = Some(claim.clone());
+                cur.open_pending = Some(index);
+                cur.policy_id = policy_id;
+                (cur.id, cur.version, Some(previous), Upsert::Updated)
+            }
+            None => {
+                let id = self
+                    .new_claim_ids
+                    .pop_front()
+                    .ok_or_else(|| internal("more new claims than ids taken"))?;
+                self.claims.insert(
+                    key,
+                    CurrentClaim {
+                        id,
+                        version: 1,
+                        content_hash: hash.clone(),
+                        record: Some(claim.clone()),
+                        stored_version: None,
+                        open_pending: Some(index),
+                        policy_id,
+                    },
+                );
+                (id, 1, None, Upsert::Inserted)
+            }
+        };
+        self.claim_versions.push(PendingVersion {
+            owner_id: claim_id,
+            version,
+            content_hash: hash,
+            record,
+            record_number: staged.record_number as i64,
+            source_line: staged.source_line as i64,
+            valid_to: None,
+        });
+        for t in derive_claim_transactions(previous.as_ref(), claim) {
+            self.claim_transactions.push(PendingClaimTransaction {
+                claim_id,
+                version,
+                kind: t.kind.code(),
+                amount: t.amount.amount.normalize(),
+                currency: t.amount.currency.as_str().to_owned(),
+            });
+        }
+        self.events.push(PendingEvent {
+            event_type: if previous.is_none() {
+                "claim.created"
+            } else {
+                "claim.updated"
+            },
+            carrier: claim.carrier.as_str().to_owned(),
+            subject_id: claim_id,
+            payload: serde_json::json!({
+                "claim_id": claim_id,
+                "policy_id": policy_id,
+                "carrier": claim.carrier,
+                "number": claim.number,
+                "version": version,
+                "status": claim.status.value,
+                "paid": claim.paid,
+                "reserve": claim.reserve,
+                "submission_id": self.batch.submission_id,
+            })
+            .to_string(),
+        });
+        Ok(outcome)
+    }
+
+    /// Resolves every record of the batch, in order.
+    async fn resolve(&mut self, conn: &mut PgConnection) -> BatchResult<Counts> {
+        let batch = self.batch;
+        let mut counts = Counts {
+            received: batch.records.len() as u64 + batch.rejected_records + batch.skipped_records,
+            rejected: batch.rejected_records,
+            skipped: batch.skipped_records,
+            ..Counts::default()
+        };
+        for (i, staged) in batch.records.iter().enumerate() {
+            let hash = self.hashes.get(i).cloned().flatten();
+            let outcome = match &staged.record {
+                CanonicalRecord::Policy(p) => {
+                    let hash = hash.ok_or_else(|| internal("a policy's hash is missing"))?;
+                    self.upsert_policy(conn, staged, p, hash).await?
+                }
+                CanonicalRecord::Claim(c) => {
+                    let hash = hash.ok_or_else(|| internal("a claim's hash is missing"))?;
+                    self.upsert_claim(conn, staged, c, hash).await?
+                }
+                CanonicalRecord::Transaction(t) => self.apply_transaction(conn, staged, t).await?,
+            };
+            match outcome {
+                Upsert::Inserted => counts.inserted += 1,
+                Upsert::Updated => counts.updated += 1,
+                Upsert::Unchanged => counts.unchanged += 1,
+                Upsert::Rejected(r) => {
+                    self.rejections.push(r);
+                    counts.rejected += 1;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Writes what the batch resolved: one statement per table and kind of change.
+    async fn write(&self, conn: &mut PgConnection) -> BatchResult<()> {
+        let submission_id = self.batch.submission_id;
+        self.write_rejections(conn).await?;
+        self.write_policies(conn).await?;
+        write_versions(
+            conn,
+            "policy_versions",
+            "policy_id",
+            &self.close_policy_versions,
+            &self.policy_versions,
+            submission_id,
+            self.at,
+        )
+        .await?;
+        self.write_premiums(conn).await?;
+        self.write_claims(conn).await?;
+        write_versions(
+            conn,
+            "claim_versions",
+            "claim_id",
+            &self.close_claim_versions,
+            &self.claim_versions,
+            submission_id,
+            self.at,
+        )
+        .await?;
+        self.write_claim_transactions(conn).await?;
+        self.write_applied(conn).await?;
+        self.write_events(conn).await?;
+        Ok(())
+    }
+
+    async fn write_rejections(&self, conn: &mut PgConnection) -> BatchResult<()> {
+        let all: Vec<&NewRejection> = self
+            .batch
+            .rejections
+            .iter()
+            .chain(&self.rejections)
+            .collect();
+        if all.is_empty() {
+            return Ok(());
+        }
+        let record_numbers: Vec<i64> = all.iter().map(|r| r.record_number as i64).collect();
+        let lines: Vec<i64> = all.iter().map(|r| r.source_line as i64).collect();
+        let sheets: Vec<Option<&str>> = all.iter().map(|r| r.sheet.as_deref()).collect();
+        let fields: Vec<Option<&str>> = all.iter().map(|r| r.field.as_deref()).collect();
+        let columns: Vec<Option<&str>> = all.iter().map(|r| r.source_column.as_deref()).collect();
+        let values: Vec<Option<&str>> = all.iter().map(|r| r.value.as_deref()).collect();
+        let reasons: Vec<&str> = all.iter().map(|r| r.reason.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO rejections (submission_id, record_number, source_line, sheet, field, \
+             source_column, value, reason) \
+             SELECT $1, u.record_number, u.source_line, u.sheet, u.field, u.source_column, u.value, u.reason \
+             FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) \
+             WITH ORDINALITY AS u(record_number, source_line, sheet, field, source_column, value, reason, n) \
+             ORDER BY u.n",
+        )
+        .bind(self.batch.submission_id)
+        .bind(&record_numbers)
+        .bind(&lines)
+        .bind(&sheets)
+        .bind(&fields)
+        .bind(&columns)
+        .bind(&values)
+        .bind(&reasons)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// The policies rows: the batch's last state of each new or changed policy.
+    async fn write_policies(&self, conn: &mut PgConnection) -> BatchResult<()> {
+        let mut created: Vec<&CurrentPolicy> = Vec::new();
+        let mut changed: Vec<&CurrentPolicy> = Vec::new();
+        for cur in self.policies.values() {
+            match cur.stored_version {
+                None => created.push(cur),
+                Some(v) if v != cur.version => changed.push(cur),
+                Some(_) => {}
+            }
+        }
+        created.sort_by_key(|c| c.id);
+        changed.sort_by_key(|c| c.id);
+        for (rows, is_new) in [(&created, true), (&changed, false)] {
+            if rows.is_empty() {
+                continue;
+            }
+            let mut records = Vec::with_capacity(rows.len());
+            for cur in rows.iter() {
+                records.push(
+                    cur.record
+                        .as_ref()
+                        .ok_or_else(|| internal("a written policy has no record"))?,
+                );
+            }
+            let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
+            let versions: Vec<i64> = rows.iter().map(|c| c.version).collect();
+            let hashes: Vec<&str> = rows.iter().map(|c| c.content_hash.as_str()).collect();
+            let lobs: Vec<&str> = records
+                .iter()
+                .map(|p| p.line_of_business.value.code())
+                .collect();
+            let lob_originals: Vec<&str> = records
+                .iter()
+                .map(|p| p.line_of_business.original.as_str())
+                .collect();
+            let statuses: Vec<&str> = records.iter().map(|p| p.status.value.code()).collect();
+            let status_originals: Vec<&str> =
+                records.iter().map(|p| p.status.original.as_str()).collect();
+            let effective: Vec<NaiveDate> = records.iter().map(|p| p.effective_date).collect();
+            let expiration: Vec<NaiveDate> = records.iter().map(|p| p.expiration_date).collect();
+            let premiums: Vec<Decimal> = records
+                .iter()
+                .map(|p| p.premium.amount.normalize())
+                .collect();
+            let currencies: Vec<&str> = records
+                .iter()
+                .map(|p| p.premium.currency.as_str())
+                .collect();
+            let producers: Vec<Option<&str>> =
+                records.iter().map(|p| p.producer.as_deref()).collect();
+            let insured: Vec<&str> = records.iter().map(|p| p.insured.name.as_str()).collect();
+            if is_new {
+                let carriers: Vec<&str> = records.iter().map(|p| p.carrier.as_str()).collect();
+                let numbers: Vec<&str> = records.iter().map(|p| p.number.as_str()).collect();
+                let inserted: Vec<i64> = sqlx::query_scalar(
+                    "INSERT INTO policies (id, carrier_id, policy_number, version, content_hash, \
+                     line_of_business, line_of_business_original, status, status_original, \
+                     effective_date, expiration_date, premium, currency, producer, insured_name, \
+                     created_at, updated_at) \
+                     SELECT u.id, u.carrier_id, u.policy_number, u.version, u.content_hash, u.lob, \
+                     u.lob_original, u.status, u.status_original, u.effective_date, u.expiration_date, \
+                     u.premium, u.currency, u.producer, u.insured_name, $16, $16 \
+                     FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
+                     $6::text[], $7::text[], $8::text[], $9::text[], $10::date[], $11::date[], \
+                     $12::numeric[], $13::text[], $14::text[], $15::text[]) \
+                     AS u(id, carrier_id, policy_number, version, content_hash, lob, lob_original, \
+                     status, status_original, effective_date, expiration_date, premium, currency, \
+                     producer, insured_name) \
+                     ORDER BY u.carrier_id, u.policy_number \
+                     ON CONFLICT (carrier_id, policy_number) DO NOTHING RETURNING id",
+                )
+                .bind(&ids)
+                .bind(&carriers)
+                .bind(&numbers)
+                .bind(&versions)
+                .bind(&hashes)
+                .bind(&lobs)
+                .bind(&lob_originals)
+                .bind(&statuses)
+                .bind(&status_originals)
+                .bind(&effective)
+                .bind(&expiration)
+                .bind(&premiums)
+                .bind(&currencies)
+                .bind(&producers)
+                .bind(&insured)
+                .bind(self.at)
+                .fetch_all(&mut *conn)
+                .await?;
+                if inserted.len() != ids.len() {
+                    let inserted: HashSet<i64> = inserted.into_iter().collect();
+                    let lost = records
+                        .iter()
+                        .zip(&ids)
+                        .find(|(_, id)| !inserted.contains(id))
+                        .map(|(p, _)| format!("{}/{}", p.carrier, p.number))
+                        .unwrap_or_default();
+                    return Err(BatchError::Retry(format!(
+                        "policy {lost} was created by another writer meanwhile"
+                    )));
+                }
+            } else {
+                let expected: Vec<i64> = rows
+                    .iter()
+                    .map(|c| c.stored_version.unwrap_or_default())
+                    .collect();
+                let done = sqlx::query(
+                    "UPDATE policies p SET version = u.version, content_hash = u.content_hash, \
+                     line_of_business = u.lob, line_of_business_original = u.lob_original, \
+                     status = u.status, status_original = u.status_original, \
+                     effective_date = u.effective_date, expiration_date = u.expiration_date, \
+                     premium = u.premium, currency = u.currency, producer = u.producer, \
+                     insured_name = u.insured_name, updated_at = $15 \
+                     FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], \
+                     $6::text[], $7::text[], $8::text[], $9::date[], $10::date[], $11::numeric[], \
+                     $12::text[], $13::text[], $14::text[]) \
+                     AS u(id, expected, version, content_hash, lob, lob_original, status, \
+                     status_original, effective_date, expiration_date, premium, currency, producer, \
+                     insured_name) \
+                     WHERE p.id = u.id AND p.version = u.expected",
+                )
+                .bind(&ids)
+                .bind(&expected)
+                .bind(&versions)
+                .bind(&hashes)
+                .bind(&lobs)
+                .bind(&lob_originals)
+                .bind(&statuses)
+                .bind(&status_originals)
+                .bind(&effective)
+                .bind(&expiration)
+                .bind(&premiums)
+                .bind(&currencies)
+                .bind(&producers)
+                .bind(&insured)
+                .bind(self.at)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() != ids.len() as u64 {
+                    // The rows are locked: a version moved under the lock is a bug, and
+                    // running the batch again is the safe answer.
+                    return Err(BatchError::Retry(
+                        "a policy's version changed under its lock".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_premiums(&self, conn: &mut PgConnection) -> BatchResult<()> {
+        if self.premiums.is_empty() {
+            return Ok(());
+        }
+        let p = &self.premiums;
+        let ids: Vec<i64> = p.iter().map(|t| t.policy_id).collect();
+        let versions: Vec<i64> = p.iter().map(|t| t.version).collect();
+        let kinds: Vec<&str> = p.iter().map(|t| t.kind).collect();
+        let amounts: Vec<Decimal> = p.iter().map(|t| t.amount).collect();
+        let currencies: Vec<&str> = p.iter().map(|t| t.currency.as_str()).collect();
+        let dates: Vec<NaiveDate> = p.iter().map(|t| t.effective_date).collect();
+        sqlx::query(
+            "INSERT INTO premium_transactions (policy_id, policy_version, kind, amount, currency, \
+             effective_date, submission_id, recorded_at) \
+             SELECT u.policy_id, u.version, u.kind, u.amount, u.currency, u.effective_date, $7, $8 \
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::numeric[], $5::text[], $6::date[]) \
+             WITH ORDINALITY AS u(policy_id, version, kind, amount, currency, effective_date, n) \
+             ORDER BY u.n",
+        )
+        .bind(&ids)
+        .bind(&versions)
+        .bind(&kinds)
+        .bind(&amounts)
+        .bind(&currencies)
+        .bind(&dates)
+        .bind(self.batch.submission_id)
+        .bind(self.at)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn write_claims(&self, conn: &mut PgConnection) -> BatchResult<()> {
+        let mut created: Vec<&CurrentClaim> = Vec::new();
+        let mut changed: Vec<&CurrentClaim> = Vec::new();
+        for cur in self.claims.values() {
+            match cur.stored_version {
+                None => created.push(cur),
+                Some(v) if v != cur.version => changed.push(cur),
+                Some(_) => {}
+            }
+        }
+        created.sort_by_key(|c| c.id);
+        changed.sort_by_key(|c| c.id);
+        for (rows, is_new) in [(&created, true), (&changed, false)] {
+            if rows.is_empty() {
+                continue;
+            }
+            let mut records = Vec::with_capacity(rows.len());
+            for cur in rows.iter() {
+                records.push(
+                    cur.record
+                        .as_ref()
+                        .ok_or_else(|| internal("a written claim has no record"))?,
+                );
+            }
+            let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
+            let policy_ids: Vec<i64> = rows.iter().map(|c| c.policy_id).collect();
+            let versions: Vec<i64> = rows.iter().map(|c| c.version).collect();
+            let hashes: Vec<&str> = rows.iter().map(|c| c.content_hash.as_str()).collect();
+            let loss: Vec<NaiveDate> = records.iter().map(|c| c.loss_date).collect();
+            let reported: Vec<NaiveDate> = records.iter().map(|c| c.reported_date).collect();
+            let statuses: Vec<&str> = records.iter().map(|c| c.status.value.code()).collect();
+            let status_originals: Vec<&str> =
+                records.iter().map(|c| c.status.original.as_str()).collect();
+            let causes: Vec<Option<&str>> = records.iter().map(|c| c.cause.as_deref()).collect();
+            let paid: Vec<Decimal> = records.iter().map(|c| c.paid.amount.normalize()).collect();
+            let reserve: Vec<Decimal> = records
+                .iter()
+                .map(|c| c.reserve.amount.normalize())
+                .collect();
+            let currencies: Vec<&str> = records.iter().map(|c| c.paid.currency.as_str()).collect();
+            if is_new {
+                let carriers: Vec<&str> = records.iter().map(|c| c.carrier.as_str()).collect();
+                let numbers: Vec<&str> = records.iter().map(|c| c.number.as_str()).collect();
+                let inserted: Vec<i64> = sqlx::query_scalar(
+                    "INSERT INTO claims (id, carrier_id, claim_number, policy_id, version, content_hash, \
+                     loss_date, reported_date, status, status_original, cause, paid, reserve, currency, \
+                     created_at, updated_at) \
+                     SELECT u.id, u.carrier_id, u.claim_number, u.policy_id, u.version, u.content_hash, \
+                     u.loss_date, u.reported_date, u.status, u.status_original, u.cause, u.paid, \
+                     u.reserve, u.currency, $15, $15 \
+                     FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], \
+                     $6::text[], $7::date[], $8::date[], $9::text[], $10::text[], $11::text[], \
+                     $12::numeric[], $13::numeric[], $14::text[]) \
+                     AS u(id, carrier_id, claim_number, policy_id, version, content_hash, loss_date, \
+                     reported_date, status, status_original, cause, paid, reserve, currency) \
+                     ORDER BY u.carrier_id, u.claim_number \
+                     ON CONFLICT (carrier_id, claim_number) DO NOTHING RETURNING id",
+                )
+                .bind(&ids)
+                .bind(&carriers)
+                .bind(&numbers)
+                .bind(&policy_ids)
+                .bind(&versions)
+                .bind(&hashes)
+                .bind(&loss)
+                .bind(&reported)
+                .bind(&statuses)
+                .bind(&status_originals)
+                .bind(&causes)
+                .bind(&paid)
+                .bind(&reserve)
+                .bind(&currencies)
+                .bind(self.at)
+                .fetch_all(&mut *conn)
+                .await?;
+                if inserted.len() != ids.len() {
+                    let inserted: HashSet<i64> = inserted.into_iter().collect();
+                    let lost = records
+                        .iter()
+                        .zip(&ids)
+                        .find(|(_, id)| !inserted.contains(id))
+                        .map(|(c, _)| format!("{}/{}", c.carrier, c.number))
+                        .unwrap_or_default();
+                    return Err(BatchError::Retry(format!(
+                        "claim {lost} was created by another writer meanwhile"
+                    )));
+                }
+            } else {
+                let expected: Vec<i64> = rows
+                    .iter()
+                    .map(|c| c.stored_version.unwrap_or_default())
+                    .collect();
+                let done = sqlx::query(
+                    "UPDATE claims c SET policy_id = u.policy_id, version = u.version, \
+                     content_hash = u.content_hash, loss_date = u.loss_date, \
+                     reported_date = u.reported_date, status = u.status, \
+                     status_original = u.status_original, cause = u.cause, paid = u.paid, \
+                     reserve = u.reserve, currency = u.currency, updated_at = $14 \
+                     FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
+                     $6::date[], $7::date[], $8::text[], $9::text[], $10::text[], $11::numeric[], \
+                     $12::numeric[], $13::text[]) \
+                     AS u(id, expected, policy_id, version, content_hash, loss_date, reported_date, \
+                     status, status_original, cause, paid, reserve, currency) \
+                     WHERE c.id = u.id AND c.version = u.expected",
+                )
+                .bind(&ids)
+                .bind(&expected)
+                .bind(&policy_ids)
+                .bind(&versions)
+                .bind(&hashes)
+                .bind(&loss)
+                .bind(&reported)
+                .bind(&statuses)
+                .bind(&status_originals)
+                .bind(&causes)
+                .bind(&paid)
+                .bind(&reserve)
+                .bind(&currencies)
+                .bind(self.at)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() != ids.len() as u64 {
+                    return Err(BatchError::Retry(
+                        "a claim's version changed under its lock".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_claim_transactions(&self, conn: &mut PgConnection) -> BatchResult<()> {
+        if self.claim_transactions.is_empty() {
+            return Ok(());
+        }
+        let t = &self.claim_transactions;
+        let ids: Vec<i64> = t.iter().map(|t| t.claim_id).collect();
+        let versions: Vec<i64> = t.iter().map(|t| t.version).collect();
+        let kinds: Vec<&str> = t.iter().map(|t| t.kind).collect();
+        let amounts: Vec<Decimal> = t.iter().map(|t| t.amount).collect();
+        let currencies: Vec<&str> = t.iter().map(|t| t.currency.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO claim_transactions (claim_id, claim_version, kind, amount, currency, \
+             submission_id, recorded_at) \
+             SELECT u.claim_id, u.version, u.kind, u.amount, u.currency, $6, $7 \
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::numeric[], $5::text[]) \
+             WITH ORDINALITY AS u(claim_id, version, kind, amount, currency, n) ORDER BY u.n",
+        )
+        .bind(&ids)
+        .bind(&versions)
+        .bind(&kinds)
+        .bind(&amounts)
+        .bind(&currencies)
+        .bind(self.batch.submission_id)
+        .bind(self.at)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn write_applied(&self, conn: &mut PgConnection) -> BatchResult<()> {
+        if self.applied_rows.is_empty() {
+            return Ok(());
+        }
+        let a = &self.applied_rows;
+        let ids: Vec<i64> = a.iter().map(|a| a.policy_id).collect();
+        let references: Vec<&str> = a.iter().map(|a| a.reference.as_str()).collect();
+        let hashes: Vec<&str> = a.iter().map(|a| a.content_hash.as_str()).collect();
+        let records: Vec<&str> = a.iter().map(|a| a.record.as_str()).collect();
+        let versions: Vec<i64> = a.iter().map(|a| a.version).collect();
+        let numbers: Vec<i64> = a.iter().map(|a| a.record_number).collect();
+        sqlx::query(
+            "INSERT INTO applied_transactions (policy_id, reference, content_hash, record, \
+             policy_version, submission_id, record_number, applied_at) \
+             SELECT u.policy_id, u.reference, u.content_hash, u.record::jsonb, u.version, $7, \
+             u.record_number, $8 \
+             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) \
+             AS u(policy_id, reference, content_hash, record, version, record_number)",
+        )
+        .bind(&ids)
+        .bind(&references)
+        .bind(&hashes)
+        .bind(&records)
+        .bind(&versions)
+        .bind(&numbers)
+        .bind(self.batch.submission_id)
+        .bind(self.at)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn write_events(&self, conn: &mut PgConnection) -> BatchResult<()> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let e = &self.events;
+        let types: Vec<&str> = e.iter().map(|e| e.event_type).collect();
+        let carriers: Vec<&str> = e.iter().map(|e| e.carrier.as_str()).collect();
+        let subjects: Vec<i64> = e.iter().map(|e| e.subject_id).collect();
+        let payloads: Vec<&str> = e.iter().map(|e| e.payload.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO outbox (event_type, carrier_id, subject_id, payload, created_at) \
+             SELECT u.event_type, u.carrier_id, u.subject_id, u.payload::jsonb, $5 \
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[]) \
+             WITH ORDINALITY AS u(event_type, carrier_id, subject_id, payload, n) ORDER BY u.n",
+        )
+        .bind(&types)
+        .bind(&carriers)
+        .bind(&subjects)
+        .bind(&payloads)
+        .bind(self.at)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Locks the current rows of `keys` in `table` (`FOR NO KEY UPDATE`, in id order) and
+/// returns their ids.
+async fn lock_rows(
+    conn: &mut PgConnection,
+    table: &str,
+    number_column: &str,
+    keys: &HashSet<Key>,
+) -> BatchResult<Vec<i64>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (carriers, numbers) = key_arrays(keys);
+    let ids = sqlx::query_scalar(&format!(
+        "SELECT t.id FROM {table} t \
+         WHERE (t.carrier_id, t.{number_column}) IN (SELECT * FROM UNNEST($1::text[], $2::text[])) \
+         ORDER BY t.id FOR NO KEY UPDATE"
+    ))
+    .bind(&carriers)
+    .bind(&numbers)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(ids)
+}
+
+/// Closes the stored versions the batch superseded, then inserts the batch's versions.
+async fn write_versions(
+    conn: &mut PgConnection,
+    table: &str,
+    owner_column: &str,
+    close: &[(i64, i64)],
+    versions: &[PendingVersion],
+    submission_id: i64,
+    at: DateTime<Utc>,
+) -> BatchResult<()> {
+    if !close.is_empty() {
+        let (ids, numbers): (Vec<i64>, Vec<i64>) = close.iter().copied().unzip();
+        let done = sqlx::query(&format!(
+            "UPDATE {table} v SET valid_to = $1 \
+             FROM UNNEST($2::bigint[], $3::bigint[]) AS u(owner_id, version) \
+             WHERE v.{owner_column} = u.owner_id AND v.version = u.version AND v.valid_to IS NULL"
+        ))
+        .bind(at)
+        .bind(&ids)
+        .bind(&numbers)
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() != close.len() as u64 {
+            return Err(BatchError::Retry(format!(
+                "a version in {table} was closed by another writer meanwhile"
+            )));
+        }
+    }
+    if versions.is_empty() {
+        return Ok(());
+    }
+    let owners: Vec<i64> = versions.iter().map(|v| v.owner_id).collect();
+    let numbers: Vec<i64> = versions.iter().map(|v| v.version).collect();
+    let hashes: Vec<&str> = versions.iter().map(|v| v.content_hash.as_str()).collect();
+    let records: Vec<&str> = versions.iter().map(|v| v.record.as_str()).collect();
+    let record_numbers: Vec<i64> = versions.iter().map(|v| v.record_number).collect();
+    let lines: Vec<i64> = versions.iter().map(|v| v.source_line).collect();
+    let valid_to: Vec<Option<DateTime<Utc>>> = versions.iter().map(|v| v.valid_to).collect();
+    sqlx::query(&format!(
+        "INSERT INTO {table} ({owner_column}, version, content_hash, record, submission_id, \
+         record_number, source_line, valid_from, valid_to) \
+         SELECT u.owner_id, u.version, u.content_hash, u.record::jsonb, $8, u.record_number, \
+         u.source_line, $9, u.valid_to \
+         FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
+         $6::bigint[], $7::timestamptz[]) \
+         AS u(owner_id, version, content_hash, record, record_number, source_line, valid_to)"
+    ))
+    .bind(&owners)
+    .bind(&numbers)
+    .bind(&hashes)
+    .bind(&records)
+    .bind(&record_numbers)
+    .bind(&lines)
+    .bind(&valid_to)
+    .bind(submission_id)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// One attempt at a batch, inside the caller's transaction.
+async fn apply_batch(conn: &mut PgConnection, batch: &Batch) -> BatchResult<BatchOutcome> {
+    check_lease(conn, batch).await?;
+    let mut state = BatchState::load(conn, batch).await?;
+    let counts = state.resolve(conn).await?;
+    state.write(conn).await?;
+    sqlx::query(
+        "UPDATE submissions SET records = records + $1, inserted = inserted + $2, \
+         updated = updated + $3, unchanged = unchanged + $4, rejected = rejected + $5, \
+         skipped = skipped + $6, committed_through = $7, \
+         lease_until = clock_timestamp() + $8 WHERE id = $9",
+    )
+    .bind(counts.received as i64)
+    .bind(counts.inserted as i64)
+    .bind(counts.updated as i64)
+    .bind(counts.unchanged as i64)
+    .bind(counts.rejected as i64)
+    .bind(counts.skipped as i64)
+    .bind(batch.through_record as i64)
+    .bind(lease_interval(batch.lease))
+    .bind(batch.submission_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(BatchOutcome { counts })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ensure_carrier(&self, id: &CarrierId, name: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO carriers (id, name, created_at) VALUES ($1, $2, clock_timestamp()) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id.as_str())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_carriers(&self) -> Result<Vec<CarrierSummary>> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.name, c.created_at, \
+             (SELECT COUNT(*) FROM policies p WHERE p.carrier_id = c.id) AS policies, \
+             (SELECT COUNT(*) FROM claims k WHERE k.carrier_id = c.id) AS claims, \
+             (SELECT COUNT(*) FROM submissions s WHERE s.carrier_id = c.id) AS submissions \
+             FROM carriers c ORDER BY c.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CarrierSummary {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    policies: r.try_get("policies")?,
+                    claims: r.try_get("claims")?,
+                    submissions: r.try_get("submissions")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn register_mapping(&self, m: NewMapping<'_>) -> Result<MappingRef> {
+        let kind = match m.record {
+            RecordKind::Policy => "policy",
+            RecordKind::Claim => "claim",
+            RecordKind::Transaction => "transaction",
+        };
+        let mut tx = self.pool.begin().await?;
+        // Revisions are numbered per (carrier, name): registrations of one name take turns.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("mapping:{}/{}", m.carrier.as_str(), m.name))
+            .execute(&mut *tx)
+            .await?;
+        let existing = sqlx::query(
+            "SELECT id, revision FROM mappings WHERE carrier_id = $1 AND name = $2 AND sha256 = $3",
+        )
+        .bind(m.carrier.as_str())
+        .bind(m.name)
+        .bind(m.sha256)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (id, revision): (i64, i64) = match existing {
+            Some(row) => (row.try_get("id")?, row.try_get("revision")?),
+            None => {
+                let row = sqlx::query(
+                    "INSERT INTO mappings (carrier_id, name, record_kind, version, revision, sha256, spec, created_at) \
+                     SELECT $1, $2, $3, $4, COALESCE(MAX(revision), 0) + 1, $5, $6, clock_timestamp() \
+                     FROM mappings WHERE carrier_id = $1 AND name = $2 \
+                     RETURNING id, revision",
+                )
+                .bind(m.carrier.as_str())
+                .bind(m.name)
+                .bind(kind)
+                .bind(i64::from(m.version))
+                .bind(m.sha256)
+                .bind(m.text)
+                .fetch_one(&mut *tx)
+                .await?;
+                (row.try_get("id")?, row.try_get("revision")?)
+            }
+        };
+        tx.commit().await?;
+        Ok(MappingRef {
+            id,
+            name: m.name.to_owned(),
+            version: m.version,
+            revision: revision as u32,
+            sha256: m.sha256.to_owned(),
+        })
+    }
+
+    async fn find_mapping(&self, carrier: &CarrierId, name: &str) -> Result<Option<StoredMapping>> {
+        // The revision the latest submission used: returning to an earlier text makes that
+        // revision the current one again.
+        let row = sqlx::query(
+            "SELECT m.* FROM mappings m WHERE m.carrier_id = $1 AND m.name = $2 \
+             ORDER BY COALESCE((SELECT MAX(s.id) FROM submissions s WHERE s.mapping_id = m.id), 0) DESC, \
+             m.revision DESC LIMIT 1",
+        )
+        .bind(carrier.as_str())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| stored_mapping(&r)).transpose()
+    }
+
+    async fn get_mapping(&self, id: i64) -> Result<StoredMapping> {
+        let row = sqlx::query("SELECT * FROM mappings WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("mapping {id} does not exist")))?;
+        stored_mapping(&row)
+    }
+
+    async fn known_policy_numbers(
+        &self,
+        carrier: &CarrierId,
+        numbers: &[String],
+    ) -> Result<HashSet<String>> {
+        if numbers.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let known: Vec<String> = sqlx::query_scalar(
+            "SELECT policy_number FROM policies WHERE carrier_id = $1 AND policy_number = ANY($2)",
+        )
+        .bind(carrier.as_str())
+        .bind(numbers)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(known.into_iter().collect())
+    }
+
+    async fn record_document(&self, sha256: &str, size_bytes: u64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO documents (sha256, size_bytes, stored_at) VALUES ($1, $2, clock_timestamp()) \
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(sha256)
+        .bind(size_bytes as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn create_submission(&self, s: NewSubmission<'_>) -> Result<i64> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO submissions (carrier_id, mapping_id, file_name, document_sha256, received_via, \
+             received_at, status, replay_of) \
+             VALUES ($1, $2, $3, $4, $5, clock_timestamp(), 'received', $6) RETURNING id",
+        )
+        .bind(s.carrier.as_str())
+        .bind(s.mapping_id)
+        .bind(s.file_name)
+        .bind(s.document_sha256)
+        .bind(s.received_via)
+        .bind(s.replay_of)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn claim_submission(
+        &self,
+        id: i64,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Submission>> {
+        let claimed: Option<i64> = sqlx::query_scalar(
+            "UPDATE submissions SET status = 'processing', \
+             started_at = COALESCE(started_at, clock_timestamp()), \
+             lease_owner = $1, lease_until = clock_timestamp() + $2 \
+             WHERE id = $3 AND (status = 'received' OR (status = 'processing' \
+             AND (lease_owner = $1 OR lease_until IS NULL OR lease_until < clock_timestamp()))) \
+             RETURNING id",
+        )
+        .bind(owner)
+        .bind(lease_interval(lease))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if claimed.is_none() {
+            return Ok(None);
+        }
+        self.get_submission(id).await
+    }
+
+    async fn finish_submission(
+        &self,
+        id: i64,
+        owner: &str,
+        error: Option<&str>,
+    ) -> Result<Submission> {
+        let done = sqlx::query(
+            "UPDATE submissions SET status = $1, error = $2, finished_at = clock_timestamp(), \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE id = $3 AND status = 'processing' AND lease_owner = $4",
+        )
+        .bind(if error.is_some() {
+            "failed"
+        } else {
+            "completed"
+        })
+        .bind(error)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Invalid(format!(
+                "submission {id} is not being processed by {owner}"
+            )));
+        }
+        self.get_submission(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("submission {id} does not exist")))
+    }
+
+    async fn get_submission(&self, id: i64) -> Result<Option<Submission>> {
+        let row = sqlx::query(&format!("{SUBMISSION_SELECT} WHERE s.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Self::submission_from_row(&r)).transpose()
+    }
+
+    async fn list_submissions(&self, filter: &SubmissionFilter) -> Result<Page<Submission>> {
+        let mut q = QueryBuilder::<Postgres>::new(SUBMISSION_SELECT);
+        q.push(" WHERE 1 = 1");
+        if let Some(c) = &filter.carrier {
+            q.push(" AND s.carrier_id = ").push_bind(c.clone());
+        }
+        self.keyset_page(q, "s.id", &filter.page, Self::submission_from_row, |s| s.id)
+            .await
+    }
+
+    async fn unfinished_submissions(&self) -> Result<Vec<Submission>> {
+        let rows = sqlx::query(&format!(
+            "{SUBMISSION_SELECT} WHERE s.status IN ('received', 'processing') ORDER BY s.id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::submission_from_row).collect()
+    }
+
+    async fn commit_batch(&self, batch: Batch) -> Result<BatchOutcome> {
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let failure = match apply_batch(&mut tx, &batch).await {
+                Ok(outcome) => match tx.commit().await {
+                    Ok(()) => return Ok(outcome),
+                    Err(e) => BatchError::from(e),
+                },
+                Err(e) => {
+                    // Dropping the transaction would roll it back too; this returns the
+                    // connection to the pool clean before the next attempt.
+                    let _ = tx.rollback().await;
+                    e
+                }
+            };
+            match failure {
+                BatchError::Retry(reason) if attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(
+                        submission_id = batch.submission_id,
+                        attempt,
+                        %reason,
+                        "batch raced another writer; running it again"
+                    );
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                BatchError::Retry(reason) => {
+                    return Err(StoreError::Invalid(format!(
+                        "a batch of submission {} lost {attempt} races with other writers; last: {reason}",
+                        batch.submission_id
+                    )))
+                }
+                BatchError::Store(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn list_rejections(
+        &self,
+        submission: i64,
+        page: &PageRequest,
+    ) -> Result<Page<Rejection>> {
+        let mut q = QueryBuilder::<Postgres>::new(
+            "SELECT r.*, s.file_name FROM rejections r JOIN submissions s ON s.id = r.submission_id \
+             WHERE r.submission_id = ",
+        );
+        q.push_bind(submission);
+        self.keyset_page(q, "r.id", page, rejection_from_row, |r| r.id)
+            .await
+    }
+
+    async fn list_policies(&self, filter: &PolicyFilter) -> Result<Page<PolicySummary>> {
+        let mut q = QueryBuilder::<Postgres>::new("SELECT * FROM policies WHERE 1 = 1");
+        if let Some(c) = &filter.carrier {
+            q.push(" AND carrier_id = ").push_bind(c.clone());
+        }
+        if let Some(l) = filter.line_of_business {
+            q.push(" AND line_of_business = ").push_bind(l.code());
+        }
+        if let Some(s) = filter.status {
+            q.push(" AND status = ").push_bind(s.code());
+        }
+        self.keyset_page(q, "id", &filter.page, Self::policy_summary_from_row, |p| {
+            p.id
+        })
+        .await
+    }
+
+    async fn get_policy(&self, id: i64) -> Result<Option<PolicyDetail>> {
+        let Some(row) = sqlx::query(
+            "SELECT p.*, v.record, v.submission_id, v.record_number, v.source_line, \
+             (SELECT COUNT(*) FROM policy_versions x WHERE x.policy_id = p.id) AS versions \
+             FROM policies p JOIN policy_versions v ON v.policy_id = p.id AND v.version = p.version \
+             WHERE p.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let summary = Self::policy_summary_from_row(&row)?;
+        let Json(record): Json<Policy> = row
+            .try_get("record")
+            .map_err(|e| StoreError::Corrupt(format!("policy {id}: {e}")))?;
+        let claims = sqlx::query(&format!(
+            "{CLAIM_SELECT} WHERE c.policy_id = $1 ORDER BY c.id"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(Self::claim_summary_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Some(PolicyDetail {
+            summary,
+            insured: record.insured,
+            coverages: record.coverages,
+            claims,
+            versions: row.try_get("versions")?,
+            lineage: Lineage {
+                submission_id: row.try_get("submission_id")?,
+                record_number: row.try_get::<i64, _>("record_number")? as u64,
+                line: row.try_get::<i64, _>("source_line")? as u64,
+            },
+            created_at: row.try_get("created_at")?,
+        }))
+    }
+
+    async fn list_policy_versions(&self, id: i64) -> Result<Vec<PolicyVersion>> {
+        let rows =
+            sqlx::query("SELECT * FROM policy_versions WHERE policy_id = $1 ORDER BY version")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut movements: HashMap<i64, Vec<PremiumMovement>> = HashMap::new();
+        for r in sqlx::query(
+            "SELECT policy_version, kind, amount, currency, effective_date FROM premium_transactions \
+             WHERE policy_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            movements
+                .entry(r.try_get("policy_version")?)
+                .or_default()
+                .push(PremiumMovement {
+                    kind: r.try_get("kind")?,
+                    amount: money(r.try_get("amount")?, &r.try_get::<String, _>("currency")?)?,
+                    effective_date: r.try_get("effective_date")?,
+                });
+        }
+        let mut transactions: HashMap<i64, serde_json::Value> = HashMap::new();
+        for r in sqlx::query(
+            "SELECT policy_version, record FROM applied_transactions WHERE policy_id = $1",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let Json(transaction): Json<PolicyTransaction> = r
+                .try_get("record")
+                .map_err(|e| StoreError::Corrupt(format!("policy {id}'s transaction: {e}")))?;
+            transactions.insert(
+                r.try_get("policy_version")?,
+                canonical_value(&transaction, "a transaction")?,
+            );
+        }
+        rows.iter()
+            .map(|r| {
+                let version: i64 = r.try_get("version")?;
+                Ok(PolicyVersion {
+                    version,
+                    content_hash: r.try_get("content_hash")?,
+                    record: {
+                        let Json(policy): Json<Policy> = r.try_get("record").map_err(|e| {
+                            StoreError::Corrupt(format!("policy {id} v{version}: {e}"))
+                        })?;
+                        canonical_value(&policy, "a policy version")?
+                    },
+                    lineage: Lineage {
+                        submission_id: r.try_get("submission_id")?,
+                        record_number: r.try_get::<i64, _>("record_number")? as u64,
+                        line: r.try_get::<i64, _>("source_line")? as u64,
+                    },
+                    valid_from: r.try_get("valid_from")?,
+                    valid_to: r.try_get("valid_to")?,
+                    premium_transactions: movements.remove(&version).unwrap_or_default(),
+                    transaction: transactions.remove(&version),
+                })
+            })
+            .collect()
+    }
+
+    async fn list_claims(&self, filter: &ClaimFilter) -> Result<Page<ClaimSummary>> {
+        let mut q = QueryBuilder::<Postgres>::new(CLAIM_SELECT);
+        q.push(" WHERE 1 = 1");
+        if let Some(c) = &filter.carrier {
+            q.push(" AND c.carrier_id = ").push_bind(c.clone());
+        }
+        if let Some(s) = filter.status {
+            q.push(" AND c.status = ").push_bind(s.code());
+        }
+        if let Some(p) = filter.policy_id {
+            q.push(" AND c.policy_id = ").push_bind(p);
+        }
+        self.keyset_page(q, "c.id", &filter.page, Self::claim_summary_from_row, |c| {
+            c.id
+        })
+        .await
+    }
+
+    async fn portfolio(&self) -> Result<Vec<PortfolioLine>> {
+        // NUMERIC sums are exact. Groups sort byte by byte, as the SQLite store sorts them.
+        let rows = sqlx::query(
+            "SELECT carrier_id, line_of_business, currency, COUNT(*) AS policies, \
+             COUNT(*) FILTER (WHERE status = $1) AS in_force, SUM(premium) AS premium \
+             FROM policies GROUP BY carrier_id, line_of_business, currency \
+             ORDER BY carrier_id, line_of_business COLLATE \"C\", currency COLLATE \"C\"",
+        )
+        .bind(PolicyStatus::Active.code())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let carrier: String = r.try_get("carrier_id")?;
+                let premium: Decimal = r.try_get("premium").map_err(|e| {
+                    StoreError::Corrupt(format!("premium sum of carrier '{carrier}': {e}"))
+                })?;
+                Ok(PortfolioLine {
+                    line_of_business: r.try_get("line_of_business")?,
+                    currency: r.try_get("currency")?,
+                    policies: r.try_get::<i64, _>("policies")? as u64,
+                    in_force: r.try_get::<i64, _>("in_force")? as u64,
+                    premium,
+                    carrier,
+                })
+            })
+            .collect()
+    }
+}
+
+fn stored_mapping(r: &PgRow) -> Result<StoredMapping> {
+    Ok(StoredMapping {
+        reference: MappingRef {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            version: r.try_get::<i64, _>("version")? as u32,
+            revision: r.try_get::<i64, _>("revision")? as u32,
+            sha256: r.try_get("sha256")?,
+        },
+        carrier: r.try_get("carrier_id")?,
+        text: r.try_get("spec")?,
+    })
+}
+
+fn rejection_from_row(r: &PgRow) -> Result<Rejection> {
+    Ok(Rejection {
+        id: r.try_get("id")?,
+        submission_id: r.try_get("submission_id")?,
+        file_name: r.try_get("file_name")?,
+        record_number: r.try_get::<i64, _>("record_number")? as u64,
+        line: r.try_get::<i64, _>("source_line")? as u64,
+        sheet: r.try_get("sheet")?,
+        field: r.try_get("field")?,
+        column: r.try_get("source_column")?,
+        value: r.try_get("value")?,
+        reason: r.try_get("reason")?,
+    })
+}

@@ -1,0 +1,1259 @@
+//! The store's behaviour, one suite for every backend: each test below runs as
+//! `sqlite::NAME` and `postgres::NAME` on a fresh database of its own (see `common/mod.rs`).
+//! Tests assert through the `Store` API; only the outbox and a forced failure need SQL.
+//!
+//! PostgreSQL is reached at `postgres://postgres@127.0.0.1:5432/postgres` unless
+//! `CARRIERHUB_TEST_POSTGRES_URL` says otherwise. Without a server the PostgreSQL half skips
+//! with a notice, except under `CI=true`, where it fails.
+
+#[macro_use]
+mod common;
+
+use carrierhub_model::*;
+use carrierhub_store::*;
+use common::*;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+conformance!(
+    versions_transactions_and_events_follow_the_changes,
+    upserts_by_natural_key_insert_update_or_leave_unchanged,
+    a_batch_for_a_submission_held_by_another_worker_is_refused_whole,
+    a_batch_failing_at_its_last_statement_leaves_nothing,
+    two_writers_of_the_same_policy_lose_no_update,
+    paging_is_stable_while_another_task_writes,
+    transactions_are_applied_once_by_reference,
+    leases_decide_who_may_work_on_a_submission,
+    claims_need_their_policy_and_are_versioned,
+    rejections_keep_their_position_and_sheet,
+    mapping_revisions_and_the_current_one,
+    submissions_carriers_and_replays,
+    known_policy_numbers_are_per_carrier,
+    portfolio_sums_are_exact,
+    pagination_with_filters_visits_every_match_once,
+    a_schema_behind_the_build_is_refused_without_migrating,
+);
+
+async fn versions_transactions_and_events_follow_the_changes(target: Target) {
+    let store = target.store().await;
+    let first = claimed_submission(&store, "w").await;
+    // The same policy three times in one batch: new, endorsed, then cancelled.
+    let outcome = store
+        .commit_batch(batch(
+            first,
+            "w",
+            vec![
+                policy("P1", 10000, PolicyStatus::Active),
+                policy("P2", 5000, PolicyStatus::Active),
+                policy("P1", 12050, PolicyStatus::Active),
+                policy("P1", 3000, PolicyStatus::Cancelled),
+            ],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(iuur(&outcome.counts), (2, 2, 0, 0));
+    store.finish_submission(first, "w", None).await.unwrap();
+
+    // A later batch repeating the final state writes nothing.
+    let (second, counts) = ingest(&store, vec![policy("P1", 3000, PolicyStatus::Cancelled)]).await;
+    assert_eq!(iuur(&counts), (0, 0, 1, 0));
+
+    let p1 = policy_id(&store, "P1").await;
+    let versions = assert_consistent_history(&store, p1).await;
+    assert_eq!(versions.len(), 3);
+    let movements: Vec<Vec<(String, String)>> = versions
+        .iter()
+        .map(|v| {
+            v.premium_transactions
+                .iter()
+                .map(|t| (t.kind.clone(), t.amount.amount.to_string()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        movements,
+        [
+            vec![("new_business".to_owned(), "100".to_owned())],
+            vec![("endorsement".to_owned(), "20.5".to_owned())],
+            vec![("cancellation".to_owned(), "-90.5".to_owned())],
+        ]
+    );
+    // Lineage: each version points to the record it came from, none to the re-send.
+    let lineage: Vec<(i64, u64, u64)> = versions
+        .iter()
+        .map(|v| {
+            (
+                v.lineage.submission_id,
+                v.lineage.record_number,
+                v.lineage.line,
+            )
+        })
+        .collect();
+    assert_eq!(lineage, [(first, 1, 2), (first, 3, 4), (first, 4, 5)]);
+    assert!(versions.iter().all(|v| v.lineage.submission_id != second));
+    assert_eq!(versions[2].record["premium"]["amount"], "30");
+
+    let detail = store.get_policy(p1).await.unwrap().unwrap();
+    assert_eq!(detail.summary.status.code, "cancelled");
+    assert_eq!(detail.summary.premium, eur(3000));
+    assert_eq!(
+        detail.lineage,
+        Lineage {
+            submission_id: first,
+            record_number: 4,
+            line: 5
+        }
+    );
+
+    let events = target.outbox().await;
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "policy.created",
+            "policy.created",
+            "policy.updated",
+            "policy.cancelled"
+        ]
+    );
+    assert_eq!(events[3].subject_id, p1);
+    assert_eq!(events[3].payload["version"], 3);
+    assert_eq!(events[3].payload["submission_id"], first);
+    let s = store.get_submission(first).await.unwrap().unwrap();
+    assert_eq!((s.counts.received, s.committed_through), (4, 4));
+    assert_eq!(s.status, SubmissionStatus::Completed);
+}
+
+async fn upserts_by_natural_key_insert_update_or_leave_unchanged(target: Target) {
+    let store = target.store().await;
+    let (first, counts) = ingest(
+        &store,
+        vec![
+            policy("P1", 10000, PolicyStatus::Active),
+            policy("P2", 20000, PolicyStatus::Active),
+            policy("P3", 30000, PolicyStatus::Active),
+        ],
+    )
+    .await;
+    assert_eq!(iuur(&counts), (3, 0, 0, 0));
+
+    let mut other_carrier = policy_of("beta", "P1", eur(777), PolicyStatus::Active);
+    other_carrier.insured.name = "Bea".into();
+    store
+        .ensure_carrier(&carrier("beta"), "Beta")
+        .await
+        .unwrap();
+    let (second, counts) = ingest(
+        &store,
+        vec![
+            policy("P1", 10000, PolicyStatus::Active),
+            policy("P2", 25000, PolicyStatus::Active),
+            policy("P3", 30000, PolicyStatus::Cancelled),
+            policy("P4", 40000, PolicyStatus::Active),
+            // The same number at another carrier is another policy.
+            CanonicalRecord::Policy(other_carrier),
+        ],
+    )
+    .await;
+    assert_eq!(iuur(&counts), (2, 2, 1, 0));
+
+    let acme = all_policies(
+        &store,
+        PolicyFilter {
+            carrier: Some("acme".into()),
+            ..PolicyFilter::default()
+        },
+    )
+    .await;
+    let summary: Vec<(&str, i64, String)> = acme
+        .iter()
+        .map(|p| (p.number.as_str(), p.version, p.premium.to_string()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("P1", 1, "100.00 EUR".to_owned()),
+            ("P2", 2, "250.00 EUR".to_owned()),
+            ("P3", 2, "300.00 EUR".to_owned()),
+            ("P4", 1, "400.00 EUR".to_owned()),
+        ]
+    );
+    for p in &acme {
+        assert_consistent_history(&store, p.id).await;
+    }
+    let p2 = store.get_policy(acme[1].id).await.unwrap().unwrap();
+    assert_eq!(
+        p2.lineage,
+        Lineage {
+            submission_id: second,
+            record_number: 2,
+            line: 3
+        }
+    );
+    let p1 = store.get_policy(acme[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        p1.lineage.submission_id, first,
+        "an unchanged record adds no lineage"
+    );
+    let beta = all_policies(
+        &store,
+        PolicyFilter {
+            carrier: Some("beta".into()),
+            ..PolicyFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(beta.len(), 1);
+    assert_eq!(beta[0].insured_name, "Bea");
+    assert!(store.get_policy(i64::MAX).await.unwrap().is_none());
+    assert!(store
+        .list_policy_versions(i64::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn a_batch_for_a_submission_held_by_another_worker_is_refused_whole(target: Target) {
+    let store = target.store().await;
+    let id = claimed_submission(&store, "w").await;
+    let mut b = batch(
+        id,
+        "someone-else",
+        vec![policy("P1", 100, PolicyStatus::Active)],
+    );
+    b.rejections.push(NewRejection {
+        record_number: 2,
+        source_line: 3,
+        sheet: None,
+        field: None,
+        source_column: None,
+        value: None,
+        reason: "bad".into(),
+    });
+    b.rejected_records = 1;
+    let err = store.commit_batch(b).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.contains("someone-else") && m.contains('w')),
+        "{err}"
+    );
+    assert!(all_policies(&store, PolicyFilter::default())
+        .await
+        .is_empty());
+    let s = store.get_submission(id).await.unwrap().unwrap();
+    assert_eq!((s.counts, s.committed_through), (Counts::default(), 0));
+    assert!(store
+        .list_rejections(id, &PageRequest::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(target.outbox().await.is_empty());
+
+    let err = store
+        .commit_batch(batch(id + 1000, "w", vec![]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}
+
+async fn a_batch_failing_at_its_last_statement_leaves_nothing(target: Target) {
+    let store = target.store().await;
+    let (_, _) = ingest(
+        &store,
+        vec![
+            policy("P1", 10000, PolicyStatus::Active),
+            claim("C1", "P1", 0, 500),
+        ],
+    )
+    .await;
+    let events_before = target.outbox().await.len();
+    let p1 = policy_id(&store, "P1").await;
+    target.fail_commits_through(777).await;
+
+    let id = claimed_submission(&store, "w").await;
+    let records = vec![
+        policy("P1", 15000, PolicyStatus::Active),
+        policy("P2", 20000, PolicyStatus::Active),
+        claim("C1", "P1", 100, 400),
+        claim("C2", "P2", 0, 50),
+        claim("C3", "NOPE", 0, 50),
+        transaction(
+            "P1",
+            "T1",
+            TransactionType::Endorsement,
+            500,
+            date(2025, 6, 1),
+        ),
+    ];
+    let mut failing = batch(id, "w", records.clone());
+    failing.through_record = 777;
+    failing.rejections.push(NewRejection {
+        record_number: 7,
+        source_line: 8,
+        sheet: None,
+        field: Some("premium".into()),
+        source_column: Some("Beitrag".into()),
+        value: Some("x".into()),
+        reason: "not a number".into(),
+    });
+    failing.rejected_records = 1;
+    failing.skipped_records = 2;
+    let err = store.commit_batch(failing.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("forced failure"), "{err}");
+
+    // Nothing of it: not the new version, the new policy, the claims, the rejections, the
+    // events, the transaction, nor the counters.
+    let versions = assert_consistent_history(&store, p1).await;
+    assert_eq!(versions.len(), 1);
+    let policies = all_policies(&store, PolicyFilter::default()).await;
+    assert_eq!(policies.len(), 1);
+    let claims = store.list_claims(&ClaimFilter::default()).await.unwrap();
+    assert_eq!(claims.items.len(), 1);
+    assert_eq!(claims.items[0].version, 1);
+    assert!(store
+        .list_rejections(id, &PageRequest::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert_eq!(target.outbox().await.len(), events_before);
+    let s = store.get_submission(id).await.unwrap().unwrap();
+    assert_eq!((s.counts, s.committed_through), (Counts::default(), 0));
+    assert_eq!(s.status, SubmissionStatus::Processing);
+
+    // The same batch committed for real counts once.
+    let mut ok = failing;
+    ok.through_record = 8;
+    let outcome = store.commit_batch(ok).await.unwrap();
+    // P1 updated, P2 inserted, C1 updated, C2 inserted, C3 rejected, T1 updated.
+    assert_eq!(iuur(&outcome.counts), (2, 3, 0, 2));
+    let s = store.get_submission(id).await.unwrap().unwrap();
+    assert_eq!(s.counts.received, 9);
+    assert_eq!(s.counts.skipped, 2);
+    assert_eq!(s.committed_through, 8);
+    assert_eq!(
+        store
+            .list_rejections(id, &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    let versions = assert_consistent_history(&store, p1).await;
+    assert_eq!(versions.len(), 3);
+    assert_eq!(
+        store.get_policy(p1).await.unwrap().unwrap().summary.premium,
+        eur(15500)
+    );
+}
+
+async fn two_writers_of_the_same_policy_lose_no_update(target: Target) {
+    // Two stores on one database, as two processes would have, each with its submission.
+    let first = target.store().await;
+    let second = target.store().await;
+    let a = claimed_submission(&first, "a").await;
+    let b = claimed_submission(&second, "b").await;
+    const ROUNDS: i64 = 12;
+
+    let writer = |store: Arc<dyn Store>, submission: i64, owner: &'static str, base: i64| {
+        tokio::spawn(async move {
+            let mut counts = Counts::default();
+            for round in 0..ROUNDS {
+                // Every commit is a distinct state of P1, and a new key both writers race
+                // to create.
+                let mut b = batch(
+                    submission,
+                    owner,
+                    vec![
+                        policy("P1", base + round, PolicyStatus::Active),
+                        policy(&format!("R{round}"), base + round, PolicyStatus::Active),
+                    ],
+                );
+                b.through_record = round as u64 + 1;
+                let outcome = store
+                    .commit_batch(b)
+                    .await
+                    .unwrap_or_else(|e| panic!("writer {owner}, round {round}: {e}"));
+                counts.add(&outcome.counts);
+                tokio::task::yield_now().await;
+            }
+            counts
+        })
+    };
+    let (ca, cb) = tokio::join!(
+        writer(first.clone(), a, "a", 100_000),
+        writer(second.clone(), b, "b", 500_000)
+    );
+    let (ca, cb) = (ca.unwrap(), cb.unwrap());
+
+    // Every commit made exactly one version of P1 and of its R key.
+    assert_eq!(ca.inserted + ca.updated, 2 * ROUNDS as u64);
+    assert_eq!(cb.inserted + cb.updated, 2 * ROUNDS as u64);
+    assert_eq!(ca.inserted + cb.inserted, 1 + ROUNDS as u64);
+    assert_eq!(ca.unchanged + cb.unchanged, 0);
+
+    let p1 = policy_id(&first, "P1").await;
+    let versions = assert_consistent_history(&first, p1).await;
+    assert_eq!(versions.len(), 2 * ROUNDS as usize, "no version lost");
+    let premiums: HashSet<String> = versions
+        .iter()
+        .map(|v| v.record["premium"]["amount"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: HashSet<String> = (0..ROUNDS)
+        .flat_map(|r| [100_000 + r, 500_000 + r])
+        .map(|cents| Decimal::new(cents, 2).normalize().to_string())
+        .collect();
+    assert_eq!(premiums, expected, "every state written once");
+    // Each writer's own states keep their order in the chain.
+    let cents: Vec<i64> = versions
+        .iter()
+        .map(|v| {
+            let amount = Decimal::from_str(v.record["premium"]["amount"].as_str().unwrap());
+            (amount.unwrap() * Decimal::from(100)).to_i64().unwrap()
+        })
+        .collect();
+    for base in [100_000, 500_000] {
+        let mine: Vec<i64> = cents
+            .iter()
+            .copied()
+            .filter(|c| (base..base + ROUNDS).contains(c))
+            .collect();
+        assert_eq!(mine, (base..base + ROUNDS).collect::<Vec<_>>());
+    }
+    for round in 0..ROUNDS {
+        let id = policy_id(&first, &format!("R{round}")).await;
+        let versions = assert_consistent_history(&first, id).await;
+        assert_eq!(
+            versions.len(),
+            2,
+            "R{round}: created once, then updated once"
+        );
+    }
+    let submissions = [
+        first.get_submission(a).await.unwrap().unwrap(),
+        first.get_submission(b).await.unwrap().unwrap(),
+    ];
+    assert_eq!(submissions[0].counts.received, 2 * ROUNDS as u64);
+    assert_eq!(submissions[1].committed_through, ROUNDS as u64);
+}
+
+async fn paging_is_stable_while_another_task_writes(target: Target) {
+    let store = target.store().await;
+    const EXISTING: usize = 120;
+    let existing: Vec<CanonicalRecord> = (0..EXISTING)
+        .map(|i| policy(&format!("E{i:04}"), 1000 + i as i64, PolicyStatus::Active))
+        .collect();
+    ingest(&store, existing).await;
+    let before: Vec<i64> = all_policies(&store, PolicyFilter::default())
+        .await
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(before.len(), EXISTING);
+
+    let writer_store = target.store().await;
+    let writer = tokio::spawn(async move {
+        let id = claimed_submission(&writer_store, "writer").await;
+        for round in 0..10 {
+            let mut records: Vec<CanonicalRecord> = (0..20)
+                .map(|i| {
+                    policy(
+                        &format!("N{round:02}{i:02}"),
+                        5000 + i,
+                        PolicyStatus::Active,
+                    )
+                })
+                .collect();
+            // Existing policies change too (their ids stay).
+            records.push(policy(
+                &format!("E{:04}", round * 7),
+                99_999,
+                PolicyStatus::Active,
+            ));
+            let mut b = batch(id, "writer", records);
+            b.through_record = (round + 1) * 21;
+            writer_store.commit_batch(b).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    });
+
+    let mut seen = Vec::new();
+    let mut filter = PolicyFilter::default();
+    filter.page.limit = 7;
+    loop {
+        let page = store.list_policies(&filter).await.unwrap();
+        seen.extend(page.items.iter().map(|p| p.id));
+        match page.next_cursor {
+            Some(c) => filter.page.after_id = Some(Cursor::decode(&c).unwrap().after_id),
+            None => break,
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    writer.await.unwrap();
+
+    let distinct: HashSet<i64> = seen.iter().copied().collect();
+    assert_eq!(distinct.len(), seen.len(), "no policy seen twice");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "ids ascend");
+    for id in &before {
+        assert!(distinct.contains(id), "pre-existing policy {id} skipped");
+    }
+    assert_eq!(
+        all_policies(&store, PolicyFilter::default()).await.len(),
+        EXISTING + 200
+    );
+}
+
+async fn transactions_are_applied_once_by_reference(target: Target) {
+    let store = target.store().await;
+    ingest(&store, vec![policy("P1", 100_000, PolicyStatus::Active)]).await;
+    let p1 = policy_id(&store, "P1").await;
+
+    let (first, counts) = ingest(
+        &store,
+        vec![
+            transaction(
+                "P1",
+                "T1",
+                TransactionType::Endorsement,
+                15_000,
+                date(2025, 6, 1),
+            ),
+            transaction(
+                "P1",
+                "T2",
+                TransactionType::Cancellation,
+                -40_000,
+                date(2025, 9, 1),
+            ),
+            transaction(
+                "NOPE",
+                "T3",
+                TransactionType::Endorsement,
+                100,
+                date(2025, 6, 1),
+            ),
+            transaction(
+                "P1",
+                "T4",
+                TransactionType::Endorsement,
+                -1_000_000,
+                date(2025, 6, 1),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(iuur(&counts), (0, 2, 0, 2));
+    let rejected = store
+        .list_rejections(first, &PageRequest::default())
+        .await
+        .unwrap()
+        .items;
+    let fields: Vec<(u64, Option<&str>)> = rejected
+        .iter()
+        .map(|r| (r.record_number, r.field.as_deref()))
+        .collect();
+    assert_eq!(fields, [(3, Some("policy_number")), (4, Some("premium"))]);
+    assert!(
+        rejected[0].reason.contains("not known"),
+        "{}",
+        rejected[0].reason
+    );
+
+    let versions = assert_consistent_history(&store, p1).await;
+    assert_eq!(versions.len(), 3);
+    let v2 = &versions[1].premium_transactions;
+    assert_eq!(v2.len(), 1);
+    assert_eq!(
+        (v2[0].kind.as_str(), v2[0].amount),
+        ("endorsement", eur(15_000))
+    );
+    assert_eq!(v2[0].effective_date, date(2025, 6, 1), "the carrier's date");
+    let v3 = &versions[2].premium_transactions;
+    assert_eq!(
+        (v3[0].kind.as_str(), v3[0].amount),
+        ("cancellation", eur(-40_000))
+    );
+    assert_eq!(v3[0].effective_date, date(2025, 9, 1));
+    assert_eq!(versions[1].transaction.as_ref().unwrap()["reference"], "T1");
+    assert!(versions[0].transaction.is_none());
+    let current = store.get_policy(p1).await.unwrap().unwrap().summary;
+    assert_eq!(
+        (current.premium, current.status.code.as_str()),
+        (eur(75_000), "cancelled")
+    );
+
+    // Sent again: applied already. The same reference with other content is refused.
+    let (again, counts) = ingest(
+        &store,
+        vec![
+            transaction(
+                "P1",
+                "T1",
+                TransactionType::Endorsement,
+                15_000,
+                date(2025, 6, 1),
+            ),
+            transaction(
+                "P1",
+                "T2",
+                TransactionType::Cancellation,
+                -40_000,
+                date(2025, 9, 1),
+            ),
+            transaction(
+                "P1",
+                "T1",
+                TransactionType::Endorsement,
+                16_000,
+                date(2025, 6, 1),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(iuur(&counts), (0, 0, 2, 1));
+    let rejected = store
+        .list_rejections(again, &PageRequest::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(rejected[0].field.as_deref(), Some("reference"));
+
+    // The policy's original state, re-sent, is one only transactions followed: no change.
+    let (_, counts) = ingest(&store, vec![policy("P1", 100_000, PolicyStatus::Active)]).await;
+    assert_eq!(iuur(&counts), (0, 0, 1, 0));
+    // A state the carrier really changed is a new version.
+    let (_, counts) = ingest(&store, vec![policy("P1", 200_000, PolicyStatus::Active)]).await;
+    assert_eq!(iuur(&counts), (0, 1, 0, 0));
+    assert_eq!(assert_consistent_history(&store, p1).await.len(), 4);
+
+    // In one batch: a transaction before its policy exists is refused; after, applied.
+    let (_, counts) = ingest(
+        &store,
+        vec![
+            transaction(
+                "P9",
+                "X1",
+                TransactionType::Endorsement,
+                500,
+                date(2025, 2, 1),
+            ),
+            policy("P9", 1_000, PolicyStatus::Active),
+            transaction(
+                "P9",
+                "X1",
+                TransactionType::Endorsement,
+                500,
+                date(2025, 2, 1),
+            ),
+            transaction(
+                "P9",
+                "X1",
+                TransactionType::Endorsement,
+                500,
+                date(2025, 2, 1),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(iuur(&counts), (1, 1, 1, 1));
+    let p9 = policy_id(&store, "P9").await;
+    let versions = assert_consistent_history(&store, p9).await;
+    assert_eq!(versions.len(), 2);
+    assert_eq!(
+        store.get_policy(p9).await.unwrap().unwrap().summary.premium,
+        eur(1_500)
+    );
+}
+
+async fn leases_decide_who_may_work_on_a_submission(target: Target) {
+    let store = target.store().await;
+    let id = new_submission(&store).await;
+    let s = store.get_submission(id).await.unwrap().unwrap();
+    assert_eq!(s.status, SubmissionStatus::Received);
+    assert!(s.started_at.is_none() && s.finished_at.is_none());
+
+    let s = store
+        .claim_submission(id, "w1", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.status, SubmissionStatus::Processing);
+    let started = s.started_at.expect("started");
+    assert!(store
+        .claim_submission(id, "w2", LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    // The holder may claim again (it extends its lease).
+    assert!(store
+        .claim_submission(id, "w1", LEASE)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(matches!(
+        store.finish_submission(id, "w2", None).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store
+            .commit_batch(batch(id, "w2", vec![policy("P1", 1, PolicyStatus::Active)]))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    // A lease that runs out lets another worker resume; the first may then commit no more.
+    store
+        .claim_submission(id, "w1", Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let s = store
+        .claim_submission(id, "w2", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.started_at, Some(started), "started once");
+    assert!(matches!(
+        store
+            .commit_batch(batch(id, "w1", vec![policy("P1", 1, PolicyStatus::Active)]))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    store
+        .commit_batch(batch(id, "w2", vec![policy("P1", 1, PolicyStatus::Active)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .unfinished_submissions()
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect::<Vec<_>>(),
+        [id]
+    );
+    let done = store.finish_submission(id, "w2", None).await.unwrap();
+    assert_eq!(done.status, SubmissionStatus::Completed);
+    assert!(done.finished_at.is_some() && done.error.is_none());
+    assert!(store
+        .claim_submission(id, "w1", LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .claim_submission(id, "w2", LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.unfinished_submissions().await.unwrap().is_empty());
+
+    let failing = claimed_submission(&store, "w3").await;
+    let failed = store
+        .finish_submission(failing, "w3", Some("the document vanished"))
+        .await
+        .unwrap();
+    assert_eq!(failed.status, SubmissionStatus::Failed);
+    assert_eq!(failed.error.as_deref(), Some("the document vanished"));
+    assert!(store
+        .claim_submission(failing, "w3", LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .claim_submission(i64::MAX, "w", LEASE)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn claims_need_their_policy_and_are_versioned(target: Target) {
+    let store = target.store().await;
+    let (first, counts) = ingest(
+        &store,
+        vec![
+            claim("C0", "P1", 0, 100),
+            policy("P1", 10000, PolicyStatus::Active),
+            claim("C1", "P1", 0, 100_000),
+            claim("C2", "NOPE", 0, 100),
+        ],
+    )
+    .await;
+    assert_eq!(iuur(&counts), (2, 0, 0, 2));
+    let rejected = store
+        .list_rejections(first, &PageRequest::default())
+        .await
+        .unwrap()
+        .items;
+    let numbers: Vec<u64> = rejected.iter().map(|r| r.record_number).collect();
+    assert_eq!(numbers, [1, 4], "a claim before its policy is refused too");
+    assert_eq!(rejected[1].value.as_deref(), Some("NOPE"));
+    assert!(rejected[1].reason.contains("ingest the policy feed first"));
+
+    let (_, counts) = ingest(
+        &store,
+        vec![
+            claim("C1", "P1", 30_000, 70_000),
+            claim("C3", "P1", 0, 500),
+            claim("C3", "P1", 0, 500),
+        ],
+    )
+    .await;
+    assert_eq!(iuur(&counts), (1, 1, 1, 0));
+
+    let p1 = policy_id(&store, "P1").await;
+    let mut filter = ClaimFilter {
+        policy_id: Some(p1),
+        ..ClaimFilter::default()
+    };
+    let claims = store.list_claims(&filter).await.unwrap().items;
+    let view: Vec<(&str, i64, String, String)> = claims
+        .iter()
+        .map(|c| {
+            (
+                c.number.as_str(),
+                c.version,
+                c.paid.to_string(),
+                c.incurred.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        view,
+        [
+            ("C1", 2, "300.00 EUR".into(), "1000.00 EUR".into()),
+            ("C3", 1, "0.00 EUR".into(), "5.00 EUR".into()),
+        ]
+    );
+    assert!(claims.iter().all(|c| c.policy_number == "P1"));
+    filter.status = Some(ClaimStatus::Closed);
+    assert!(store.list_claims(&filter).await.unwrap().items.is_empty());
+    let detail = store.get_policy(p1).await.unwrap().unwrap();
+    assert_eq!(detail.claims.len(), 2);
+
+    let events = target.outbox().await;
+    let claim_events: Vec<&str> = events
+        .iter()
+        .filter(|e| e.event_type.starts_with("claim."))
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert_eq!(
+        claim_events,
+        ["claim.created", "claim.updated", "claim.created"]
+    );
+    let update = events
+        .iter()
+        .find(|e| e.event_type == "claim.updated")
+        .unwrap();
+    assert_eq!(update.payload["version"], 2);
+    assert_eq!(update.payload["policy_id"], p1);
+    assert_eq!(update.payload["paid"]["amount"], "300");
+}
+
+async fn rejections_keep_their_position_and_sheet(target: Target) {
+    let store = target.store().await;
+    let id = claimed_submission(&store, "w").await;
+    let mut b = batch(id, "w", vec![policy("P1", 100, PolicyStatus::Active)]);
+    for (n, sheet) in [(2, Some("Renewals")), (2, Some("Renewals")), (3, None)] {
+        b.rejections.push(NewRejection {
+            record_number: n,
+            source_line: n + 1,
+            sheet: sheet.map(str::to_owned),
+            field: Some("effective_date".into()),
+            source_column: Some("Inception Date".into()),
+            value: Some("TBC".into()),
+            reason: format!("reason {n}"),
+        });
+    }
+    b.rejected_records = 2;
+    b.skipped_records = 3;
+    b.through_record = 7;
+    let outcome = store.commit_batch(b).await.unwrap();
+    assert_eq!(
+        outcome.counts,
+        Counts {
+            received: 6,
+            inserted: 1,
+            updated: 0,
+            unchanged: 0,
+            rejected: 2,
+            skipped: 3
+        }
+    );
+    let s = store.get_submission(id).await.unwrap().unwrap();
+    assert_eq!(s.counts, outcome.counts);
+    assert_eq!(s.committed_through, 7);
+
+    let mut page = PageRequest {
+        after_id: None,
+        limit: 2,
+    };
+    let first = store.list_rejections(id, &page).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    let cursor = Cursor::decode(first.next_cursor.as_deref().unwrap()).unwrap();
+    page.after_id = Some(cursor.after_id);
+    let second = store.list_rejections(id, &page).await.unwrap();
+    assert_eq!(second.items.len(), 1);
+    assert!(second.next_cursor.is_none());
+    let all: Vec<Rejection> = first.items.into_iter().chain(second.items).collect();
+    assert_eq!(all[0].sheet.as_deref(), Some("Renewals"));
+    assert_eq!(all[2].sheet, None);
+    assert_eq!(
+        (
+            all[0].file_name.as_str(),
+            all[0].line,
+            all[0].column.as_deref(),
+            all[0].value.as_deref()
+        ),
+        ("f.csv", 3, Some("Inception Date"), Some("TBC"))
+    );
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(store
+        .list_rejections(id + 1, &PageRequest::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
+async fn mapping_revisions_and_the_current_one(target: Target) {
+    let store = target.store().await;
+    let acme = carrier("acme");
+    let beta = carrier("beta");
+    store.ensure_carrier(&acme, "Acme").await.unwrap();
+    store.ensure_carrier(&acme, "Acme again").await.unwrap();
+    store.ensure_carrier(&beta, "Beta").await.unwrap();
+    assert!(store
+        .find_mapping(&acme, "policies")
+        .await
+        .unwrap()
+        .is_none());
+    let one = register(&store, &acme, "a1", "first").await;
+    let same = register(&store, &acme, "a1", "first").await;
+    assert_eq!(one, same, "the same text is one revision");
+    assert_eq!((one.revision, one.version), (1, 3));
+    let two = register(&store, &acme, "a2", "second").await;
+    assert_eq!(two.revision, 2);
+    let other = register(&store, &beta, "a2", "second").await;
+    assert_eq!(other.revision, 1, "revisions count per carrier");
+
+    let current = store
+        .find_mapping(&acme, "policies")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (current.reference.id, current.text.as_str()),
+        (two.id, "second")
+    );
+
+    // The revision the latest submission used is the current one.
+    store.record_document("d", 1).await.unwrap();
+    for mapping in [two.id, one.id] {
+        store
+            .create_submission(NewSubmission {
+                carrier: &acme,
+                mapping_id: mapping,
+                file_name: "f.csv",
+                document_sha256: "d",
+                received_via: "test",
+                replay_of: None,
+            })
+            .await
+            .unwrap();
+    }
+    let current = store
+        .find_mapping(&acme, "policies")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(current.reference, one);
+    assert_eq!(current.carrier, "acme");
+    let fetched = store.get_mapping(two.id).await.unwrap();
+    assert_eq!((fetched.reference, fetched.text.as_str()), (two, "second"));
+    assert!(matches!(
+        store.get_mapping(i64::MAX).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let carriers = store.list_carriers().await.unwrap();
+    let names: Vec<(&str, &str)> = carriers
+        .iter()
+        .map(|c| (c.id.as_str(), c.name.as_str()))
+        .collect();
+    assert_eq!(names, [("acme", "Acme"), ("beta", "Beta")]);
+}
+
+async fn register(
+    store: &Arc<dyn Store>,
+    carrier: &CarrierId,
+    sha256: &str,
+    text: &str,
+) -> MappingRef {
+    store
+        .register_mapping(NewMapping {
+            carrier,
+            name: "policies",
+            record: RecordKind::Transaction,
+            version: 3,
+            sha256,
+            text,
+        })
+        .await
+        .unwrap()
+}
+
+async fn submissions_carriers_and_replays(target: Target) {
+    let store = target.store().await;
+    let (first, _) = ingest(
+        &store,
+        vec![
+            policy("P1", 100, PolicyStatus::Active),
+            claim("C1", "P1", 0, 1),
+        ],
+    )
+    .await;
+    let beta = carrier("beta");
+    store.ensure_carrier(&beta, "Beta").await.unwrap();
+    let mapping = store
+        .register_mapping(NewMapping {
+            carrier: &beta,
+            name: "m",
+            record: RecordKind::Claim,
+            version: 1,
+            sha256: "s",
+            text: "t",
+        })
+        .await
+        .unwrap();
+    let beta_submission = store
+        .create_submission(NewSubmission {
+            carrier: &beta,
+            mapping_id: mapping.id,
+            file_name: "claims.csv",
+            document_sha256: "d",
+            received_via: "api",
+            replay_of: None,
+        })
+        .await
+        .unwrap();
+    let original = store.get_submission(first).await.unwrap().unwrap();
+    let replay = store
+        .create_submission(NewSubmission {
+            carrier: &carrier("acme"),
+            mapping_id: original.mapping.id,
+            file_name: &original.file_name,
+            document_sha256: &original.document_sha256,
+            received_via: "replay",
+            replay_of: Some(first),
+        })
+        .await
+        .unwrap();
+    let replayed = store.get_submission(replay).await.unwrap().unwrap();
+    assert_eq!(replayed.replay_of, Some(first));
+    assert_eq!(replayed.received_via, "replay");
+    assert_eq!(replayed.mapping, original.mapping);
+    assert_eq!(original.replay_of, None);
+
+    let mut filter = SubmissionFilter {
+        carrier: Some("acme".into()),
+        page: PageRequest {
+            after_id: None,
+            limit: 1,
+        },
+    };
+    let mut acme_ids = Vec::new();
+    loop {
+        let page = store.list_submissions(&filter).await.unwrap();
+        acme_ids.extend(page.items.iter().map(|s| s.id));
+        match page.next_cursor {
+            Some(c) => filter.page.after_id = Some(Cursor::decode(&c).unwrap().after_id),
+            None => break,
+        }
+    }
+    assert_eq!(acme_ids, [first, replay]);
+    let unfinished: Vec<i64> = store
+        .unfinished_submissions()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(unfinished, [beta_submission, replay]);
+
+    let carriers = store.list_carriers().await.unwrap();
+    let view: Vec<(&str, i64, i64, i64)> = carriers
+        .iter()
+        .map(|c| (c.id.as_str(), c.policies, c.claims, c.submissions))
+        .collect();
+    assert_eq!(view, [("acme", 1, 1, 2), ("beta", 0, 0, 1)]);
+}
+
+async fn known_policy_numbers_are_per_carrier(target: Target) {
+    let store = target.store().await;
+    ingest(
+        &store,
+        vec![
+            policy("P1", 100, PolicyStatus::Active),
+            policy("P2", 100, PolicyStatus::Cancelled),
+        ],
+    )
+    .await;
+    let asked: Vec<String> = ["P1", "P2", "P3", "p1"].map(String::from).to_vec();
+    let known = store
+        .known_policy_numbers(&carrier("acme"), &asked)
+        .await
+        .unwrap();
+    assert_eq!(known, HashSet::from(["P1".to_owned(), "P2".to_owned()]));
+    assert!(store
+        .known_policy_numbers(&carrier("beta"), &asked)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .known_policy_numbers(&carrier("acme"), &[])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn portfolio_sums_are_exact(target: Target) {
+    let store = target.store().await;
+    let usd = Currency::parse("USD").unwrap();
+    let mut records = Vec::new();
+    // A tenth, a thousand times, sums to exactly 100 (and would not in floating point).
+    for i in 0..1_000 {
+        records.push(CanonicalRecord::Policy(policy_of(
+            "acme",
+            &format!("T{i:05}"),
+            Money::new(Decimal::new(1, 1), usd),
+            PolicyStatus::Active,
+        )));
+    }
+    let huge = Decimal::from_str("12345678901234567.89").unwrap();
+    records.push(CanonicalRecord::Policy(policy_of(
+        "acme",
+        "BIG",
+        Money::new(huge, usd),
+        PolicyStatus::Cancelled,
+    )));
+    let mut auto = policy_of("acme", "A1", eur(33), PolicyStatus::Active);
+    auto.line_of_business = Coded::new(LineOfBusiness::PersonalAuto, "KFZ");
+    records.push(CanonicalRecord::Policy(auto.clone()));
+    auto.number = PolicyNumber::parse("A2").unwrap();
+    auto.premium = eur(67);
+    records.push(CanonicalRecord::Policy(auto));
+    records.push(policy("H1", 123_456, PolicyStatus::Active));
+    ingest(&store, records).await;
+
+    let lines = store.portfolio().await.unwrap();
+    let view: Vec<(&str, &str, &str, u64, u64, String)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l.carrier.as_str(),
+                l.line_of_business.as_str(),
+                l.currency.as_str(),
+                l.policies,
+                l.in_force,
+                l.premium.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        view,
+        [
+            ("acme", "homeowners", "EUR", 1, 1, "1234.56".to_owned()),
+            (
+                "acme",
+                "homeowners",
+                "USD",
+                1_001,
+                1_000,
+                "12345678901234667.89".to_owned()
+            ),
+            ("acme", "personal_auto", "EUR", 2, 2, "1.00".to_owned()),
+        ]
+    );
+}
+
+async fn pagination_with_filters_visits_every_match_once(target: Target) {
+    let store = target.store().await;
+    let records: Vec<CanonicalRecord> = (0..25)
+        .map(|i| {
+            let status = if i % 3 == 0 {
+                PolicyStatus::Cancelled
+            } else {
+                PolicyStatus::Active
+            };
+            let mut p = policy_of("acme", &format!("P{i:02}"), eur(100 + i), status);
+            if i % 2 == 0 {
+                p.line_of_business = Coded::new(LineOfBusiness::PersonalAuto, "KFZ");
+            }
+            CanonicalRecord::Policy(p)
+        })
+        .collect();
+    ingest(&store, records).await;
+
+    let mut filter = PolicyFilter {
+        carrier: Some("acme".into()),
+        line_of_business: Some(LineOfBusiness::PersonalAuto),
+        status: Some(PolicyStatus::Active),
+        page: PageRequest {
+            after_id: None,
+            limit: 3,
+        },
+    };
+    let mut pages = 0;
+    let mut numbers = Vec::new();
+    loop {
+        let page = store.list_policies(&filter).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 3);
+        numbers.extend(page.items.iter().map(|p| p.number.clone()));
+        match page.next_cursor {
+            Some(c) => filter.page.after_id = Some(Cursor::decode(&c).unwrap().after_id),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..25)
+        .filter(|i| i % 2 == 0 && i % 3 != 0)
+        .map(|i| format!("P{i:02}"))
+        .collect();
+    assert_eq!(numbers, expected);
+    assert_eq!(pages, expected.len().div_ceil(3));
+    filter.carrier = Some("nobody".into());
+    filter.page.after_id = None;
+    let empty = store.list_policies(&filter).await.unwrap();
+    assert!(empty.items.is_empty() && empty.next_cursor.is_none());
+}
+
+async fn a_schema_behind_the_build_is_refused_without_migrating(target: Target) {
+    // The target's database is empty: no migration has run.
+    let err = match open_store_with(&target.locator, false).await {
+        Ok(_) => panic!("an empty database opened without migrating"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(&err, StoreError::Schema(m) if m.contains("carrierhub migrate")),
+        "{err}"
+    );
+    let applied = migrate(&target.locator).await.unwrap();
+    assert!(!applied.is_empty());
+    assert_eq!(applied[0].version, 1);
+    assert!(
+        applied.windows(2).all(|w| w[0].version < w[1].version),
+        "{applied:?}"
+    );
+    assert!(
+        migrate(&target.locator).await.unwrap().is_empty(),
+        "nothing left"
+    );
+    let store = open_store_with(&target.locator, false).await.unwrap();
+    store.ping().await.unwrap();
+}
