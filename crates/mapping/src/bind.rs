@@ -1,8 +1,8 @@
 //! A mapping bound to one payload's header, ready to map records fast.
 
 use crate::spec::{
-    Case, CheckSpec, ClaimFields, CodeList, FieldSpec, MappingError, MappingSpec, PolicyFields,
-    RouteSpec, SkipSpec, Target,
+    extra_key, Case, CheckSpec, ClaimFields, CodeList, FieldSpec, KeepExtras, MappingError,
+    MappingSpec, PolicyFields, RouteSpec, SkipSpec, Target,
 };
 use crate::values::{excel_serial_date, parse_amount, parse_date, parse_decimal, DecimalFormat};
 use carrierhub_formats::{RecordData, SourceRecord, Value};
@@ -15,7 +15,7 @@ use regex::Regex;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
 /// What kind of rule a field error broke; dry runs group errors by it.
@@ -286,6 +286,18 @@ struct BoundSkip {
     test: SkipTest,
 }
 
+/// Which source fields a record keeps as extras.
+#[derive(Debug, Clone)]
+enum BoundExtras {
+    None,
+    /// Tabular payloads: these columns, under these keys.
+    Columns(Vec<(usize, String)>),
+    /// Tree payloads: every leaf outside lists whose key path no field reads.
+    Unread(HashSet<String>),
+    /// Tree payloads: these paths, under these keys.
+    Paths(Vec<(Path, String)>),
+}
+
 /// A mapping whose columns have been found in a payload's header.
 #[derive(Debug, Clone)]
 pub struct BoundMapping {
@@ -302,6 +314,7 @@ pub struct BoundMapping {
     read_paths: Vec<Vec<String>>,
     /// Numeric cells in date fields are Excel serial dates.
     spreadsheet: bool,
+    extras: BoundExtras,
 }
 
 fn normalise_column(name: &str) -> String {
@@ -616,6 +629,46 @@ impl MappingSpec {
             .enumerate()
             .map(|(i, s)| b.skip(s, i))
             .collect();
+        let unmapped: Vec<(usize, String)> = headers
+            .iter()
+            .enumerate()
+            .zip(&b.used)
+            .filter(|(_, used)| !**used)
+            .map(|((i, h), _)| (i, h.clone()))
+            .collect();
+        let tabular = self.format.is_tabular();
+        let extras = match (&self.extras, tabular) {
+            (KeepExtras::None, _) => BoundExtras::None,
+            (KeepExtras::Unmapped, true) => BoundExtras::Columns(
+                unmapped
+                    .iter()
+                    .map(|(i, h)| (*i, extra_key(h)))
+                    .filter(|(_, k)| !k.is_empty())
+                    .collect(),
+            ),
+            (KeepExtras::Unmapped, false) => BoundExtras::Unread(
+                b.read_paths
+                    .iter()
+                    .map(|keys| keys.join("/").to_lowercase())
+                    .collect(),
+            ),
+            (KeepExtras::Only(names), true) => {
+                let mut columns = Vec::new();
+                for name in names {
+                    match b.columns.get(&normalise_column(name)) {
+                        Some(&i) => columns.push((i, extra_key(name))),
+                        None => b.missing.push(format!("'{name}' (for extras)")),
+                    }
+                }
+                BoundExtras::Columns(columns)
+            }
+            (KeepExtras::Only(paths), false) => BoundExtras::Paths(
+                paths
+                    .iter()
+                    .map(|p| (Path::parse(p), extra_key(&p.replace('/', "_"))))
+                    .collect(),
+            ),
+        };
         if !b.missing.is_empty() {
             return Err(MappingError::Header {
                 mapping: self.name.clone(),
@@ -630,12 +683,7 @@ impl MappingSpec {
                 ),
             });
         }
-        let unmapped_columns = headers
-            .iter()
-            .zip(&b.used)
-            .filter(|(_, used)| !**used)
-            .map(|(h, _)| h.clone())
-            .collect();
+        let unmapped_columns = unmapped.into_iter().map(|(_, h)| h).collect();
         Ok(BoundMapping {
             targets,
             route,
@@ -655,6 +703,7 @@ impl MappingSpec {
             columns_by_field: b.bound_columns,
             read_paths: b.read_paths,
             spreadsheet: self.format.is_spreadsheet(),
+            extras,
         })
     }
 }
@@ -1235,11 +1284,54 @@ impl BoundMapping {
             reason: v.reason,
             kind: ErrorKind::Model,
         }));
-        if errors.is_empty() {
-            Mapped::Record(record)
-        } else {
-            Mapped::Rejected(errors)
+        if !errors.is_empty() {
+            return Mapped::Rejected(errors);
         }
+        let mut record = record;
+        let extras = self.extras_of(scope);
+        if !extras.is_empty() {
+            match &mut record {
+                CanonicalRecord::Policy(p) => p.extras = extras,
+                CanonicalRecord::Claim(c) => c.extras = extras,
+                CanonicalRecord::Transaction(_) => {}
+            }
+        }
+        Mapped::Record(record)
+    }
+
+    /// The record's extras: the kept source fields that have a value, by key.
+    fn extras_of(&self, scope: Scope<'_>) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let mut keep = |key: &str, value: &Value| {
+            if let Some(text) = value.as_text() {
+                let text = text.trim();
+                if !text.is_empty() && !key.is_empty() {
+                    out.entry(key.to_owned()).or_insert_with(|| text.to_owned());
+                }
+            }
+        };
+        match (&self.extras, scope) {
+            (BoundExtras::None, _) => {}
+            (BoundExtras::Columns(columns), Scope::Row(values)) => {
+                for (i, key) in columns {
+                    if let Some(v) = values.get(*i) {
+                        keep(key, v);
+                    }
+                }
+            }
+            (BoundExtras::Paths(paths), Scope::Tree(root)) => {
+                for (path, key) in paths {
+                    if let Some(v) = path.resolve(root) {
+                        keep(key, v);
+                    }
+                }
+            }
+            (BoundExtras::Unread(read), Scope::Tree(root)) => {
+                unread_leaves(root, &mut String::new(), read, &mut keep);
+            }
+            _ => {}
+        }
+        out
     }
 
     fn check_dates(&self, record: &CanonicalRecord) -> Vec<FieldError> {
@@ -1335,6 +1427,7 @@ impl BoundMapping {
             }
         }
         Some(CanonicalRecord::Policy(Policy {
+            extras: BTreeMap::new(),
             carrier: carrier.clone(),
             number: number?,
             line_of_business: lob?,
@@ -1364,6 +1457,7 @@ impl BoundMapping {
         let paid = r.money(&c.paid, ccy);
         let reserve = r.money(&c.reserve, ccy);
         Some(CanonicalRecord::Claim(Claim {
+            extras: BTreeMap::new(),
             carrier: carrier.clone(),
             number: number?,
             policy_number: policy_number?,
@@ -1441,6 +1535,33 @@ fn coverage<'a>(
         deductible,
         premium,
     })
+}
+
+/// Calls `keep` for every scalar leaf outside lists whose key path no field reads.
+fn unread_leaves(
+    value: &Value,
+    path: &mut String,
+    read: &HashSet<String>,
+    keep: &mut impl FnMut(&str, &Value),
+) {
+    match value {
+        Value::Map(entries) => {
+            for (key, v) in entries {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('/');
+                }
+                path.push_str(&key.to_lowercase());
+                if !read.contains(path.as_str()) {
+                    unread_leaves(v, path, read, keep);
+                }
+                path.truncate(len);
+            }
+        }
+        // Lists are structured data a mapping reads with `each`; their leaves are not extras.
+        Value::List(_) | Value::Null => {}
+        leaf => keep(&extra_key(&path.replace('/', "_")), leaf),
+    }
 }
 
 fn skip_matches(s: &BoundSkip, scope: Scope<'_>) -> Option<String> {

@@ -399,6 +399,69 @@ pub(crate) struct SkipSpec {
     pub one_of: Option<Vec<String>>,
 }
 
+/// `[extras]`: which source fields the model has no place for are kept with each record.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExtrasSpec {
+    #[serde(default)]
+    pub keep: KeepExtras,
+}
+
+/// `keep = "unmapped"` (every column or path no field reads), `"none"`, or a list of
+/// columns (paths, for JSON and XML).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) enum KeepExtras {
+    #[default]
+    Unmapped,
+    None,
+    Only(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for KeepExtras {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        match Raw::deserialize(d)? {
+            Raw::One(s) if s == "unmapped" => Ok(KeepExtras::Unmapped),
+            Raw::One(s) if s == "none" => Ok(KeepExtras::None),
+            Raw::One(s) => Err(de::Error::custom(format!(
+                "extras.keep is \"unmapped\", \"none\" or a list of columns, not '{s}'"
+            ))),
+            Raw::Many(list) => Ok(KeepExtras::Only(list)),
+        }
+    }
+}
+
+impl Default for ExtrasSpec {
+    fn default() -> Self {
+        Self {
+            keep: KeepExtras::Unmapped,
+        }
+    }
+}
+
+/// The key a source column or path is kept under in a record's extras: lower case, runs of
+/// anything but letters and digits as one `_` (`Broker Code` → `broker_code`,
+/// `insured/channel` → `insured_channel`).
+pub fn extra_key(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.trim().chars() {
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        } else if !out.ends_with('_') && !out.is_empty() {
+            out.push('_');
+        }
+    }
+    while out.ends_with('_') {
+        out.pop();
+    }
+    out
+}
+
 /// One `[[checks]]` record rule.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -428,6 +491,8 @@ struct File {
     skip: Vec<SkipSpec>,
     #[serde(default)]
     checks: Vec<CheckSpec>,
+    #[serde(default)]
+    extras: ExtrasSpec,
     #[serde(default)]
     codes: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -557,6 +622,7 @@ pub struct MappingSpec {
     pub(crate) route: Option<RouteSpec>,
     pub(crate) skip: Vec<SkipSpec>,
     pub(crate) checks: Vec<CheckSpec>,
+    pub(crate) extras: KeepExtras,
     pub(crate) codes: BTreeMap<String, BTreeMap<String, String>>,
 }
 
@@ -743,6 +809,7 @@ impl MappingSpec {
             route: parsed.route,
             skip: parsed.skip,
             checks: parsed.checks,
+            extras: parsed.extras.keep,
             codes: parsed.codes,
         };
         spec.check().map_err(invalid)?;

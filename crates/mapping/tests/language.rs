@@ -615,3 +615,127 @@ fn canonical_defaults_beside_a_code_table_and_a_code_only_coverage() {
         dec("-12.00")
     );
 }
+
+#[test]
+fn source_fields_the_model_has_no_place_for_are_kept_as_extras() {
+    // By default, every column no field reads, under a snake_case key, when it has a value.
+    let p = policy(csv_spec().map_record(
+        &carrier(),
+        &row(&[
+            "POL-0001",
+            "PROP",
+            "LIVE",
+            "01/01/2025",
+            "31/12/2025",
+            "10",
+            "B1",
+            "a",
+            "b",
+            "",
+            "",
+            "Rush job",
+        ]),
+    ));
+    assert_eq!(
+        p.extras.into_iter().collect::<Vec<_>>(),
+        [("notes".to_owned(), "Rush job".to_owned())]
+    );
+    let blank = policy(csv_spec().map_record(
+        &carrier(),
+        &row(&[
+            "POL-0001",
+            "PROP",
+            "LIVE",
+            "01/01/2025",
+            "31/12/2025",
+            "10",
+            "B1",
+            "a",
+            "b",
+            "",
+            "",
+            "",
+        ]),
+    ));
+    assert!(blank.extras.is_empty(), "an empty column is not kept");
+
+    // `keep = "none"`, or a list of columns.
+    let none = CSV_POLICY.replace(
+        "[codes.class]",
+        "[extras]\nkeep = \"none\"\n\n[codes.class]",
+    );
+    let bound = MappingSpec::parse("t.toml", &none)
+        .unwrap()
+        .bind(&headers(&CSV_HEADER))
+        .unwrap();
+    let p = policy(bound.map_record(
+        &carrier(),
+        &row(&[
+            "POL-0001",
+            "PROP",
+            "LIVE",
+            "01/01/2025",
+            "31/12/2025",
+            "10",
+            "B1",
+            "a",
+            "b",
+            "",
+            "",
+            "Rush job",
+        ]),
+    ));
+    assert!(p.extras.is_empty());
+    let listed = CSV_POLICY.replace(
+        "[codes.class]",
+        "[extras]\nkeep = [\"Notes\", \"Broker\"]\n\n[codes.class]",
+    );
+    let bound = MappingSpec::parse("t.toml", &listed)
+        .unwrap()
+        .bind(&headers(&CSV_HEADER))
+        .unwrap();
+    let p = policy(bound.map_record(
+        &carrier(),
+        &row(&[
+            "POL-0001",
+            "PROP",
+            "LIVE",
+            "01/01/2025",
+            "31/12/2025",
+            "10",
+            "B1",
+            "a",
+            "b",
+            "",
+            "",
+            "Rush job",
+        ]),
+    ));
+    assert_eq!(p.extras.len(), 2, "a column a field reads may be kept too");
+    assert_eq!(p.extras["broker"], "B1");
+    let missing = CSV_POLICY.replace(
+        "[codes.class]",
+        "[extras]\nkeep = [\"Branch\"]\n\n[codes.class]",
+    );
+    let err = MappingSpec::parse("t.toml", &missing)
+        .unwrap()
+        .bind(&headers(&CSV_HEADER))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("'Branch' (for extras)"), "{err}");
+
+    // JSON and XML: every leaf outside lists that no field reads.
+    let spec = MappingSpec::parse("j.toml", JSON_POLICY).unwrap();
+    let p = policy(spec.bind(&[]).unwrap().map_record(
+        &carrier(),
+        &json_record(Value::List(vec![map(&[
+            ("code", text("bld")),
+            ("limit", Value::Number("1".into())),
+            ("note", text("in a list: not an extra")),
+        ])])),
+    ));
+    assert_eq!(
+        p.extras.into_iter().collect::<Vec<_>>(),
+        [("channel".to_owned(), "web".to_owned())]
+    );
+}

@@ -7,6 +7,7 @@ use crate::transactions::{ClaimTransactionKind, PremiumTransactionKind};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// A carrier whose feeds CarrierHub receives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +54,10 @@ pub struct Policy {
     pub producer: Option<String>,
     pub insured: InsuredParty,
     pub coverages: Vec<Coverage>,
+    /// Source fields the canonical model has no place for, as the carrier sent them, by
+    /// key (`broker_code`). Kept so nothing the carrier sent is lost, and filterable.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extras: BTreeMap<String, String>,
 }
 
 /// A claim as the carrier reports it, with cumulative paid and outstanding reserve.
@@ -70,6 +75,9 @@ pub struct Claim {
     pub paid: Money,
     /// Outstanding case reserve.
     pub reserve: Money,
+    /// Source fields the canonical model has no place for (see [`Policy::extras`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extras: BTreeMap<String, String>,
 }
 
 /// A transaction a carrier reports on an existing policy (an additional or return premium, a
@@ -222,6 +230,7 @@ mod tests {
                 country: None,
             },
             coverages: vec![],
+            extras: BTreeMap::new(),
         }
     }
 

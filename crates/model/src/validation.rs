@@ -149,6 +149,7 @@ mod tests {
                 country: None,
             },
             coverages: vec![],
+            extras: Default::default(),
         }
     }
 

@@ -204,6 +204,7 @@ pub fn policy_of(carrier_id: &str, number: &str, premium: Money, status: PolicyS
             country: None,
         },
         coverages: vec![],
+        extras: Default::default(),
     }
 }
 
@@ -223,6 +224,7 @@ pub fn claim(number: &str, policy_number: &str, paid: i64, reserve: i64) -> Cano
         cause: Some("water".into()),
         paid: eur(paid),
         reserve: eur(reserve),
+        extras: Default::default(),
     })
 }
 
