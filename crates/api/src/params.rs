@@ -2,7 +2,8 @@
 //! it, never silently ignored.
 
 use crate::problem::Problem;
-use carrierhub_store::{Cursor, PageRequest};
+use carrierhub_store::{parse_as_of, Cursor, PageRequest};
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::str::FromStr;
 
@@ -35,6 +36,16 @@ impl Params {
             .map(|v| {
                 v.parse::<T>()
                     .map_err(|e| Problem::bad_request(format!("query parameter '{name}': {e}")))
+            })
+            .transpose()
+    }
+
+    /// `as_of`: the instant an as-of read describes (RFC 3339, or a date for midnight UTC).
+    pub fn as_of(&self) -> Result<Option<DateTime<Utc>>, Problem> {
+        self.text("as_of")
+            .map(|v| {
+                parse_as_of(&v)
+                    .map_err(|e| Problem::bad_request(format!("query parameter 'as_of': {e}")))
             })
             .transpose()
     }

@@ -8,6 +8,7 @@ use axum::http::{StatusCode, Uri};
 use axum::Json;
 use carrierhub_model::{ClaimStatus, LineOfBusiness, PolicyStatus};
 use carrierhub_store::{ClaimFilter, PolicyFilter, Submission, SubmissionFilter};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -51,30 +52,71 @@ pub async fn list_carriers(State(state): State<AppState>, Query(q): Q) -> ApiRes
     Ok(Json(json!({ "items": carriers })))
 }
 
+/// A response body, with the instant it describes when it is an as-of read.
+fn body(value: impl serde::Serialize, as_of: Option<DateTime<Utc>>) -> Value {
+    let mut body = serde_json::to_value(value).expect("serialise");
+    if let Some(t) = as_of {
+        body["as_of"] = json!(t);
+    }
+    body
+}
+
 pub async fn list_policies(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
     let p = Params::new(
         q,
-        &["carrier", "line_of_business", "status", "limit", "cursor"],
+        &[
+            "carrier",
+            "line_of_business",
+            "status",
+            "as_of",
+            "limit",
+            "cursor",
+        ],
     )?;
     let filter = PolicyFilter {
         carrier: p.text("carrier"),
         line_of_business: p.parsed::<LineOfBusiness>("line_of_business")?,
         status: p.parsed::<PolicyStatus>("status")?,
+        as_of: p.as_of()?,
         page: p.page()?,
     };
-    Ok(Json(
-        serde_json::to_value(state.store.list_policies(&filter).await?).expect("serialise"),
-    ))
+    let page = state.store.list_policies(&filter).await?;
+    Ok(Json(body(page, filter.as_of)))
 }
 
-pub async fn get_policy(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Value> {
+pub async fn get_policy(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Value> {
     let id = path_id("policy", &id)?;
-    let policy = state
-        .store
-        .get_policy(id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("no policy with id '{id}'")))?;
-    Ok(Json(serde_json::to_value(policy).expect("serialise")))
+    let p = Params::new(q, &["as_of"])?;
+    let Some(as_of) = p.as_of()? else {
+        let policy = state
+            .store
+            .get_policy(id)
+            .await?
+            .ok_or_else(|| Problem::not_found(format!("no policy with id '{id}'")))?;
+        return Ok(Json(body(policy, None)));
+    };
+    match state.store.get_policy_as_of(id, as_of).await? {
+        Some(policy) => Ok(Json(body(policy, Some(as_of)))),
+        None => {
+            let versions = state.store.list_policy_versions(id).await?;
+            Err(Problem::not_found(match versions.first() {
+                None => format!("no policy with id '{id}'"),
+                Some(first) => format!(
+                    "policy {id} did not exist yet at {}: its first version is from {}",
+                    rfc3339(as_of),
+                    rfc3339(first.valid_from)
+                ),
+            }))
+        }
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 pub async fn list_policy_versions(
@@ -122,16 +164,19 @@ pub async fn diff_policy_versions(
 }
 
 pub async fn list_claims(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
-    let p = Params::new(q, &["carrier", "status", "policy_id", "limit", "cursor"])?;
+    let p = Params::new(
+        q,
+        &["carrier", "status", "policy_id", "as_of", "limit", "cursor"],
+    )?;
     let filter = ClaimFilter {
         carrier: p.text("carrier"),
         status: p.parsed::<ClaimStatus>("status")?,
         policy_id: p.parsed::<i64>("policy_id")?,
+        as_of: p.as_of()?,
         page: p.page()?,
     };
-    Ok(Json(
-        serde_json::to_value(state.store.list_claims(&filter).await?).expect("serialise"),
-    ))
+    let page = state.store.list_claims(&filter).await?;
+    Ok(Json(body(page, filter.as_of)))
 }
 
 pub async fn list_submissions(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
@@ -213,7 +258,11 @@ pub async fn list_submission_errors(
 }
 
 pub async fn portfolio(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
-    Params::new(q, &[])?;
-    let lines = state.store.portfolio().await?;
-    Ok(Json(json!({ "items": lines })))
+    let p = Params::new(q, &["as_of"])?;
+    let as_of = p.as_of()?;
+    let lines = match as_of {
+        Some(t) => state.store.portfolio_as_of(t).await?,
+        None => state.store.portfolio().await?,
+    };
+    Ok(Json(body(json!({ "items": lines }), as_of)))
 }

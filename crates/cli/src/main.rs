@@ -60,7 +60,8 @@ enum Command {
     Errors(report::ErrorsArgs),
     /// List submissions.
     Submissions(report::SubmissionsArgs),
-    /// Print policies and premium by carrier and line of business.
+    /// Print policies and premium by carrier and line of business, now or as they were at an
+    /// instant (`--as-of`).
     Portfolio(report::PortfolioArgs),
     /// Generate synthetic feeds for three carriers, ingest them, print a summary and serve.
     Demo(demo::DemoArgs),

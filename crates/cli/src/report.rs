@@ -1,7 +1,8 @@
 //! Read-only reports: a submission's rejected records, submissions, the portfolio.
 
 use crate::app::{App, Location};
-use carrierhub_store::{PageRequest, PortfolioLine, Submission, SubmissionFilter};
+use carrierhub_store::{parse_as_of, PageRequest, PortfolioLine, Submission, SubmissionFilter};
+use chrono::{DateTime, Utc};
 use clap::Args;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -134,16 +135,30 @@ pub async fn submissions(location: &Location, args: SubmissionsArgs) -> anyhow::
 
 #[derive(Args)]
 pub struct PortfolioArgs {
+    /// Print JSON (an array of lines) instead of a table.
     #[arg(long)]
     json: bool,
+    /// The portfolio as it was at this instant: RFC 3339 (`2025-12-01T00:00:00Z`), or a date
+    /// (`2025-12-01`, midnight UTC). Default: now.
+    #[arg(long, value_parser = parse_as_of)]
+    as_of: Option<DateTime<Utc>>,
 }
 
 pub async fn portfolio(location: &Location, args: PortfolioArgs) -> anyhow::Result<ExitCode> {
     let app = App::open(location).await?;
-    let lines = app.store.portfolio().await?;
+    let lines = match args.as_of {
+        Some(t) => app.store.portfolio_as_of(t).await?,
+        None => app.store.portfolio().await?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&lines)?);
     } else {
+        if let Some(t) = args.as_of {
+            println!(
+                "as of {}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            );
+        }
         print_portfolio(&lines);
     }
     Ok(ExitCode::SUCCESS)

@@ -2,8 +2,10 @@
 
 mod common;
 
-use carrierhub_synth::{carrier, write_policy_feed, Defects, FeedOptions, PolicyTruth};
-use common::{counts, get, Env};
+use carrierhub_synth::{
+    carrier, write_claim_feed, write_policy_feed, Defects, FeedOptions, PolicyTruth,
+};
+use common::{counts, get, Env, Server};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -165,5 +167,256 @@ fn versions_and_cancellations_are_visible_through_the_api() {
             newly_cancelled > 0,
             "delivery 2 cancels some active policies"
         );
+    });
+}
+
+/// Every item of a paginated list, following `next_cursor`; each page body must say it
+/// describes `as_of` (or nothing, for a current read).
+async fn all_items(
+    client: &reqwest::Client,
+    server: &Server,
+    path: &str,
+    as_of: Option<&str>,
+) -> Vec<serde_json::Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{path}&limit=70");
+        if let Some(t) = as_of {
+            url.push_str(&format!("&as_of={t}"));
+        }
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let (status, _, page) = get(client, server, &url).await;
+        assert_eq!(status, 200, "{url}: {page}");
+        assert_eq!(page["as_of"].as_str(), as_of, "{url}");
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+/// An API portfolio body as (carrier, line, currency) to premium.
+fn premium_by_line(body: &serde_json::Value) -> BTreeMap<(String, String, String), Decimal> {
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                (
+                    l["carrier"].as_str().unwrap().to_owned(),
+                    l["line_of_business"].as_str().unwrap().to_owned(),
+                    l["currency"].as_str().unwrap().to_owned(),
+                ),
+                Decimal::from_str(l["premium"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// What the API showed while delivery 1 was current.
+struct Snapshot {
+    policies: Vec<serde_json::Value>,
+    details: Vec<serde_json::Value>,
+    claims: Vec<serde_json::Value>,
+    cancelled: usize,
+    portfolio: serde_json::Value,
+}
+
+#[test]
+fn as_of_reads_show_the_book_as_it_was_between_deliveries() {
+    let env = Env::new();
+    let (d1, mapping, t1) = delivery(&env, "northwind", 300, 1);
+    let (d2, _, t2) = delivery(&env, "northwind", 300, 2);
+    let profile = carrier("northwind").unwrap();
+    let mut claims = Vec::new();
+    write_claim_feed(&profile, 300, 11, &mut claims).unwrap();
+    let claims = env.write("northwind-claims.csv", claims);
+    let claim_mapping = env.write("northwind-claims.toml", profile.claim_mapping);
+    let rfc3339 =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(20));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+
+    let before = rfc3339(chrono::Utc::now());
+    pause();
+    env.ingest("northwind", &mapping, &d1);
+    env.ingest("northwind", &claim_mapping, &claims);
+    let snapshot = {
+        let server = env.serve();
+        rt.block_on(async {
+            let policies =
+                all_items(&client, &server, "/v1/policies?carrier=northwind", None).await;
+            let mut details = Vec::new();
+            for p in &policies {
+                let (_, _, detail) =
+                    get(&client, &server, &format!("/v1/policies/{}", p["id"])).await;
+                details.push(detail);
+            }
+            let (_, _, portfolio) = get(&client, &server, "/v1/portfolio").await;
+            Snapshot {
+                cancelled: all_items(&client, &server, "/v1/policies?status=cancelled", None)
+                    .await
+                    .len(),
+                claims: all_items(&client, &server, "/v1/claims?carrier=northwind", None).await,
+                policies,
+                details,
+                portfolio,
+            }
+        })
+    };
+    assert_eq!(snapshot.policies.len(), 300);
+    assert!(!snapshot.claims.is_empty());
+    assert_eq!(
+        premium_by_line(&snapshot.portfolio),
+        expected("northwind", &t1)
+    );
+    pause();
+    let between = rfc3339(chrono::Utc::now());
+    pause();
+    env.ingest("northwind", &mapping, &d2);
+
+    // The portfolio as of the instant between the deliveries is delivery 1's truth; now it
+    // is delivery 2's, in the API and in the CLI.
+    let out = env.run(&["portfolio", "--json", "--as-of", &between]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(lines, snapshot.portfolio["items"]);
+    assert_eq!(portfolio(&env), expected("northwind", &t2));
+    let out = env.run(&["portfolio", "--as-of", "last tuesday"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--as-of") && stderr.contains("RFC 3339"),
+        "{stderr}"
+    );
+
+    let server = env.serve();
+    rt.block_on(async {
+        let (_, _, then) = get(&client, &server, &format!("/v1/portfolio?as_of={between}")).await;
+        assert_eq!(then["as_of"], between.as_str());
+        assert_eq!(then["items"], snapshot.portfolio["items"]);
+        let (_, _, now) = get(&client, &server, "/v1/portfolio").await;
+        assert_eq!(premium_by_line(&now), expected("northwind", &t2));
+        assert!(
+            now.get("as_of").is_none(),
+            "a current read names no instant"
+        );
+
+        // Lists and details as of then are exactly what the API said then.
+        let policies_then = all_items(
+            &client,
+            &server,
+            "/v1/policies?carrier=northwind",
+            Some(&between),
+        )
+        .await;
+        assert_eq!(policies_then, snapshot.policies);
+        for detail in &snapshot.details {
+            let id = &detail["id"];
+            let path = format!("/v1/policies/{id}?as_of={between}");
+            let (status, _, mut then) = get(&client, &server, &path).await;
+            assert_eq!(status, 200, "{path}: {then}");
+            assert_eq!(then["as_of"], between.as_str());
+            then.as_object_mut().unwrap().remove("as_of");
+            assert_eq!(&then, detail, "{path}");
+        }
+        let claims_then = all_items(
+            &client,
+            &server,
+            "/v1/claims?carrier=northwind",
+            Some(&between),
+        )
+        .await;
+        assert_eq!(claims_then, snapshot.claims);
+
+        // Filters apply to the status each policy had then.
+        let cancelled_then = all_items(
+            &client,
+            &server,
+            "/v1/policies?status=cancelled",
+            Some(&between),
+        )
+        .await;
+        assert_eq!(cancelled_then.len(), snapshot.cancelled);
+        assert_eq!(snapshot.cancelled, t1.cancelled);
+        let cancelled_now =
+            all_items(&client, &server, "/v1/policies?status=cancelled", None).await;
+        assert_eq!(cancelled_now.len(), t2.cancelled);
+        assert!(t2.cancelled > t1.cancelled, "delivery 2 cancels policies");
+        let versions_then: Vec<&serde_json::Value> =
+            policies_then.iter().map(|p| &p["version"]).collect();
+        assert!(versions_then.iter().all(|v| **v == 1));
+
+        // Before delivery 1 nothing existed: an empty list, and a detail that says so.
+        let before_d1 = all_items(
+            &client,
+            &server,
+            "/v1/policies?carrier=northwind",
+            Some(&before),
+        )
+        .await;
+        assert!(before_d1.is_empty());
+        let id = &snapshot.policies[0]["id"];
+        let (status, content_type, problem) = get(
+            &client,
+            &server,
+            &format!("/v1/policies/{id}?as_of={before}"),
+        )
+        .await;
+        assert_eq!(status, 404);
+        assert_eq!(content_type, "application/problem+json");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("did not exist yet"), "{detail}");
+        let (status, _, problem) =
+            get(&client, &server, "/v1/policies/999999?as_of=2026-01-01").await;
+        assert_eq!(status, 404);
+        assert_eq!(problem["detail"], "no policy with id '999999'");
+
+        // A date alone is midnight UTC; anything else that is not RFC 3339 is refused.
+        let (status, _, body) = get(&client, &server, "/v1/portfolio?as_of=2000-01-01").await;
+        assert_eq!(status, 200);
+        assert_eq!(body["as_of"], "2000-01-01T00:00:00Z");
+        assert_eq!(body["items"], serde_json::json!([]));
+        for (path, bad) in [
+            ("/v1/policies?as_of=", "yesterday"),
+            ("/v1/claims?as_of=", "2025-12-01T00:00:00"),
+            ("/v1/portfolio?as_of=", "01.12.2025"),
+            ("/v1/policies/1?as_of=", "2025-12-01T00:00:00 01:00"),
+        ] {
+            let (status, _, problem) = get(&client, &server, &format!("{path}{bad}")).await;
+            assert_eq!(status, 400, "{path}{bad}: {problem}");
+            let detail = problem["detail"].as_str().unwrap();
+            assert!(
+                detail.starts_with("query parameter 'as_of':") && detail.contains("RFC 3339"),
+                "{detail}"
+            );
+        }
+        let (_, _, problem) = get(
+            &client,
+            &server,
+            "/v1/policies/1?as_of=2025-12-01T00:00:00+01:00",
+        )
+        .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("%2B"),
+            "{problem}"
+        );
+        let (status, _, _) = get(
+            &client,
+            &server,
+            "/v1/policies/1?as_of=2025-12-01T00:00:00%2B01:00",
+        )
+        .await;
+        assert_eq!(status, 404, "a valid offset, before the policy existed");
     });
 }

@@ -10,6 +10,10 @@
 //!   whose content hash equals the current version's writes nothing; a changed one becomes a
 //!   new version and the previous one is closed (`valid_to`), never overwritten.
 //! - Every version points to the submission and record position it came from (lineage).
+//! - A policy's or claim's versions cover consecutive, non-overlapping intervals
+//!   `[valid_from, valid_to)`: at any instant at most one version is current, which is what
+//!   as-of reads return. Each version also carries, in columns, the values as-of reads
+//!   filter and sum on (carrier, line, status, premium; a claim's policy).
 
 mod cursor;
 mod postgres;
@@ -26,6 +30,7 @@ pub use types::*;
 
 use async_trait::async_trait;
 use carrierhub_model::CarrierId;
+use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -189,13 +194,24 @@ pub trait Store: Send + Sync + 'static {
     async fn list_rejections(&self, submission: i64, page: &PageRequest)
         -> Result<Page<Rejection>>;
 
+    /// Current versions of policies, or with `filter.as_of` the versions current at that
+    /// instant (policies that did not exist yet are absent), in id order.
     async fn list_policies(&self, filter: &PolicyFilter) -> Result<Page<PolicySummary>>;
     async fn get_policy(&self, id: i64) -> Result<Option<PolicyDetail>>;
+    /// The policy as it was at `as_of`: the version current then, with the claims as they
+    /// were then. `None` when no such policy existed at that instant (see
+    /// [`Store::list_policy_versions`] to tell "not yet" from "never").
+    async fn get_policy_as_of(&self, id: i64, as_of: DateTime<Utc>)
+        -> Result<Option<PolicyDetail>>;
     async fn list_policy_versions(&self, id: i64) -> Result<Vec<PolicyVersion>>;
+    /// Current versions of claims, or with `filter.as_of` the versions current at that
+    /// instant, in id order.
     async fn list_claims(&self, filter: &ClaimFilter) -> Result<Page<ClaimSummary>>;
 
     /// Policies and premium by carrier, line and currency, over current versions.
     async fn portfolio(&self) -> Result<Vec<PortfolioLine>>;
+    /// The same summary over the versions that were current at `as_of`.
+    async fn portfolio_as_of(&self, as_of: DateTime<Utc>) -> Result<Vec<PortfolioLine>>;
 }
 
 #[cfg(test)]

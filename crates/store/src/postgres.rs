@@ -303,6 +303,49 @@ const SUBMISSION_SELECT: &str =
 const CLAIM_SELECT: &str =
     "SELECT c.*, p.policy_number FROM claims c JOIN policies p ON p.id = c.policy_id";
 
+const CLAIM_VERSION_SELECT: &str =
+    "SELECT v.claim_id, v.policy_id, v.version, v.record, v.valid_from FROM claim_versions v";
+
+/// The condition "version current at the instant bound as `${param}`" on the versions table
+/// aliased `v`: it began at or before, and had not ended by then.
+fn current_at(param: u8) -> String {
+    format!("v.valid_from <= ${param} AND (v.valid_to IS NULL OR v.valid_to > ${param})")
+}
+
+/// A policy as one of its versions (`policy_id`, `version`, `record`, `valid_from`) shows it,
+/// with the version's record.
+fn policy_version(row: &PgRow) -> Result<(PolicySummary, Policy)> {
+    let id: i64 = row.try_get("policy_id")?;
+    let version: i64 = row.try_get("version")?;
+    let Json(record): Json<Policy> = row
+        .try_get("record")
+        .map_err(|e| StoreError::Corrupt(format!("policy {id} v{version}: {e}")))?;
+    let summary = PolicySummary::of_version(id, &record, version, row.try_get("valid_from")?);
+    Ok((summary, record))
+}
+
+fn policy_version_summary(row: &PgRow) -> Result<PolicySummary> {
+    policy_version(row).map(|(summary, _)| summary)
+}
+
+/// A claim as one of its versions (`claim_id`, `policy_id`, `version`, `record`,
+/// `valid_from`) shows it.
+fn claim_version_summary(row: &PgRow) -> Result<ClaimSummary> {
+    let id: i64 = row.try_get("claim_id")?;
+    let version: i64 = row.try_get("version")?;
+    let Json(record): Json<Claim> = row
+        .try_get("record")
+        .map_err(|e| StoreError::Corrupt(format!("claim {id} v{version}: {e}")))?;
+    ClaimSummary::of_version(
+        id,
+        row.try_get("policy_id")?,
+        &record,
+        version,
+        row.try_get("valid_from")?,
+    )
+    .map_err(|e| StoreError::Corrupt(format!("claim {id} v{version}: {e}")))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Committing a batch
 // ---------------------------------------------------------------------------------------------
@@ -380,6 +423,24 @@ struct PendingVersion {
     source_line: i64,
     /// Set when a later record of the same batch supersedes this version.
     valid_to: Option<DateTime<Utc>>,
+    /// The record's values as-of reads filter and sum on, written in columns of their own.
+    columns: VersionColumns,
+}
+
+/// A version's columns besides its record, for as-of reads.
+enum VersionColumns {
+    Policy {
+        carrier: String,
+        line_of_business: &'static str,
+        status: &'static str,
+        premium: Decimal,
+        currency: String,
+    },
+    Claim {
+        carrier: String,
+        status: &'static str,
+        policy_id: i64,
+    },
 }
 
 struct PendingPremium {
@@ -962,6 +1023,13 @@ impl<'b> BatchState<'b> {
             record_number: staged.record_number as i64,
             source_line: staged.source_line as i64,
             valid_to: None,
+            columns: VersionColumns::Policy {
+                carrier: policy.carrier.as_str().to_owned(),
+                line_of_business: policy.line_of_business.value.code(),
+                status: policy.status.value.code(),
+                premium: policy.premium.amount.normalize(),
+                currency: policy.premium.currency.as_str().to_owned(),
+            },
         });
         for t in derive_premium_transactions(previous.as_ref(), policy) {
             self.premiums.push(PendingPremium {
@@ -1157,6 +1225,11 @@ impl<'b> BatchState<'b> {
             record_number: staged.record_number as i64,
             source_line: staged.source_line as i64,
             valid_to: None,
+            columns: VersionColumns::Claim {
+                carrier: claim.carrier.as_str().to_owned(),
+                status: claim.status.value.code(),
+                policy_id,
+            },
         });
         for t in derive_claim_transactions(previous.as_ref(), claim) {
             self.claim_transactions.push(PendingClaimTransaction {
@@ -1760,26 +1833,83 @@ async fn write_versions(
     let record_numbers: Vec<i64> = versions.iter().map(|v| v.record_number).collect();
     let lines: Vec<i64> = versions.iter().map(|v| v.source_line).collect();
     let valid_to: Vec<Option<DateTime<Utc>>> = versions.iter().map(|v| v.valid_to).collect();
-    sqlx::query(&format!(
-        "INSERT INTO {table} ({owner_column}, version, content_hash, record, submission_id, \
-         record_number, source_line, valid_from, valid_to) \
-         SELECT u.owner_id, u.version, u.content_hash, u.record::jsonb, $8, u.record_number, \
-         u.source_line, $9, u.valid_to \
-         FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
-         $6::bigint[], $7::timestamptz[]) \
-         AS u(owner_id, version, content_hash, record, record_number, source_line, valid_to)"
-    ))
-    .bind(&owners)
-    .bind(&numbers)
-    .bind(&hashes)
-    .bind(&records)
-    .bind(&record_numbers)
-    .bind(&lines)
-    .bind(&valid_to)
-    .bind(submission_id)
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
+    // The as-of columns: a policy's carrier, line, status, premium and currency; a claim's
+    // carrier, status and policy. Unused arrays stay empty.
+    let mut carriers: Vec<&str> = Vec::with_capacity(versions.len());
+    let mut statuses: Vec<&str> = Vec::with_capacity(versions.len());
+    let mut lobs: Vec<&str> = Vec::new();
+    let mut premiums: Vec<Decimal> = Vec::new();
+    let mut currencies: Vec<&str> = Vec::new();
+    let mut policy_ids: Vec<i64> = Vec::new();
+    for v in versions {
+        match &v.columns {
+            VersionColumns::Policy {
+                carrier,
+                line_of_business,
+                status,
+                premium,
+                currency,
+            } => {
+                carriers.push(carrier);
+                statuses.push(status);
+                lobs.push(line_of_business);
+                premiums.push(*premium);
+                currencies.push(currency);
+            }
+            VersionColumns::Claim {
+                carrier,
+                status,
+                policy_id,
+            } => {
+                carriers.push(carrier);
+                statuses.push(status);
+                policy_ids.push(*policy_id);
+            }
+        }
+    }
+    let query = if table == "policy_versions" {
+        sqlx::query(
+            "INSERT INTO policy_versions (policy_id, version, content_hash, record, submission_id, \
+             record_number, source_line, valid_from, valid_to, carrier_id, status, \
+             line_of_business, premium, currency) \
+             SELECT u.owner_id, u.version, u.content_hash, u.record::jsonb, $8, u.record_number, \
+             u.source_line, $9, u.valid_to, u.carrier_id, u.status, u.lob, u.premium, u.currency \
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
+             $6::bigint[], $7::timestamptz[], $10::text[], $11::text[], $12::text[], \
+             $13::numeric[], $14::text[]) \
+             AS u(owner_id, version, content_hash, record, record_number, source_line, valid_to, \
+             carrier_id, status, lob, premium, currency)",
+        )
+    } else {
+        sqlx::query(
+            "INSERT INTO claim_versions (claim_id, version, content_hash, record, submission_id, \
+             record_number, source_line, valid_from, valid_to, carrier_id, status, policy_id) \
+             SELECT u.owner_id, u.version, u.content_hash, u.record::jsonb, $8, u.record_number, \
+             u.source_line, $9, u.valid_to, u.carrier_id, u.status, u.policy_id \
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
+             $6::bigint[], $7::timestamptz[], $10::text[], $11::text[], $12::bigint[]) \
+             AS u(owner_id, version, content_hash, record, record_number, source_line, valid_to, \
+             carrier_id, status, policy_id)",
+        )
+    };
+    let query = query
+        .bind(&owners)
+        .bind(&numbers)
+        .bind(&hashes)
+        .bind(&records)
+        .bind(&record_numbers)
+        .bind(&lines)
+        .bind(&valid_to)
+        .bind(submission_id)
+        .bind(at)
+        .bind(&carriers)
+        .bind(&statuses);
+    let query = if table == "policy_versions" {
+        query.bind(&lobs).bind(&premiums).bind(&currencies)
+    } else {
+        query.bind(&policy_ids)
+    };
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -2109,6 +2239,35 @@ impl Store for PgStore {
     }
 
     async fn list_policies(&self, filter: &PolicyFilter) -> Result<Page<PolicySummary>> {
+        if let Some(as_of) = filter.as_of {
+            // The version of each policy current then, with the values it had then.
+            let mut q = QueryBuilder::<Postgres>::new(
+                "SELECT v.policy_id, v.version, v.record, v.valid_from FROM policy_versions v \
+                 WHERE v.valid_from <= ",
+            );
+            q.push_bind(as_of)
+                .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
+                .push_bind(as_of)
+                .push(")");
+            if let Some(c) = &filter.carrier {
+                q.push(" AND v.carrier_id = ").push_bind(c.clone());
+            }
+            if let Some(l) = filter.line_of_business {
+                q.push(" AND v.line_of_business = ").push_bind(l.code());
+            }
+            if let Some(s) = filter.status {
+                q.push(" AND v.status = ").push_bind(s.code());
+            }
+            return self
+                .keyset_page(
+                    q,
+                    "v.policy_id",
+                    &filter.page,
+                    policy_version_summary,
+                    |p| p.id,
+                )
+                .await;
+        }
         let mut q = QueryBuilder::<Postgres>::new("SELECT * FROM policies WHERE 1 = 1");
         if let Some(c) = &filter.carrier {
             q.push(" AND carrier_id = ").push_bind(c.clone());
@@ -2157,6 +2316,53 @@ impl Store for PgStore {
             coverages: record.coverages,
             claims,
             versions: row.try_get("versions")?,
+            lineage: Lineage {
+                submission_id: row.try_get("submission_id")?,
+                record_number: row.try_get::<i64, _>("record_number")? as u64,
+                line: row.try_get::<i64, _>("source_line")? as u64,
+            },
+            created_at: row.try_get("created_at")?,
+        }))
+    }
+
+    async fn get_policy_as_of(
+        &self,
+        id: i64,
+        as_of: DateTime<Utc>,
+    ) -> Result<Option<PolicyDetail>> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT v.policy_id, v.version, v.record, v.valid_from, v.submission_id, \
+             v.record_number, v.source_line, p.created_at \
+             FROM policy_versions v JOIN policies p ON p.id = v.policy_id \
+             WHERE v.policy_id = $1 AND {} ORDER BY v.valid_from DESC LIMIT 1",
+            current_at(2)
+        ))
+        .bind(id)
+        .bind(as_of)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let (summary, record) = policy_version(&row)?;
+        let claims = sqlx::query(&format!(
+            "{CLAIM_VERSION_SELECT} WHERE v.policy_id = $1 AND {} ORDER BY v.claim_id",
+            current_at(2)
+        ))
+        .bind(id)
+        .bind(as_of)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(claim_version_summary)
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Some(PolicyDetail {
+            // Versions are numbered from 1: the current one's number is how many there were.
+            versions: summary.version,
+            summary,
+            insured: record.insured,
+            coverages: record.coverages,
+            claims,
             lineage: Lineage {
                 submission_id: row.try_get("submission_id")?,
                 record_number: row.try_get::<i64, _>("record_number")? as u64,
@@ -2233,6 +2439,28 @@ impl Store for PgStore {
     }
 
     async fn list_claims(&self, filter: &ClaimFilter) -> Result<Page<ClaimSummary>> {
+        if let Some(as_of) = filter.as_of {
+            let mut q = QueryBuilder::<Postgres>::new(CLAIM_VERSION_SELECT);
+            q.push(" WHERE v.valid_from <= ")
+                .push_bind(as_of)
+                .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
+                .push_bind(as_of)
+                .push(")");
+            if let Some(c) = &filter.carrier {
+                q.push(" AND v.carrier_id = ").push_bind(c.clone());
+            }
+            if let Some(s) = filter.status {
+                q.push(" AND v.status = ").push_bind(s.code());
+            }
+            if let Some(p) = filter.policy_id {
+                q.push(" AND v.policy_id = ").push_bind(p);
+            }
+            return self
+                .keyset_page(q, "v.claim_id", &filter.page, claim_version_summary, |c| {
+                    c.id
+                })
+                .await;
+        }
         let mut q = QueryBuilder::<Postgres>::new(CLAIM_SELECT);
         q.push(" WHERE 1 = 1");
         if let Some(c) = &filter.carrier {
@@ -2251,14 +2479,35 @@ impl Store for PgStore {
     }
 
     async fn portfolio(&self) -> Result<Vec<PortfolioLine>> {
+        self.sum_portfolio(None).await
+    }
+
+    async fn portfolio_as_of(&self, as_of: DateTime<Utc>) -> Result<Vec<PortfolioLine>> {
+        self.sum_portfolio(Some(as_of)).await
+    }
+}
+
+impl PgStore {
+    /// The portfolio over the current versions (`policies`), or over the versions current at
+    /// `as_of` (columns the `policy_versions_as_of` index holds).
+    async fn sum_portfolio(&self, as_of: Option<DateTime<Utc>>) -> Result<Vec<PortfolioLine>> {
+        let source = match as_of {
+            None => "policies v".to_owned(),
+            Some(_) => format!("policy_versions v WHERE {}", current_at(2)),
+        };
         // NUMERIC sums are exact. Groups sort byte by byte, as the SQLite store sorts them.
-        let rows = sqlx::query(
-            "SELECT carrier_id, line_of_business, currency, COUNT(*) AS policies, \
-             COUNT(*) FILTER (WHERE status = $1) AS in_force, SUM(premium) AS premium \
-             FROM policies GROUP BY carrier_id, line_of_business, currency \
-             ORDER BY carrier_id, line_of_business COLLATE \"C\", currency COLLATE \"C\"",
-        )
-        .bind(PolicyStatus::Active.code())
+        let sql = format!(
+            "SELECT v.carrier_id, v.line_of_business, v.currency, COUNT(*) AS policies, \
+             COUNT(*) FILTER (WHERE v.status = $1) AS in_force, SUM(v.premium) AS premium \
+             FROM {source} GROUP BY v.carrier_id, v.line_of_business, v.currency \
+             ORDER BY v.carrier_id COLLATE \"C\", v.line_of_business COLLATE \"C\", \
+             v.currency COLLATE \"C\""
+        );
+        let query = sqlx::query(&sql).bind(PolicyStatus::Active.code());
+        let rows = match as_of {
+            Some(t) => query.bind(t),
+            None => query,
+        }
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -42,6 +42,11 @@ fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// An instant as the database stores it: fixed precision, so that text order is time order.
+fn instant(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
 fn lease_end(lease: Duration) -> String {
     (Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5)))
         .to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -290,6 +295,50 @@ impl SqliteStore {
     }
 }
 
+/// The condition "version current at the instant bound as `?{param}`" on the versions table
+/// aliased `v`: it began at or before, and had not ended by then.
+fn current_at(param: u8) -> String {
+    format!("v.valid_from <= ?{param} AND (v.valid_to IS NULL OR v.valid_to > ?{param})")
+}
+
+fn policy_record(id: i64, version: i64, json: &str) -> Result<Policy> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("policy {id} v{version}: {e}")))
+}
+
+/// A policy as one of its versions (`policy_id`, `version`, `record`, `valid_from`) shows it.
+fn policy_version_summary(row: &SqliteRow) -> Result<PolicySummary> {
+    let id: i64 = row.try_get("policy_id")?;
+    let version: i64 = row.try_get("version")?;
+    let record = policy_record(id, version, &row.try_get::<String, _>("record")?)?;
+    let valid_from = ts(&row.try_get::<String, _>("valid_from")?)?;
+    Ok(PolicySummary::of_version(id, &record, version, valid_from))
+}
+
+/// A claim as one of its versions (`claim_id`, `policy_id`, `version`, `record`,
+/// `valid_from`) shows it.
+fn claim_version_summary(row: &SqliteRow) -> Result<ClaimSummary> {
+    let id: i64 = row.try_get("claim_id")?;
+    let version: i64 = row.try_get("version")?;
+    let record: Claim = serde_json::from_str(&row.try_get::<String, _>("record")?)
+        .map_err(|e| StoreError::Corrupt(format!("claim {id} v{version}: {e}")))?;
+    let valid_from = ts(&row.try_get::<String, _>("valid_from")?)?;
+    ClaimSummary::of_version(id, row.try_get("policy_id")?, &record, version, valid_from)
+        .map_err(|e| StoreError::Corrupt(format!("claim {id} v{version}: {e}")))
+}
+
+const CLAIM_VERSION_SELECT: &str =
+    "SELECT v.claim_id, v.policy_id, v.version, v.record, v.valid_from FROM claim_versions v";
+
+/// Claim versions for an as-of list, through the as-of index (see `list_policies`), or
+/// through a policy's claims when the list is of one policy's.
+const CLAIM_VERSION_LIST: &str =
+    "SELECT v.claim_id, v.policy_id, v.version, v.record, v.valid_from \
+     FROM claim_versions v INDEXED BY claim_versions_as_of";
+const POLICY_CLAIM_VERSION_LIST: &str =
+    "SELECT v.claim_id, v.policy_id, v.version, v.record, v.valid_from \
+     FROM claim_versions v INDEXED BY claim_versions_by_policy";
+
 /// The rows of `_sqlx_migrations`; none when no migration ever ran.
 async fn applied_migrations(conn: &mut SqliteConnection) -> Result<Vec<schema::AppliedMigration>> {
     let exists: Option<i64> = sqlx::query_scalar(
@@ -398,6 +447,12 @@ struct PendingVersion {
     source_line: i64,
     /// Set when a later record of the same batch supersedes this version.
     valid_to: Option<String>,
+    /// The record's values as-of reads filter and sum on.
+    carrier_id: String,
+    line_of_business: &'static str,
+    status: &'static str,
+    premium: String,
+    currency: String,
 }
 
 /// Multi-row INSERT chunk size, well under SQLite's bound-parameter limit.
@@ -441,7 +496,8 @@ impl PendingRows {
         for chunk in self.versions.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO policy_versions (policy_id, version, content_hash, record, submission_id, \
-                 record_number, source_line, valid_from, valid_to) ",
+                 record_number, source_line, valid_from, valid_to, carrier_id, line_of_business, \
+                 status, premium, currency) ",
             );
             q.push_values(chunk, |mut b, v| {
                 b.push_bind(v.policy_id)
@@ -452,7 +508,12 @@ impl PendingRows {
                     .push_bind(v.record_number)
                     .push_bind(v.source_line)
                     .push_bind(at)
-                    .push_bind(v.valid_to.as_deref());
+                    .push_bind(v.valid_to.as_deref())
+                    .push_bind(v.carrier_id.as_str())
+                    .push_bind(v.line_of_business)
+                    .push_bind(v.status)
+                    .push_bind(v.premium.as_str())
+                    .push_bind(v.currency.as_str());
             });
             q.build().execute(&mut *conn).await?;
         }
@@ -676,6 +737,11 @@ async fn upsert_policy(
         record_number: staged.record_number as i64,
         source_line: staged.source_line as i64,
         valid_to: None,
+        carrier_id: policy.carrier.as_str().to_owned(),
+        line_of_business: policy.line_of_business.value.code(),
+        status: policy.status.value.code(),
+        premium: amount_text(&policy.premium),
+        currency: policy.premium.currency.as_str().to_owned(),
     });
     for t in derive_premium_transactions(previous.as_ref(), policy) {
         pending.premium_transactions.push((
@@ -945,7 +1011,8 @@ async fn upsert_claim(
     };
     sqlx::query(
         "INSERT INTO claim_versions (claim_id, version, content_hash, record, submission_id, \
-         record_number, source_line, valid_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         record_number, source_line, valid_from, carrier_id, status, policy_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(claim_id)
     .bind(version)
@@ -955,6 +1022,9 @@ async fn upsert_claim(
     .bind(staged.record_number as i64)
     .bind(staged.source_line as i64)
     .bind(at)
+    .bind(claim.carrier.as_str())
+    .bind(claim.status.value.code())
+    .bind(policy_id)
     .execute(&mut *conn)
     .await?;
     for t in derive_claim_transactions(previous.as_ref(), claim) {
@@ -1425,6 +1495,38 @@ impl Store for SqliteStore {
     }
 
     async fn list_policies(&self, filter: &PolicyFilter) -> Result<Page<PolicySummary>> {
+        if let Some(as_of) = filter.as_of {
+            // The version of each policy current then, with the values it had then. The as-of
+            // index filters without reading the records (the planner would walk the primary
+            // key and read every row).
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT v.policy_id, v.version, v.record, v.valid_from \
+                 FROM policy_versions v INDEXED BY policy_versions_as_of WHERE v.valid_from <= ",
+            );
+            let at = instant(as_of);
+            q.push_bind(at.clone())
+                .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
+                .push_bind(at)
+                .push(")");
+            if let Some(c) = &filter.carrier {
+                q.push(" AND v.carrier_id = ").push_bind(c.clone());
+            }
+            if let Some(l) = filter.line_of_business {
+                q.push(" AND v.line_of_business = ").push_bind(l.code());
+            }
+            if let Some(s) = filter.status {
+                q.push(" AND v.status = ").push_bind(s.code());
+            }
+            return self
+                .keyset_page(
+                    q,
+                    "v.policy_id",
+                    &filter.page,
+                    policy_version_summary,
+                    |p| p.id,
+                )
+                .await;
+        }
         let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM policies WHERE 1 = 1");
         if let Some(c) = &filter.carrier {
             q.push(" AND carrier_id = ").push_bind(c.clone());
@@ -1472,6 +1574,57 @@ impl Store for SqliteStore {
             coverages: record.coverages,
             claims,
             versions: row.try_get("versions")?,
+            lineage: Lineage {
+                submission_id: row.try_get("submission_id")?,
+                record_number: row.try_get::<i64, _>("record_number")? as u64,
+                line: row.try_get::<i64, _>("source_line")? as u64,
+            },
+            created_at: ts(&row.try_get::<String, _>("created_at")?)?,
+        }))
+    }
+
+    async fn get_policy_as_of(
+        &self,
+        id: i64,
+        as_of: DateTime<Utc>,
+    ) -> Result<Option<PolicyDetail>> {
+        let at = instant(as_of);
+        let Some(row) = sqlx::query(&format!(
+            "SELECT v.policy_id, v.version, v.record, v.valid_from, v.submission_id, \
+             v.record_number, v.source_line, p.created_at \
+             FROM policy_versions v JOIN policies p ON p.id = v.policy_id \
+             WHERE v.policy_id = ?1 AND {} ORDER BY v.valid_from DESC LIMIT 1",
+            current_at(2)
+        ))
+        .bind(id)
+        .bind(&at)
+        .fetch_optional(&self.read)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let version: i64 = row.try_get("version")?;
+        let record = policy_record(id, version, &row.try_get::<String, _>("record")?)?;
+        let valid_from = ts(&row.try_get::<String, _>("valid_from")?)?;
+        let summary = PolicySummary::of_version(id, &record, version, valid_from);
+        let claims = sqlx::query(&format!(
+            "{CLAIM_VERSION_SELECT} WHERE v.policy_id = ?1 AND {} ORDER BY v.claim_id",
+            current_at(2)
+        ))
+        .bind(id)
+        .bind(&at)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(claim_version_summary)
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Some(PolicyDetail {
+            summary,
+            insured: record.insured,
+            coverages: record.coverages,
+            claims,
+            // Versions are numbered from 1: the current one's number is how many there were.
+            versions: version,
             lineage: Lineage {
                 submission_id: row.try_get("submission_id")?,
                 record_number: row.try_get::<i64, _>("record_number")? as u64,
@@ -1545,6 +1698,33 @@ impl Store for SqliteStore {
     }
 
     async fn list_claims(&self, filter: &ClaimFilter) -> Result<Page<ClaimSummary>> {
+        if let Some(as_of) = filter.as_of {
+            let mut q = QueryBuilder::<Sqlite>::new(if filter.policy_id.is_some() {
+                POLICY_CLAIM_VERSION_LIST
+            } else {
+                CLAIM_VERSION_LIST
+            });
+            let at = instant(as_of);
+            q.push(" WHERE v.valid_from <= ")
+                .push_bind(at.clone())
+                .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
+                .push_bind(at)
+                .push(")");
+            if let Some(c) = &filter.carrier {
+                q.push(" AND v.carrier_id = ").push_bind(c.clone());
+            }
+            if let Some(s) = filter.status {
+                q.push(" AND v.status = ").push_bind(s.code());
+            }
+            if let Some(p) = filter.policy_id {
+                q.push(" AND v.policy_id = ").push_bind(p);
+            }
+            return self
+                .keyset_page(q, "v.claim_id", &filter.page, claim_version_summary, |c| {
+                    c.id
+                })
+                .await;
+        }
         let mut q = QueryBuilder::<Sqlite>::new(CLAIM_SELECT);
         q.push(" WHERE 1 = 1");
         if let Some(c) = &filter.carrier {
@@ -1563,12 +1743,34 @@ impl Store for SqliteStore {
     }
 
     async fn portfolio(&self) -> Result<Vec<PortfolioLine>> {
+        self.sum_portfolio(None).await
+    }
+
+    async fn portfolio_as_of(&self, as_of: DateTime<Utc>) -> Result<Vec<PortfolioLine>> {
+        self.sum_portfolio(Some(as_of)).await
+    }
+}
+
+impl SqliteStore {
+    /// The portfolio over the current versions (`policies`), or over the versions current at
+    /// `as_of` (read from the `policy_versions_as_of` index alone).
+    async fn sum_portfolio(&self, as_of: Option<DateTime<Utc>>) -> Result<Vec<PortfolioLine>> {
         // Premium is summed in Rust: SQLite's SUM would go through floating point.
         let mut lines: BTreeMap<(String, String, String), PortfolioLine> = BTreeMap::new();
-        let mut rows = sqlx::query(
-            "SELECT carrier_id, line_of_business, currency, status, premium FROM policies",
-        )
-        .fetch(&self.read);
+        let sql = match as_of {
+            None => "SELECT carrier_id, line_of_business, currency, status, premium FROM policies"
+                .to_owned(),
+            Some(_) => format!(
+                "SELECT v.carrier_id, v.line_of_business, v.currency, v.status, v.premium \
+                 FROM policy_versions v WHERE {}",
+                current_at(1)
+            ),
+        };
+        let mut query = sqlx::query(&sql);
+        if let Some(t) = as_of {
+            query = query.bind(instant(t));
+        }
+        let mut rows = query.fetch(&self.read);
         while let Some(row) = rows.try_next().await? {
             let carrier: String = row.try_get("carrier_id")?;
             let lob: String = row.try_get("line_of_business")?;

@@ -1,8 +1,8 @@
 //! What goes into and comes out of a store. Output types serialise as the API shows them.
 
 use carrierhub_model::{
-    CanonicalRecord, CarrierId, ClaimStatus, Coverage, InsuredParty, LineOfBusiness, Money,
-    PolicyStatus, RecordKind,
+    CanonicalRecord, CarrierId, Claim, ClaimStatus, Coverage, InsuredParty, LineOfBusiness, Money,
+    Policy, PolicyStatus, RecordKind,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -224,6 +224,9 @@ pub struct PolicyFilter {
     pub carrier: Option<String>,
     pub line_of_business: Option<LineOfBusiness>,
     pub status: Option<PolicyStatus>,
+    /// Read the versions current at this instant instead of the current ones; the filters
+    /// then apply to those versions' values (the status the policy had then).
+    pub as_of: Option<DateTime<Utc>>,
     pub page: PageRequest,
 }
 
@@ -232,7 +235,33 @@ pub struct ClaimFilter {
     pub carrier: Option<String>,
     pub status: Option<ClaimStatus>,
     pub policy_id: Option<i64>,
+    /// Read the versions current at this instant (see [`PolicyFilter::as_of`]).
+    pub as_of: Option<DateTime<Utc>>,
     pub page: PageRequest,
+}
+
+/// Parses the instant of an as-of read: an RFC 3339 timestamp (`2025-12-01T00:00:00Z`,
+/// `2025-12-01T09:30:00+01:00`), or a date alone (`2025-12-01`), which means midnight UTC of
+/// that day. The error says what was expected, for the caller to name its parameter.
+pub fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        if text.len() == 10 {
+            return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+        }
+    }
+    let hint = if text.contains(' ') {
+        " (in a URL, the '+' of an offset must be sent as %2B)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "'{text}' is not an RFC 3339 timestamp such as 2025-12-01T00:00:00Z or \
+         2025-12-01T00:00:00+01:00, nor a date such as 2025-12-01 (midnight UTC){hint}"
+    ))
 }
 
 /// A normalised code and the carrier's original.
@@ -256,6 +285,37 @@ pub struct PolicySummary {
     pub insured_name: String,
     pub version: i64,
     pub updated_at: DateTime<Utc>,
+}
+
+impl PolicySummary {
+    /// The summary of a stored version: its record, number, and the instant it began.
+    pub(crate) fn of_version(
+        id: i64,
+        record: &Policy,
+        version: i64,
+        valid_from: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            carrier: record.carrier.as_str().to_owned(),
+            number: record.number.as_str().to_owned(),
+            line_of_business: CodeValue {
+                code: record.line_of_business.value.code().to_owned(),
+                original: record.line_of_business.original.clone(),
+            },
+            status: CodeValue {
+                code: record.status.value.code().to_owned(),
+                original: record.status.original.clone(),
+            },
+            effective_date: record.effective_date,
+            expiration_date: record.expiration_date,
+            premium: Money::new(record.premium.amount, record.premium.currency),
+            producer: record.producer.clone(),
+            insured_name: record.insured.name.clone(),
+            version,
+            updated_at: valid_from,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -318,6 +378,40 @@ pub struct ClaimSummary {
     pub updated_at: DateTime<Utc>,
 }
 
+impl ClaimSummary {
+    /// The summary of a stored version: its record, the policy it belonged to then, its
+    /// number, and the instant it began.
+    pub(crate) fn of_version(
+        id: i64,
+        policy_id: i64,
+        record: &Claim,
+        version: i64,
+        valid_from: DateTime<Utc>,
+    ) -> Result<Self, carrierhub_model::MoneyError> {
+        let paid = Money::new(record.paid.amount, record.paid.currency);
+        let reserve = Money::new(record.reserve.amount, record.reserve.currency);
+        Ok(Self {
+            id,
+            carrier: record.carrier.as_str().to_owned(),
+            number: record.number.as_str().to_owned(),
+            policy_id,
+            policy_number: record.policy_number.as_str().to_owned(),
+            loss_date: record.loss_date,
+            reported_date: record.reported_date,
+            status: CodeValue {
+                code: record.status.value.code().to_owned(),
+                original: record.status.original.clone(),
+            },
+            cause: record.cause.clone(),
+            incurred: paid.checked_add(&reserve)?,
+            paid,
+            reserve,
+            version,
+            updated_at: valid_from,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PortfolioLine {
     pub carrier: String,
@@ -326,4 +420,37 @@ pub struct PortfolioLine {
     pub policies: u64,
     pub in_force: u64,
     pub premium: Decimal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_of_takes_rfc3339_or_a_date_at_midnight_utc() {
+        let utc = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(
+            parse_as_of("2025-12-01T00:00:00Z"),
+            Ok(utc("2025-12-01T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_as_of("2025-12-01T09:30:00.25+01:00"),
+            Ok(utc("2025-12-01T08:30:00.25Z"))
+        );
+        assert_eq!(parse_as_of("2025-12-01"), Ok(utc("2025-12-01T00:00:00Z")));
+        for bad in [
+            "",
+            "yesterday",
+            "2025-12-01T00:00:00",
+            "2025-12-1",
+            "01.12.2025",
+        ] {
+            let e = parse_as_of(bad).unwrap_err();
+            assert!(e.contains("RFC 3339") && !e.contains("%2B"), "{bad}: {e}");
+        }
+        // A '+' sent unencoded in a URL arrives as a space.
+        assert!(parse_as_of("2025-12-01T00:00:00 01:00")
+            .unwrap_err()
+            .contains("%2B"));
+    }
 }

@@ -36,6 +36,8 @@ conformance!(
     portfolio_sums_are_exact,
     pagination_with_filters_visits_every_match_once,
     a_schema_behind_the_build_is_refused_without_migrating,
+    as_of_reads_return_the_versions_current_then,
+    paging_as_of_a_past_instant_is_stable_while_another_task_writes,
 );
 
 async fn versions_transactions_and_events_follow_the_changes(target: Target) {
@@ -1204,6 +1206,7 @@ async fn pagination_with_filters_visits_every_match_once(target: Target) {
         carrier: Some("acme".into()),
         line_of_business: Some(LineOfBusiness::PersonalAuto),
         status: Some(PolicyStatus::Active),
+        as_of: None,
         page: PageRequest {
             after_id: None,
             limit: 3,
@@ -1256,4 +1259,468 @@ async fn a_schema_behind_the_build_is_refused_without_migrating(target: Target) 
     );
     let store = open_store_with(&target.locator, false).await.unwrap();
     store.ping().await.unwrap();
+}
+
+/// A claim of `acme` with a status of its own.
+fn claim_with(
+    number: &str,
+    policy_number: &str,
+    status: ClaimStatus,
+    paid: i64,
+    reserve: i64,
+) -> CanonicalRecord {
+    let CanonicalRecord::Claim(mut c) = claim(number, policy_number, paid, reserve) else {
+        unreachable!("claim() makes claims")
+    };
+    c.status = Coded::new(status, status.code());
+    CanonicalRecord::Claim(c)
+}
+
+fn as_of(t: chrono::DateTime<chrono::Utc>) -> PolicyFilter {
+    PolicyFilter {
+        as_of: Some(t),
+        ..PolicyFilter::default()
+    }
+}
+
+/// (number, version, line, status, premium) of each policy, in id order.
+async fn policies_view(
+    store: &Arc<dyn Store>,
+    filter: PolicyFilter,
+) -> Vec<(String, i64, String, String, Money)> {
+    all_policies(store, filter)
+        .await
+        .into_iter()
+        .map(|p| {
+            (
+                p.number,
+                p.version,
+                p.line_of_business.code,
+                p.status.code,
+                p.premium,
+            )
+        })
+        .collect()
+}
+
+/// (number, version, policy id, status, paid, reserve) of each claim.
+async fn claims_view(
+    store: &Arc<dyn Store>,
+    filter: ClaimFilter,
+) -> Vec<(String, i64, i64, String, Money, Money)> {
+    store
+        .list_claims(&filter)
+        .await
+        .expect("list claims")
+        .items
+        .into_iter()
+        .map(|c| {
+            (
+                c.number,
+                c.version,
+                c.policy_id,
+                c.status.code,
+                c.paid,
+                c.reserve,
+            )
+        })
+        .collect()
+}
+
+/// (carrier, line, currency, policies, in force, premium) of each portfolio line.
+fn portfolio_view(lines: &[PortfolioLine]) -> Vec<(&str, &str, &str, u64, u64, Decimal)> {
+    lines
+        .iter()
+        .map(|l| {
+            (
+                l.carrier.as_str(),
+                l.line_of_business.as_str(),
+                l.currency.as_str(),
+                l.policies,
+                l.in_force,
+                l.premium,
+            )
+        })
+        .collect()
+}
+
+fn row(
+    number: &str,
+    version: i64,
+    line: LineOfBusiness,
+    status: PolicyStatus,
+    cents: i64,
+) -> (String, i64, String, String, Money) {
+    (
+        number.to_owned(),
+        version,
+        line.code().to_owned(),
+        status.code().to_owned(),
+        eur(cents),
+    )
+}
+
+async fn as_of_reads_return_the_versions_current_then(target: Target) {
+    use ClaimStatus::{Closed, Open};
+    use LineOfBusiness::{Homeowners, PersonalAuto};
+    use PolicyStatus::{Active, Cancelled};
+    let store = target.store().await;
+    let micro = chrono::Duration::microseconds(1);
+
+    // Delivery 1: P4 twice in the batch (its first version lasts no time at all).
+    let (first, _) = ingest(
+        &store,
+        vec![
+            policy("P1", 10_000, Active),
+            policy("P2", 20_000, Active),
+            policy("P4", 1_000, Active),
+            policy("P4", 2_000, Active),
+            claim("C1", "P1", 0, 500),
+        ],
+    )
+    .await;
+    let portfolio_then = store.portfolio().await.unwrap();
+    let (p1, p2, p4) = (
+        policy_id(&store, "P1").await,
+        policy_id(&store, "P2").await,
+        policy_id(&store, "P4").await,
+    );
+    let t1 = store.list_policy_versions(p1).await.unwrap()[0].valid_from;
+
+    // Delivery 2: P1 endorsed and moved to another line, P2 cancelled, P3 and B1 new; claim
+    // C1 closed and moved to P3.
+    store
+        .ensure_carrier(&carrier("beta"), "Beta")
+        .await
+        .unwrap();
+    let mut p1_auto = policy_of("acme", "P1", eur(15_000), Active);
+    p1_auto.line_of_business = Coded::new(PersonalAuto, "KFZ");
+    let mut p3_auto = policy_of("acme", "P3", eur(30_000), Active);
+    p3_auto.line_of_business = Coded::new(PersonalAuto, "KFZ");
+    ingest(
+        &store,
+        vec![
+            CanonicalRecord::Policy(p1_auto),
+            policy("P2", 5_000, Cancelled),
+            CanonicalRecord::Policy(p3_auto),
+            CanonicalRecord::Policy(policy_of("beta", "B1", eur(7_700), Active)),
+            claim_with("C1", "P3", Closed, 500, 0),
+            claim("C2", "P3", 0, 900),
+        ],
+    )
+    .await;
+    let p3 = policy_id(&store, "P3").await;
+    let t2 = store.list_policy_versions(p1).await.unwrap()[1].valid_from;
+
+    // Delivery 3: a cancellation transaction on P3.
+    ingest(
+        &store,
+        vec![transaction(
+            "P3",
+            "T1",
+            TransactionType::Cancellation,
+            -10_000,
+            date(2025, 6, 1),
+        )],
+    )
+    .await;
+    let t3 = store.list_policy_versions(p3).await.unwrap()[1].valid_from;
+    assert!(t1 < t2 && t2 < t3, "{t1} < {t2} < {t3}");
+
+    // Before the first delivery: nothing existed.
+    let before = t1 - micro;
+    assert!(all_policies(&store, as_of(before)).await.is_empty());
+    assert!(store.get_policy_as_of(p1, before).await.unwrap().is_none());
+    assert!(store.portfolio_as_of(before).await.unwrap().is_empty());
+    let claims_before = ClaimFilter {
+        as_of: Some(before),
+        ..ClaimFilter::default()
+    };
+    assert!(claims_view(&store, claims_before).await.is_empty());
+
+    // Between deliveries 1 and 2 (from the instant delivery 1 began): its state, whatever
+    // came later.
+    for t in [t1, t1 + micro, t2 - micro] {
+        assert_eq!(
+            policies_view(&store, as_of(t)).await,
+            [
+                row("P1", 1, Homeowners, Active, 10_000),
+                row("P2", 1, Homeowners, Active, 20_000),
+                row("P4", 2, Homeowners, Active, 2_000),
+            ],
+            "as of {t}"
+        );
+        assert_eq!(store.portfolio_as_of(t).await.unwrap(), portfolio_then);
+    }
+    let between = t2 - micro;
+    assert_eq!(
+        portfolio_view(&store.portfolio_as_of(between).await.unwrap()),
+        [("acme", "homeowners", "EUR", 3, 3, Decimal::from(320))]
+    );
+    let detail = store.get_policy_as_of(p1, between).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            detail.summary.version,
+            detail.versions,
+            detail.summary.premium,
+            detail.summary.updated_at,
+            detail.created_at,
+        ),
+        (1, 1, eur(10_000), t1, t1)
+    );
+    assert_eq!(
+        detail.lineage,
+        Lineage {
+            submission_id: first,
+            record_number: 1,
+            line: 2
+        }
+    );
+    let claims: Vec<(&str, i64, i64)> = detail
+        .claims
+        .iter()
+        .map(|c| (c.number.as_str(), c.version, c.policy_id))
+        .collect();
+    assert_eq!(claims, [("C1", 1, p1)]);
+    assert!(
+        store.get_policy_as_of(p3, between).await.unwrap().is_none(),
+        "P3 did not exist yet"
+    );
+    // Filters apply to the values of the time: the status and the line then.
+    let filtered = |status: Option<PolicyStatus>, line: Option<LineOfBusiness>, t| PolicyFilter {
+        status,
+        line_of_business: line,
+        as_of: Some(t),
+        ..PolicyFilter::default()
+    };
+    assert!(
+        policies_view(&store, filtered(Some(Cancelled), None, between))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        policies_view(&store, filtered(Some(Active), Some(Homeowners), between))
+            .await
+            .len(),
+        3
+    );
+    assert!(
+        policies_view(&store, filtered(None, Some(PersonalAuto), between))
+            .await
+            .is_empty()
+    );
+    let claims_between = |status: Option<ClaimStatus>, policy_id: Option<i64>| ClaimFilter {
+        status,
+        policy_id,
+        as_of: Some(between),
+        ..ClaimFilter::default()
+    };
+    assert_eq!(
+        claims_view(&store, claims_between(Some(Open), Some(p1))).await,
+        [("C1".to_owned(), 1, p1, "open".to_owned(), eur(0), eur(500))]
+    );
+    assert!(claims_view(&store, claims_between(Some(Closed), None))
+        .await
+        .is_empty());
+
+    // From delivery 2 on: P2 cancelled then, P1 on another line, C1 closed on P3.
+    assert_eq!(
+        policies_view(&store, filtered(Some(Cancelled), None, t2)).await,
+        [row("P2", 2, Homeowners, Cancelled, 5_000)]
+    );
+    assert_eq!(
+        policies_view(&store, filtered(None, Some(PersonalAuto), t3 - micro)).await,
+        [
+            row("P1", 2, PersonalAuto, Active, 15_000),
+            row("P3", 1, PersonalAuto, Active, 30_000),
+        ]
+    );
+    let acme_at_t2 = PolicyFilter {
+        carrier: Some("acme".into()),
+        as_of: Some(t2),
+        ..PolicyFilter::default()
+    };
+    assert_eq!(all_policies(&store, acme_at_t2).await.len(), 4);
+    assert_eq!(
+        portfolio_view(&store.portfolio_as_of(t2).await.unwrap()),
+        [
+            ("acme", "homeowners", "EUR", 2, 1, Decimal::from(70)),
+            ("acme", "personal_auto", "EUR", 2, 2, Decimal::from(450)),
+            ("beta", "homeowners", "EUR", 1, 1, Decimal::from(77)),
+        ]
+    );
+    assert!(store
+        .get_policy_as_of(p1, t2)
+        .await
+        .unwrap()
+        .unwrap()
+        .claims
+        .is_empty());
+    let p3_then = store.get_policy_as_of(p3, t2).await.unwrap().unwrap();
+    let claims: Vec<(&str, i64, &str)> = p3_then
+        .claims
+        .iter()
+        .map(|c| (c.number.as_str(), c.version, c.status.code.as_str()))
+        .collect();
+    assert_eq!(claims, [("C1", 2, "closed"), ("C2", 1, "open")]);
+    let closed_at_t2 = ClaimFilter {
+        status: Some(Closed),
+        as_of: Some(t2),
+        ..ClaimFilter::default()
+    };
+    assert_eq!(
+        claims_view(&store, closed_at_t2).await,
+        [(
+            "C1".to_owned(),
+            2,
+            p3,
+            "closed".to_owned(),
+            eur(500),
+            eur(0)
+        )]
+    );
+
+    // The cancellation transaction: active just before, cancelled from then on.
+    let p3_before = store
+        .get_policy_as_of(p3, t3 - micro)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (p3_before.summary.status.code.as_str(), p3_before.versions),
+        ("active", 1)
+    );
+    let p3_after = store.get_policy_as_of(p3, t3).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            p3_after.summary.status.code.as_str(),
+            p3_after.summary.premium,
+            p3_after.versions
+        ),
+        ("cancelled", eur(20_000), 2)
+    );
+    assert_eq!(
+        policies_view(&store, filtered(Some(Cancelled), None, t3)).await,
+        [
+            row("P2", 2, Homeowners, Cancelled, 5_000),
+            row("P3", 2, PersonalAuto, Cancelled, 20_000),
+        ]
+    );
+
+    // As of now (or later), as-of reads are the current reads, exactly.
+    let later = chrono::Utc::now() + chrono::Duration::days(1);
+    assert_eq!(
+        all_policies(&store, as_of(later)).await,
+        all_policies(&store, PolicyFilter::default()).await
+    );
+    for id in [p1, p2, p3, p4] {
+        assert_eq!(
+            store.get_policy_as_of(id, later).await.unwrap(),
+            store.get_policy(id).await.unwrap()
+        );
+    }
+    let claims_later = ClaimFilter {
+        as_of: Some(later),
+        ..ClaimFilter::default()
+    };
+    assert_eq!(
+        store.list_claims(&claims_later).await.unwrap().items,
+        store
+            .list_claims(&ClaimFilter::default())
+            .await
+            .unwrap()
+            .items
+    );
+    assert_eq!(
+        store.portfolio_as_of(later).await.unwrap(),
+        store.portfolio().await.unwrap()
+    );
+    assert!(store
+        .get_policy_as_of(i64::MAX, later)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn paging_as_of_a_past_instant_is_stable_while_another_task_writes(target: Target) {
+    let store = target.store().await;
+    const EXISTING: usize = 60;
+    let existing: Vec<CanonicalRecord> = (0..EXISTING)
+        .map(|i| {
+            let status = if i % 4 == 0 {
+                PolicyStatus::Cancelled
+            } else {
+                PolicyStatus::Active
+            };
+            policy(&format!("E{i:04}"), 1000 + i as i64, status)
+        })
+        .collect();
+    ingest(&store, existing).await;
+    let active_now = PolicyFilter {
+        status: Some(PolicyStatus::Active),
+        ..PolicyFilter::default()
+    };
+    let expected = all_policies(&store, active_now.clone()).await;
+    assert_eq!(expected.len(), 45);
+    let portfolio_then = store.portfolio().await.unwrap();
+    let then = store.list_policy_versions(expected[0].id).await.unwrap()[0].valid_from;
+
+    let writer_store = target.store().await;
+    let writer = tokio::spawn(async move {
+        let id = claimed_submission(&writer_store, "writer").await;
+        for round in 0..10 {
+            let mut records: Vec<CanonicalRecord> = (0..10)
+                .map(|i| {
+                    policy(
+                        &format!("N{round:02}{i:02}"),
+                        5000 + i,
+                        PolicyStatus::Active,
+                    )
+                })
+                .collect();
+            // Existing policies are cancelled, reactivated, repriced.
+            records.push(policy(
+                &format!("E{:04}", round * 5 + 1),
+                99_999,
+                PolicyStatus::Cancelled,
+            ));
+            records.push(policy(
+                &format!("E{:04}", round * 4),
+                88_888,
+                PolicyStatus::Active,
+            ));
+            let mut b = batch(id, "writer", records);
+            b.through_record = (round + 1) * 12;
+            writer_store.commit_batch(b).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    });
+
+    let mut seen = Vec::new();
+    let mut filter = PolicyFilter {
+        as_of: Some(then),
+        ..active_now.clone()
+    };
+    filter.page.limit = 4;
+    loop {
+        let page = store.list_policies(&filter).await.unwrap();
+        assert!(page.items.len() <= 4);
+        seen.extend(page.items);
+        match page.next_cursor {
+            Some(c) => filter.page.after_id = Some(Cursor::decode(&c).unwrap().after_id),
+            None => break,
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    writer.await.unwrap();
+
+    assert_eq!(seen, expected, "the past does not move while paging");
+    filter.page = PageRequest::default();
+    assert_eq!(all_policies(&store, filter).await, expected);
+    assert_eq!(store.portfolio_as_of(then).await.unwrap(), portfolio_then);
+    assert_ne!(
+        all_policies(&store, active_now).await,
+        expected,
+        "the present did move"
+    );
 }
