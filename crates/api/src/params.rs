@@ -15,13 +15,61 @@ pub struct Params {
 
 impl Params {
     pub fn new(values: HashMap<String, String>, allowed: &[&str]) -> Result<Self, Problem> {
-        if let Some(unknown) = values.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Self::with_prefixes(values, allowed, &[])
+    }
+
+    /// Like [`Params::new`], also accepting any parameter that starts with one of `prefixes`
+    /// (`extra.broker_code`).
+    pub fn with_prefixes(
+        values: HashMap<String, String>,
+        allowed: &[&str],
+        prefixes: &[&str],
+    ) -> Result<Self, Problem> {
+        let known = |k: &str| {
+            allowed.contains(&k)
+                || prefixes
+                    .iter()
+                    .any(|p| k.len() > p.len() && k.starts_with(p))
+        };
+        if let Some(unknown) = values.keys().find(|k| !known(k)) {
+            let mut accepted = allowed.join(", ");
+            for p in prefixes {
+                accepted.push_str(&format!(", {p}KEY"));
+            }
             return Err(Problem::bad_request(format!(
-                "unknown query parameter '{unknown}'; this endpoint accepts: {}",
-                allowed.join(", ")
+                "unknown query parameter '{unknown}'; this endpoint accepts: {accepted}"
             )));
         }
         Ok(Self { values })
+    }
+
+    /// The parameters that start with `prefix`, without it, sorted by name.
+    pub fn prefixed(&self, prefix: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .values
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_owned(), v.clone())))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Whether `include=…` asks for `what` (a comma-separated list; unknown names are a 400).
+    pub fn includes(&self, what: &str, known: &[&str]) -> Result<bool, Problem> {
+        let Some(list) = self.text("include") else {
+            return Ok(false);
+        };
+        let mut found = false;
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if !known.contains(&item) {
+                return Err(Problem::bad_request(format!(
+                    "query parameter 'include': unknown '{item}'; it accepts: {}",
+                    known.join(", ")
+                )));
+            }
+            found |= item == what;
+        }
+        Ok(found)
     }
 
     pub fn text(&self, name: &str) -> Option<String> {

@@ -62,22 +62,26 @@ fn body(value: impl serde::Serialize, as_of: Option<DateTime<Utc>>) -> Value {
 }
 
 pub async fn list_policies(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
-    let p = Params::new(
+    let p = Params::with_prefixes(
         q,
         &[
             "carrier",
             "line_of_business",
             "status",
             "as_of",
+            "include",
             "limit",
             "cursor",
         ],
+        &["extra."],
     )?;
     let filter = PolicyFilter {
         carrier: p.text("carrier"),
         line_of_business: p.parsed::<LineOfBusiness>("line_of_business")?,
         status: p.parsed::<PolicyStatus>("status")?,
         as_of: p.as_of()?,
+        extras: p.prefixed("extra."),
+        include_extras: p.includes("extras", &["extras"])?,
         page: p.page()?,
     };
     let page = state.store.list_policies(&filter).await?;
@@ -90,17 +94,24 @@ pub async fn get_policy(
     Query(q): Q,
 ) -> ApiResult<Value> {
     let id = path_id("policy", &id)?;
-    let p = Params::new(q, &["as_of"])?;
+    let p = Params::new(q, &["as_of", "include"])?;
+    let include_extras = p.includes("extras", &["extras"])?;
+    let shown = |mut policy: carrierhub_store::PolicyDetail| {
+        if !include_extras {
+            policy.summary.extras = None;
+        }
+        policy
+    };
     let Some(as_of) = p.as_of()? else {
         let policy = state
             .store
             .get_policy(id)
             .await?
             .ok_or_else(|| Problem::not_found(format!("no policy with id '{id}'")))?;
-        return Ok(Json(body(policy, None)));
+        return Ok(Json(body(shown(policy), None)));
     };
     match state.store.get_policy_as_of(id, as_of).await? {
-        Some(policy) => Ok(Json(body(policy, Some(as_of)))),
+        Some(policy) => Ok(Json(body(shown(policy), Some(as_of)))),
         None => {
             let versions = state.store.list_policy_versions(id).await?;
             Err(Problem::not_found(match versions.first() {

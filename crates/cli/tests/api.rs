@@ -260,3 +260,62 @@ async fn policies_and_claims_are_filtered_and_paged() {
         assert_problem(status, &content_type, &body, want, detail);
     }
 }
+
+#[tokio::test]
+async fn source_fields_the_model_lacks_are_kept_returned_and_filterable() {
+    let env = Env::new();
+    let mapping = env.write("acme.toml", common::ACME_MAPPING);
+    let feed = env.write(
+        "bestand.csv",
+        "Nr;Sparte;Status;Beginn;Ende;Beitrag;Name;Makler-Nr.;Filiale\n\
+         P1;KFZ;A;01.01.2025;01.01.2026;10,00;Anna;AB12;Nord\n\
+         P2;WG;A;01.01.2025;01.01.2026;20,00;Ben;CD34;\n\
+         P3;WG;A;01.01.2025;01.01.2026;30,00;Cem;AB12;Sued\n",
+    );
+    env.ingest("acme", &mapping, &feed);
+    let server = env.serve();
+    let client = Client::new();
+
+    let (status, _, page) = get(&client, &server, "/v1/policies?extra.makler_nr=AB12").await;
+    assert_eq!(status, 200, "{page}");
+    let numbers: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["number"].as_str().unwrap())
+        .collect();
+    assert_eq!(numbers, ["P1", "P3"]);
+    assert!(page["items"][0].get("extras").is_none(), "only when asked");
+
+    let (_, _, page) = get(
+        &client,
+        &server,
+        "/v1/policies?extra.makler_nr=AB12&extra.filiale=Sued&include=extras",
+    )
+    .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        page["items"][0]["extras"],
+        serde_json::json!({"filiale": "Sued", "makler_nr": "AB12"})
+    );
+    let id = page["items"][0]["id"].as_i64().unwrap();
+    let (_, _, detail) = get(
+        &client,
+        &server,
+        &format!("/v1/policies/{id}?include=extras"),
+    )
+    .await;
+    assert_eq!(detail["extras"]["makler_nr"], "AB12");
+    let (_, _, plain) = get(&client, &server, &format!("/v1/policies/{id}")).await;
+    assert!(plain.get("extras").is_none());
+
+    let (status, content_type, problem) =
+        get(&client, &server, "/v1/policies?include=everything").await;
+    assert_problem(
+        status,
+        &content_type,
+        &problem,
+        StatusCode::BAD_REQUEST,
+        "unknown 'everything'",
+    );
+}

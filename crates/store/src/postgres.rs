@@ -36,7 +36,7 @@ use sqlx::postgres::types::PgInterval;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -261,6 +261,7 @@ impl PgStore {
             )?,
             producer: row.try_get("producer")?,
             insured_name: row.try_get("insured_name")?,
+            extras: None,
             version: row.try_get("version")?,
             updated_at: row.try_get("updated_at")?,
         })
@@ -2258,7 +2259,11 @@ impl Store for PgStore {
             if let Some(s) = filter.status {
                 q.push(" AND v.status = ").push_bind(s.code());
             }
-            return self
+            for (key, value) in &filter.extras {
+                q.push(" AND v.record -> 'extras' @> ")
+                    .push_bind(extras_filter(key, value));
+            }
+            let page = self
                 .keyset_page(
                     q,
                     "v.policy_id",
@@ -2266,7 +2271,8 @@ impl Store for PgStore {
                     policy_version_summary,
                     |p| p.id,
                 )
-                .await;
+                .await?;
+            return self.with_extras(page, filter.include_extras).await;
         }
         let mut q = QueryBuilder::<Postgres>::new("SELECT * FROM policies WHERE 1 = 1");
         if let Some(c) = &filter.carrier {
@@ -2278,10 +2284,22 @@ impl Store for PgStore {
         if let Some(s) = filter.status {
             q.push(" AND status = ").push_bind(s.code());
         }
-        self.keyset_page(q, "id", &filter.page, Self::policy_summary_from_row, |p| {
-            p.id
-        })
-        .await
+        // Through the GIN index on the versions' extras, to the policies whose current
+        // version has them.
+        for (key, value) in &filter.extras {
+            q.push(
+                " AND id IN (SELECT w.policy_id FROM policy_versions w \
+                 WHERE w.valid_to IS NULL AND w.record -> 'extras' @> ",
+            )
+            .push_bind(extras_filter(key, value))
+            .push(")");
+        }
+        let page = self
+            .keyset_page(q, "id", &filter.page, Self::policy_summary_from_row, |p| {
+                p.id
+            })
+            .await?;
+        self.with_extras(page, filter.include_extras).await
     }
 
     async fn get_policy(&self, id: i64) -> Result<Option<PolicyDetail>> {
@@ -2311,7 +2329,10 @@ impl Store for PgStore {
         .map(Self::claim_summary_from_row)
         .collect::<Result<Vec<_>>>()?;
         Ok(Some(PolicyDetail {
-            summary,
+            summary: PolicySummary {
+                extras: Some(record.extras.clone()),
+                ..summary
+            },
             insured: record.insured,
             coverages: record.coverages,
             claims,
@@ -2359,7 +2380,10 @@ impl Store for PgStore {
         Ok(Some(PolicyDetail {
             // Versions are numbered from 1: the current one's number is how many there were.
             versions: summary.version,
-            summary,
+            summary: PolicySummary {
+                extras: Some(record.extras.clone()),
+                ..summary
+            },
             insured: record.insured,
             coverages: record.coverages,
             claims,
@@ -2556,4 +2580,45 @@ fn rejection_from_row(r: &PgRow) -> Result<Rejection> {
         value: r.try_get("value")?,
         reason: r.try_get("reason")?,
     })
+}
+
+impl PgStore {
+    /// Fills each summary's extras from its version's record, when asked for.
+    async fn with_extras(
+        &self,
+        mut page: Page<PolicySummary>,
+        include: bool,
+    ) -> Result<Page<PolicySummary>> {
+        if !include || page.items.is_empty() {
+            return Ok(page);
+        }
+        let ids: Vec<i64> = page.items.iter().map(|p| p.id).collect();
+        let versions: Vec<i64> = page.items.iter().map(|p| p.version).collect();
+        let rows = sqlx::query(
+            "SELECT v.policy_id, v.record -> 'extras' AS extras FROM policy_versions v \
+             JOIN UNNEST($1::bigint[], $2::bigint[]) AS k(policy_id, version) \
+             ON k.policy_id = v.policy_id AND k.version = v.version",
+        )
+        .bind(&ids)
+        .bind(&versions)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found = HashMap::new();
+        for row in rows {
+            let extras: Option<Json<BTreeMap<String, String>>> = row.try_get("extras")?;
+            found.insert(
+                row.try_get::<i64, _>("policy_id")?,
+                extras.map(|Json(e)| e).unwrap_or_default(),
+            );
+        }
+        for p in &mut page.items {
+            p.extras = Some(found.remove(&p.id).unwrap_or_default());
+        }
+        Ok(page)
+    }
+}
+
+/// A JSONB containment filter for one extras key and value: `{"key": "value"}`.
+fn extras_filter(key: &str, value: &str) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ key: value }))
 }

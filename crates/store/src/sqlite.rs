@@ -261,6 +261,7 @@ impl SqliteStore {
             )?,
             producer: row.try_get("producer")?,
             insured_name: row.try_get("insured_name")?,
+            extras: None,
             version: row.try_get("version")?,
             updated_at: ts(&row.try_get::<String, _>("updated_at")?)?,
         })
@@ -1517,7 +1518,17 @@ impl Store for SqliteStore {
             if let Some(s) = filter.status {
                 q.push(" AND v.status = ").push_bind(s.code());
             }
-            return self
+            for (key, value) in &filter.extras {
+                q.push(
+                    " AND EXISTS (SELECT 1 FROM policy_extras e WHERE e.policy_id = v.policy_id \
+                     AND e.version = v.version AND e.key = ",
+                )
+                .push_bind(key.clone())
+                .push(" AND e.value = ")
+                .push_bind(value.clone())
+                .push(")");
+            }
+            let page = self
                 .keyset_page(
                     q,
                     "v.policy_id",
@@ -1525,7 +1536,8 @@ impl Store for SqliteStore {
                     policy_version_summary,
                     |p| p.id,
                 )
-                .await;
+                .await?;
+            return self.with_extras(page, filter.include_extras).await;
         }
         let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM policies WHERE 1 = 1");
         if let Some(c) = &filter.carrier {
@@ -1537,10 +1549,25 @@ impl Store for SqliteStore {
         if let Some(s) = filter.status {
             q.push(" AND status = ").push_bind(s.code());
         }
-        self.keyset_page(q, "id", &filter.page, Self::policy_summary_from_row, |p| {
-            p.id
-        })
-        .await
+        // Through the extras rows' (key, value) index, to the policies whose current version
+        // has them.
+        for (key, value) in &filter.extras {
+            q.push(
+                " AND id IN (SELECT e.policy_id FROM policy_extras e JOIN policy_versions w \
+                 ON w.policy_id = e.policy_id AND w.version = e.version \
+                 WHERE w.valid_to IS NULL AND e.key = ",
+            )
+            .push_bind(key.clone())
+            .push(" AND e.value = ")
+            .push_bind(value.clone())
+            .push(")");
+        }
+        let page = self
+            .keyset_page(q, "id", &filter.page, Self::policy_summary_from_row, |p| {
+                p.id
+            })
+            .await?;
+        self.with_extras(page, filter.include_extras).await
     }
 
     async fn get_policy(&self, id: i64) -> Result<Option<PolicyDetail>> {
@@ -1569,7 +1596,10 @@ impl Store for SqliteStore {
         .map(Self::claim_summary_from_row)
         .collect::<Result<Vec<_>>>()?;
         Ok(Some(PolicyDetail {
-            summary,
+            summary: PolicySummary {
+                extras: Some(record.extras.clone()),
+                ..summary
+            },
             insured: record.insured,
             coverages: record.coverages,
             claims,
@@ -1619,7 +1649,10 @@ impl Store for SqliteStore {
         .map(claim_version_summary)
         .collect::<Result<Vec<_>>>()?;
         Ok(Some(PolicyDetail {
-            summary,
+            summary: PolicySummary {
+                extras: Some(record.extras.clone()),
+                ..summary
+            },
             insured: record.insured,
             coverages: record.coverages,
             claims,
@@ -1826,4 +1859,42 @@ fn rejection_from_row(r: &SqliteRow) -> Result<Rejection> {
         value: r.try_get("value")?,
         reason: r.try_get("reason")?,
     })
+}
+
+impl SqliteStore {
+    /// Fills each summary's extras from its version's record, when asked for.
+    async fn with_extras(
+        &self,
+        mut page: Page<PolicySummary>,
+        include: bool,
+    ) -> Result<Page<PolicySummary>> {
+        if !include || page.items.is_empty() {
+            return Ok(page);
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT policy_id, json_extract(record, '$.extras') AS extras FROM policy_versions WHERE ",
+        );
+        let mut or = q.separated(" OR ");
+        for p in &page.items {
+            or.push("(policy_id = ")
+                .push_bind_unseparated(p.id)
+                .push_unseparated(" AND version = ")
+                .push_bind_unseparated(p.version)
+                .push_unseparated(")");
+        }
+        let mut found = HashMap::new();
+        for row in q.build().fetch_all(&self.read).await? {
+            let text: Option<String> = row.try_get("extras")?;
+            let extras = match text {
+                Some(t) => serde_json::from_str(&t)
+                    .map_err(|e| StoreError::Corrupt(format!("extras: {e}")))?,
+                None => BTreeMap::new(),
+            };
+            found.insert(row.try_get::<i64, _>("policy_id")?, extras);
+        }
+        for p in &mut page.items {
+            p.extras = Some(found.remove(&p.id).unwrap_or_default());
+        }
+        Ok(page)
+    }
 }

@@ -227,6 +227,10 @@ pub struct PolicyFilter {
     /// Read the versions current at this instant instead of the current ones; the filters
     /// then apply to those versions' values (the status the policy had then).
     pub as_of: Option<DateTime<Utc>>,
+    /// Only policies whose extras hold these keys with these values (all of them).
+    pub extras: Vec<(String, String)>,
+    /// Return each policy's extras.
+    pub include_extras: bool,
     pub page: PageRequest,
 }
 
@@ -285,6 +289,9 @@ pub struct PolicySummary {
     pub insured_name: String,
     pub version: i64,
     pub updated_at: DateTime<Utc>,
+    /// The source fields the model has no place for; present when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extras: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl PolicySummary {
@@ -314,6 +321,7 @@ impl PolicySummary {
             insured_name: record.insured.name.clone(),
             version,
             updated_at: valid_from,
+            extras: None,
         }
     }
 }

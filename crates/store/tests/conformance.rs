@@ -38,6 +38,7 @@ conformance!(
     a_schema_behind_the_build_is_refused_without_migrating,
     as_of_reads_return_the_versions_current_then,
     paging_as_of_a_past_instant_is_stable_while_another_task_writes,
+    extras_are_returned_when_asked_and_filter_current_and_past_versions,
 );
 
 async fn versions_transactions_and_events_follow_the_changes(target: Target) {
@@ -1207,6 +1208,8 @@ async fn pagination_with_filters_visits_every_match_once(target: Target) {
         line_of_business: Some(LineOfBusiness::PersonalAuto),
         status: Some(PolicyStatus::Active),
         as_of: None,
+        extras: vec![],
+        include_extras: false,
         page: PageRequest {
             after_id: None,
             limit: 3,
@@ -1722,5 +1725,101 @@ async fn paging_as_of_a_past_instant_is_stable_while_another_task_writes(target:
         all_policies(&store, active_now).await,
         expected,
         "the present did move"
+    );
+}
+
+async fn extras_are_returned_when_asked_and_filter_current_and_past_versions(target: Target) {
+    let store = target.store().await;
+    let with = |number: &str, cents: i64, extras: &[(&str, &str)]| {
+        let mut p = policy_of("acme", number, eur(cents), PolicyStatus::Active);
+        p.extras = extras
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        CanonicalRecord::Policy(p)
+    };
+    ingest(
+        &store,
+        vec![
+            with("P1", 100, &[("broker_code", "AB12"), ("branch", "North")]),
+            with("P2", 200, &[("broker_code", "CD34")]),
+            with("P3", 300, &[]),
+        ],
+    )
+    .await;
+    let before_change = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // P2 moves to broker AB12; P1 loses its branch.
+    ingest(
+        &store,
+        vec![
+            with("P1", 100, &[("broker_code", "AB12")]),
+            with("P2", 200, &[("broker_code", "AB12")]),
+        ],
+    )
+    .await;
+
+    let list = |extras: Vec<(&str, &str)>, include: bool, as_of| {
+        let store = store.clone();
+        let filter = PolicyFilter {
+            carrier: Some("acme".into()),
+            as_of,
+            extras: extras
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            include_extras: include,
+            page: PageRequest {
+                after_id: None,
+                limit: 50,
+            },
+            ..Default::default()
+        };
+        async move { store.list_policies(&filter).await.unwrap().items }
+    };
+    let numbers = |items: &[PolicySummary]| -> Vec<String> {
+        items.iter().map(|p| p.number.clone()).collect()
+    };
+
+    let now = list(vec![("broker_code", "AB12")], false, None).await;
+    assert_eq!(numbers(&now), ["P1", "P2"], "the current versions' extras");
+    assert!(now.iter().all(|p| p.extras.is_none()), "not asked for");
+    let then = list(vec![("broker_code", "AB12")], true, Some(before_change)).await;
+    assert_eq!(numbers(&then), ["P1"], "the versions current then");
+    assert_eq!(
+        then[0]
+            .extras
+            .as_ref()
+            .unwrap()
+            .get("branch")
+            .map(String::as_str),
+        Some("North")
+    );
+    let both = list(
+        vec![("broker_code", "AB12"), ("branch", "North")],
+        false,
+        None,
+    )
+    .await;
+    assert!(both.is_empty(), "every filter must hold");
+    let all = list(vec![], true, None).await;
+    assert_eq!(numbers(&all), ["P1", "P2", "P3"]);
+    assert_eq!(
+        all[2].extras,
+        Some(Default::default()),
+        "no extras is an empty map"
+    );
+    assert_eq!(all[0].extras.as_ref().unwrap().len(), 1);
+
+    let p1 = all[0].id;
+    let detail = store.get_policy(p1).await.unwrap().unwrap();
+    assert_eq!(
+        detail
+            .summary
+            .extras
+            .unwrap()
+            .get("broker_code")
+            .map(String::as_str),
+        Some("AB12")
     );
 }
