@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# PostgreSQL ingestion benchmark (not a test).
+#
+# For each size N in $BENCH_SIZES (default "1000000"):
+#   * generates N northwind policy rows with `carrierhub gen`,
+#   * creates a fresh database and times `carrierhub --database-url … ingest` of the feed
+#     into it (wall time, peak RSS); checks counts.inserted == N,
+#   * times a re-send of the identical file into the same database; checks
+#     counts.unchanged == N,
+#   * baseline: exports CarrierHub's own `policies` rows (the normalised values it stored:
+#     canonical codes, ISO dates, plain decimals, ids, hashes, timestamps) to CSV, and times
+#     `psql \copy … FROM … WITH (FORMAT csv)` of that CSV, in one transaction, into a table
+#     created `(LIKE policies INCLUDING ALL)` in a fresh database migrated by
+#     `carrierhub migrate` (same column types, constraints and indexes, so index maintenance
+#     is paid as CarrierHub pays it). Checks that the copy holds exactly CarrierHub's rows,
+#   * times the SQLite ingest of the same file into a fresh data directory (as
+#     bench/ingest.sh does); checks counts.inserted == N.
+# Prints a markdown table and writes it to bench/out/postgres-results.md. Every temporary
+# database is dropped at the end, also when the run fails.
+#
+# Usage: bash bench/postgres.sh
+#   BENCH_SIZES="1000000"                          row counts to benchmark
+#   BENCH_PG_URL=postgres://postgres@127.0.0.1:5432  the server (no database name)
+#   BENCH_OUT=bench/out                            working directory (gitignored)
+#   BENCH_KEEP=1                                   keep feeds, data dirs, CSV and databases
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+SIZES="${BENCH_SIZES:-1000000}"
+PG_SERVER="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}"
+PG_SERVER="${PG_SERVER%/}"
+OUT="${BENCH_OUT:-$ROOT/bench/out}"
+KEEP="${BENCH_KEEP:-0}"
+CARRIER=northwind
+BIN="$ROOT/target/release/carrierhub"
+PSQL=psql
+TIME=/usr/bin/time
+RESULTS="$OUT/postgres-results.md"
+# Database names: unique per run, so that two runs (or a leftover) never collide.
+DB_PREFIX="chbench_$$"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] FAIL: %s\n' "$*" >&2; exit 1; }
+
+# The store's URL must not leak into the SQLite run, nor a log filter into the timings.
+unset CARRIERHUB_DATABASE_URL CARRIERHUB_DATA_DIR CARRIERHUB_NO_MIGRATE CARRIERHUB_LOG RUST_LOG
+
+# --- prerequisites -----------------------------------------------------------
+if [[ ! -x "$TIME" ]]; then
+    log "$TIME missing; installing the 'time' package"
+    if [[ $(id -u) -eq 0 ]]; then
+        apt-get install -y time >/dev/null || { apt-get update >/dev/null && apt-get install -y time >/dev/null; }
+    else
+        sudo apt-get install -y time >/dev/null
+    fi
+fi
+[[ -x "$TIME" ]] || die "$TIME not available"
+command -v "$PSQL" >/dev/null 2>&1 || die "psql not available (needed for the baseline)"
+
+db_url() { printf '%s/%s' "$PG_SERVER" "$1"; }
+# sql DB STATEMENT...: runs statements in DB, unaligned, tuples only; fails on error.
+sql() {
+    local db=$1; shift
+    local args=()
+    for s in "$@"; do args+=(-c "$s"); done
+    PGOPTIONS='-c client_min_messages=warning' \
+        "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$(db_url "$db")" "${args[@]}"
+}
+sql postgres 'SELECT 1' >/dev/null ||
+    die "no PostgreSQL server answers at $PG_SERVER (set BENCH_PG_URL)"
+PG_VERSION=$(sql postgres 'SHOW server_version')
+
+# JSON field extraction: jq if present, python3 otherwise.
+json_get() { # json_get FILE .counts.inserted
+    if command -v jq >/dev/null 2>&1; then
+        jq -er "$2" "$1"
+    else
+        python3 - "$1" "$2" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2].strip('.').split('.'):
+    v = v[k]
+print(v)
+PY
+    fi
+}
+
+wall_secs() { cat "$1.wall"; }
+rss_mib() {
+    awk -F': ' '/Maximum resident set size/ { printf "%.1f", $NF / 1024 }' "$1"
+}
+rate() { # rate ROWS SECS
+    awk -v n="$1" -v s="$2" 'BEGIN { if (s <= 0) s = 0.01; printf "%.0f", n / s }'
+}
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "n/a"; else printf "%.2f", a / b }'
+}
+# timed TIMEFILE CMD...: runs CMD under `time -v`; wall seconds (from
+# $EPOCHREALTIME, finer than time's centiseconds) go to TIMEFILE.wall.
+timed() {
+    local tf=$1; shift
+    local t0=$EPOCHREALTIME
+    "$TIME" -v -o "$tf" "$@" || true
+    local t1=$EPOCHREALTIME
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }' >"$tf.wall"
+}
+check_exit() { # check_exit TIMEFILE LABEL
+    local st
+    st=$(awk -F': ' '/Exit status/ { print $NF }' "$1")
+    [[ "$st" == 0 ]] || die "$2 exited with status ${st:-?} (see $1)"
+}
+
+# --- temporary databases: created here, dropped on exit ------------------------
+CREATED_DBS=()
+create_db() {
+    sql postgres "DROP DATABASE IF EXISTS $1 WITH (FORCE)" "CREATE DATABASE $1" >/dev/null
+    CREATED_DBS+=("$1")
+}
+drop_dbs() {
+    local rc=$?
+    if [[ "$KEEP" == 1 ]]; then
+        [[ ${#CREATED_DBS[@]} -gt 0 ]] && log "kept databases: ${CREATED_DBS[*]}"
+    else
+        for db in "${CREATED_DBS[@]}"; do
+            sql postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null ||
+                log "could not drop database $db"
+        done
+    fi
+    exit "$rc"
+}
+trap drop_dbs EXIT
+
+# --- build -------------------------------------------------------------------
+log "building release binary"
+cargo build --release -p carrierhub
+[[ -x "$BIN" ]] || die "$BIN not found after build"
+
+mkdir -p "$OUT"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+rows_md=()
+sizes_md=()
+for N in $SIZES; do
+    [[ "$N" =~ ^[0-9]+$ ]] || die "bad size '$N' in BENCH_SIZES"
+    W="$OUT/postgres-$N"
+    rm -rf "$W"
+    mkdir -p "$W"
+    GEN="$W/gen"
+    CSV="$GEN/$CARRIER-policies.csv"
+    MAP="$GEN/$CARRIER-policies.toml"
+    NORM="$W/policies-normalised.csv"
+    CH_DB="${DB_PREFIX}_${N}_carrierhub"
+    COPY_DB="${DB_PREFIX}_${N}_copy"
+
+    # --- generate --------------------------------------------------------------
+    log "N=$N: generating feed"
+    "$BIN" --log-format json gen --out "$GEN" --policies "$N" --carrier "$CARRIER" --no-claims \
+        >"$W/gen.out" 2>"$W/gen.log" || die "gen failed (see $W/gen.log)"
+    [[ -f "$CSV" && -f "$MAP" ]] || die "gen did not write $CSV and $MAP"
+    lines=$(wc -l <"$CSV")
+    [[ "$lines" -eq $((N + 1)) ]] || die "$CSV has $lines lines, expected $((N + 1))"
+    csv_mib=$(awk -v b="$(stat -c %s "$CSV")" 'BEGIN { printf "%.1f", b / 1048576 }')
+
+    # --- CarrierHub → PostgreSQL: first ingest into a fresh database ------------
+    log "N=$N: carrierhub ingest into PostgreSQL (fresh database $CH_DB)"
+    create_db "$CH_DB"
+    sql postgres 'CHECKPOINT' >/dev/null
+    timed "$W/pg-ingest.time" \
+        "$BIN" --log-format json --database-url "$(db_url "$CH_DB")" --data-dir "$W/pg-data" \
+        ingest --carrier "$CARRIER" --mapping "$MAP" --json "$CSV" \
+        >"$W/pg-ingest.json" 2>"$W/pg-ingest.log"
+    check_exit "$W/pg-ingest.time" "carrierhub ingest (PostgreSQL)"
+    status=$(json_get "$W/pg-ingest.json" .status)
+    inserted=$(json_get "$W/pg-ingest.json" .counts.inserted)
+    [[ "$status" == completed ]] || die "ingest status '$status', expected 'completed'"
+    [[ "$inserted" -eq "$N" ]] || die "PostgreSQL ingest inserted $inserted rows, expected $N"
+    stored=$(sql "$CH_DB" 'SELECT count(*) FROM policies')
+    [[ "$stored" -eq "$N" ]] || die "policies holds $stored rows after the ingest, expected $N"
+    pg_s=$(wall_secs "$W/pg-ingest.time")
+    pg_rss=$(rss_mib "$W/pg-ingest.time")
+    # What the ingest wrote, per table (for the notes under the table).
+    sql "$CH_DB" "SELECT string_agg(format('%s %s MiB', relname,
+                      round(pg_total_relation_size(relid) / 1048576.0)), ', ' ORDER BY relname)
+                  FROM pg_stat_user_tables
+                  WHERE relname IN ('policies', 'policy_versions', 'premium_transactions', 'outbox')" \
+        >"$W/pg-sizes.txt"
+
+    # --- CarrierHub → PostgreSQL: re-send of the identical file -----------------
+    log "N=$N: carrierhub ingest into PostgreSQL (re-send, same database)"
+    sql postgres 'CHECKPOINT' >/dev/null
+    timed "$W/pg-resend.time" \
+        "$BIN" --log-format json --database-url "$(db_url "$CH_DB")" --data-dir "$W/pg-data" \
+        ingest --carrier "$CARRIER" --mapping "$MAP" --json "$CSV" \
+        >"$W/pg-resend.json" 2>"$W/pg-resend.log"
+    check_exit "$W/pg-resend.time" "carrierhub ingest (PostgreSQL re-send)"
+    unchanged=$(json_get "$W/pg-resend.json" .counts.unchanged)
+    r_inserted=$(json_get "$W/pg-resend.json" .counts.inserted)
+    r_updated=$(json_get "$W/pg-resend.json" .counts.updated)
+    [[ "$unchanged" -eq "$N" && "$r_inserted" -eq 0 && "$r_updated" -eq 0 ]] ||
+        die "re-send: unchanged=$unchanged inserted=$r_inserted updated=$r_updated, expected unchanged=$N"
+    rs_s=$(wall_secs "$W/pg-resend.time")
+    rs_rss=$(rss_mib "$W/pg-resend.time")
+
+    # --- baseline: COPY of CarrierHub's own normalised rows ----------------------
+    # Every column of `policies`, in table order, exactly as CarrierHub stored them; the copy
+    # therefore gets the same values (ids and timestamps included), and nothing is parsed,
+    # mapped or validated on the way.
+    log "N=$N: exporting CarrierHub's policies rows to $NORM"
+    sql "$CH_DB" "\\copy (SELECT * FROM policies ORDER BY id) TO '$NORM' WITH (FORMAT csv)"
+    norm_lines=$(wc -l <"$NORM")
+    [[ "$norm_lines" -eq "$N" ]] || die "$NORM has $norm_lines lines, expected $N"
+    norm_mib=$(awk -v b="$(stat -c %s "$NORM")" 'BEGIN { printf "%.1f", b / 1048576 }')
+
+    log "N=$N: COPY baseline into (LIKE policies INCLUDING ALL) in fresh database $COPY_DB"
+    create_db "$COPY_DB"
+    "$BIN" --log-format json --database-url "$(db_url "$COPY_DB")" --data-dir "$W/copy-data" \
+        migrate >"$W/copy-migrate.out" 2>"$W/copy-migrate.log" ||
+        die "carrierhub migrate failed (see $W/copy-migrate.log)"
+    # Created before the timed transaction (as CarrierHub's table is), so COPY cannot take
+    # the WAL-skipping path of a table created in its own transaction.
+    sql "$COPY_DB" 'CREATE TABLE policies_copy (LIKE policies INCLUDING ALL)' >/dev/null
+    sql postgres 'CHECKPOINT' >/dev/null
+    timed "$W/copy.time" \
+        "$PSQL" -X -q -v ON_ERROR_STOP=1 "$(db_url "$COPY_DB")" \
+        -c 'BEGIN' \
+        -c "\\copy policies_copy FROM '$NORM' WITH (FORMAT csv)" \
+        -c 'COMMIT' \
+        >"$W/copy.out" 2>&1
+    check_exit "$W/copy.time" "psql \\copy"
+    copied=$(sql "$COPY_DB" 'SELECT count(*) FROM policies_copy')
+    [[ "$copied" -eq "$N" ]] || die "COPY loaded $copied rows, expected $N"
+    # Same rows, value for value, as CarrierHub's table.
+    digest='SELECT md5(string_agg(md5(t::text), $$$$ ORDER BY id))'
+    ch_digest=$(sql "$CH_DB" "$digest FROM policies t")
+    copy_digest=$(sql "$COPY_DB" "$digest FROM policies_copy t")
+    [[ "$ch_digest" == "$copy_digest" ]] ||
+        die "policies_copy differs from CarrierHub's policies ($copy_digest vs $ch_digest)"
+    cp_s=$(wall_secs "$W/copy.time")
+    cp_rss=$(rss_mib "$W/copy.time")
+
+    # --- SQLite: the same file into a fresh data directory -----------------------
+    log "N=$N: carrierhub ingest into SQLite (fresh data dir)"
+    timed "$W/sqlite-ingest.time" \
+        "$BIN" --log-format json --data-dir "$W/sqlite-data" \
+        ingest --carrier "$CARRIER" --mapping "$MAP" --json "$CSV" \
+        >"$W/sqlite-ingest.json" 2>"$W/sqlite-ingest.log"
+    check_exit "$W/sqlite-ingest.time" "carrierhub ingest (SQLite)"
+    sq_status=$(json_get "$W/sqlite-ingest.json" .status)
+    sq_inserted=$(json_get "$W/sqlite-ingest.json" .counts.inserted)
+    [[ "$sq_status" == completed ]] || die "SQLite ingest status '$sq_status', expected 'completed'"
+    [[ "$sq_inserted" -eq "$N" ]] || die "SQLite ingest inserted $sq_inserted rows, expected $N"
+    sq_s=$(wall_secs "$W/sqlite-ingest.time")
+    sq_rss=$(rss_mib "$W/sqlite-ingest.time")
+
+    pg_rate=$(rate "$N" "$pg_s")
+    rs_rate=$(rate "$N" "$rs_s")
+    cp_rate=$(rate "$N" "$cp_s")
+    sq_rate=$(rate "$N" "$sq_s")
+    rows_md+=("| $N | $csv_mib | $pg_s | $pg_rate | $pg_rss | $rs_s | $rs_rate | $rs_rss | $norm_mib | $cp_s | $cp_rate | $(ratio "$pg_rate" "$cp_rate") | $sq_s | $sq_rate | $sq_rss |")
+    sizes_md+=("- N=$N: CarrierHub's tables after the ingest (with indexes): $(cat "$W/pg-sizes.txt")")
+    log "N=$N: PostgreSQL ${pg_rate} rows/s (${pg_rss} MiB), re-send ${rs_rate} rows/s, COPY ${cp_rate} rows/s, SQLite ${sq_rate} rows/s"
+
+    if [[ "$KEEP" != 1 ]]; then
+        for db in "$CH_DB" "$COPY_DB"; do
+            sql postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+        done
+        rm -rf "$GEN" "$W/pg-data" "$W/copy-data" "$W/sqlite-data" "$NORM"
+    fi
+done
+
+# --- report ------------------------------------------------------------------
+{
+    echo "## PostgreSQL ingestion benchmark"
+    echo
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (dirty)'), $(nproc) cores, load average $LOAD_BEFORE at start, PostgreSQL $PG_VERSION"
+    echo
+    echo "| rows | CSV MiB | CarrierHub→PG s | CarrierHub→PG rows/s | peak RSS MiB | re-send s | re-send rows/s | re-send RSS MiB | normalised CSV MiB | COPY s | COPY rows/s | ratio CarrierHub/COPY | SQLite s | SQLite rows/s | SQLite RSS MiB |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    printf '%s\n' "${rows_md[@]}"
+    echo
+    echo "CarrierHub→PG: \`carrierhub --database-url … ingest\` into a fresh database; re-send: the same file again (all rows unchanged)."
+    echo "COPY: \`psql \\copy … FROM … WITH (FORMAT csv)\` in one transaction of CarrierHub's own \`policies\` rows (every column, as stored),"
+    echo "into \`(LIKE policies INCLUDING ALL)\` in a fresh database migrated by \`carrierhub migrate\`; checked equal to CarrierHub's table."
+    echo "SQLite: \`carrierhub --data-dir … ingest\` of the same file into a fresh data dir. Issue target: ratio CarrierHub/COPY >= 0.5."
+    echo
+    printf '%s\n' "${sizes_md[@]}"
+} | tee "$RESULTS"
+log "results written to $RESULTS"
