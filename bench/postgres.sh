@@ -240,6 +240,35 @@ for N in $SIZES; do
     cp_s=$(wall_secs "$W/copy.time")
     cp_rss=$(rss_mib "$W/copy.time")
 
+    # --- second baseline: COPY of every row CarrierHub wrote ----------------------
+    # CarrierHub keeps more than the policies: every version with its record, the premium
+    # transactions and the change events. COPYing all of those rows, as stored, into the same
+    # migrated schema (constraints and indexes included) shows what the write path costs
+    # against a bulk load of the same data.
+    ALL_DB="${DB_PREFIX}_${N}_all"
+    ALL_TABLES="carriers mappings documents submissions policies policy_versions premium_transactions outbox"
+    log "N=$N: COPY of every table CarrierHub wrote into fresh database $ALL_DB"
+    create_db "$ALL_DB"
+    "$BIN" --log-format json --database-url "$(db_url "$ALL_DB")" --data-dir "$W/all-data" \
+        migrate >"$W/all-migrate.out" 2>"$W/all-migrate.log" ||
+        die "carrierhub migrate failed (see $W/all-migrate.log)"
+    copy_args=(-c 'BEGIN')
+    for t in $ALL_TABLES; do
+        sql "$CH_DB" "\\copy (SELECT * FROM $t) TO '$W/all-$t.csv' WITH (FORMAT csv)"
+        copy_args+=(-c "\\copy $t FROM '$W/all-$t.csv' WITH (FORMAT csv)")
+    done
+    copy_args+=(-c 'COMMIT')
+    sql postgres 'CHECKPOINT' >/dev/null
+    timed "$W/copy-all.time" \
+        "$PSQL" -X -q -v ON_ERROR_STOP=1 "$(db_url "$ALL_DB")" "${copy_args[@]}" \
+        >"$W/copy-all.out" 2>&1
+    check_exit "$W/copy-all.time" "psql \\copy of every table"
+    for t in $ALL_TABLES; do
+        [[ "$(sql "$CH_DB" "SELECT count(*) FROM $t")" -eq "$(sql "$ALL_DB" "SELECT count(*) FROM $t")" ]] ||
+            die "the COPY of $t does not hold CarrierHub's rows"
+    done
+    all_s=$(wall_secs "$W/copy-all.time")
+
     # --- SQLite: the same file into a fresh data directory -----------------------
     log "N=$N: carrierhub ingest into SQLite (fresh data dir)"
     timed "$W/sqlite-ingest.time" \
@@ -258,12 +287,13 @@ for N in $SIZES; do
     rs_rate=$(rate "$N" "$rs_s")
     cp_rate=$(rate "$N" "$cp_s")
     sq_rate=$(rate "$N" "$sq_s")
-    rows_md+=("| $N | $csv_mib | $pg_s | $pg_rate | $pg_rss | $rs_s | $rs_rate | $rs_rss | $norm_mib | $cp_s | $cp_rate | $(ratio "$pg_rate" "$cp_rate") | $sq_s | $sq_rate | $sq_rss |")
+    all_rate=$(rate "$N" "$all_s")
+    rows_md+=("| $N | $csv_mib | $pg_s | $pg_rate | $pg_rss | $rs_s | $rs_rate | $rs_rss | $norm_mib | $cp_s | $cp_rate | $(ratio "$pg_rate" "$cp_rate") | $all_s | $(ratio "$pg_rate" "$all_rate") | $sq_s | $sq_rate | $sq_rss |")
     sizes_md+=("- N=$N: CarrierHub's tables after the ingest (with indexes): $(cat "$W/pg-sizes.txt")")
     log "N=$N: PostgreSQL ${pg_rate} rows/s (${pg_rss} MiB), re-send ${rs_rate} rows/s, COPY ${cp_rate} rows/s, SQLite ${sq_rate} rows/s"
 
     if [[ "$KEEP" != 1 ]]; then
-        for db in "$CH_DB" "$COPY_DB"; do
+        for db in "$CH_DB" "$COPY_DB" "$ALL_DB"; do
             sql postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
         done
         rm -rf "$GEN" "$W/pg-data" "$W/copy-data" "$W/sqlite-data" "$NORM"
@@ -276,13 +306,15 @@ done
     echo
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (dirty)'), $(nproc) cores, load average $LOAD_BEFORE at start, PostgreSQL $PG_VERSION"
     echo
-    echo "| rows | CSV MiB | CarrierHub→PG s | CarrierHub→PG rows/s | peak RSS MiB | re-send s | re-send rows/s | re-send RSS MiB | normalised CSV MiB | COPY s | COPY rows/s | ratio CarrierHub/COPY | SQLite s | SQLite rows/s | SQLite RSS MiB |"
-    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| rows | CSV MiB | CarrierHub→PG s | CarrierHub→PG rows/s | peak RSS MiB | re-send s | re-send rows/s | re-send RSS MiB | normalised CSV MiB | COPY s | COPY rows/s | ratio CarrierHub/COPY | COPY all tables s | ratio CarrierHub/COPY all | SQLite s | SQLite rows/s | SQLite RSS MiB |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     printf '%s\n' "${rows_md[@]}"
     echo
     echo "CarrierHub→PG: \`carrierhub --database-url … ingest\` into a fresh database; re-send: the same file again (all rows unchanged)."
     echo "COPY: \`psql \\copy … FROM … WITH (FORMAT csv)\` in one transaction of CarrierHub's own \`policies\` rows (every column, as stored),"
     echo "into \`(LIKE policies INCLUDING ALL)\` in a fresh database migrated by \`carrierhub migrate\`; checked equal to CarrierHub's table."
+    echo "COPY all tables: the same, for every row CarrierHub wrote (carriers, mappings, documents, submissions, policies, policy_versions,"
+    echo "premium_transactions, outbox) into a fresh migrated database, constraints and indexes included, in one transaction."
     echo "SQLite: \`carrierhub --data-dir … ingest\` of the same file into a fresh data dir. Issue target: ratio CarrierHub/COPY >= 0.5."
     echo
     printf '%s\n' "${sizes_md[@]}"
