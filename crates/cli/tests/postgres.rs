@@ -229,3 +229,37 @@ fn serve_without_migrating_refuses_a_database_behind_the_build() {
         assert!(ready.status().is_success());
     });
 }
+
+#[test]
+fn a_nul_character_rejects_its_record_not_the_batch() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let Some(database) = runtime.block_on(TestDatabase::create_or_skip(
+        "postgres::a_nul_character_rejects_its_record_not_the_batch",
+    )) else {
+        return;
+    };
+    let env = Env::with_database(database.url());
+    let mapping = env.write("acme.toml", common::ACME_MAPPING);
+    // PostgreSQL cannot store U+0000 in text: the record with one is rejected, naming its
+    // field, and the rest of the batch is committed. (It comes after the first 8 KiB, which
+    // are sniffed: a NUL there makes the file binary.)
+    let mut bytes = b"Nr;Sparte;Status;Beginn;Ende;Beitrag;Name\n".to_vec();
+    for i in 0..300 {
+        bytes.extend(format!("P{i};KFZ;A;01.01.2025;01.01.2026;10,00;Anna\n").bytes());
+    }
+    bytes.extend(
+        b"PX;KFZ;A;01.01.2025;01.01.2026;10,00;B\0b\nPY;KFZ;A;01.01.2025;01.01.2026;10,00;Cem\n",
+    );
+    let feed = env.write("bestand.csv", bytes);
+    let submission = env.ingest("acme", &mapping, &feed);
+    assert_eq!(submission["status"], "completed", "{submission}");
+    assert_eq!(counts(&submission), [302, 301, 0, 0, 1]);
+    let out = env.run(&["errors", &submission["id"].to_string()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            "bestand.csv:302: record 301 field insured.name (column 'Name') value 'B\\0b'"
+        ) && text.contains("NUL character"),
+        "{text}"
+    );
+}

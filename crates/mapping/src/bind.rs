@@ -796,6 +796,17 @@ impl<'a> RecordReader<'a> {
     }
 
     fn apply(&mut self, f: &BoundField, text: &str) -> Option<String> {
+        // A NUL is never text a carrier meant, and PostgreSQL cannot store it: refused here,
+        // where the error can name the field, rather than failing a whole batch later.
+        if let Some(at) = text.find('\0') {
+            self.fail(
+                f,
+                &text.replace('\0', "\\0"),
+                ErrorKind::Type,
+                format!("the value contains a NUL character (at byte {at})"),
+            );
+            return None;
+        }
         let mut value: Cow<str> = if f.trim {
             Cow::Borrowed(text.trim())
         } else {
@@ -1305,7 +1316,8 @@ impl BoundMapping {
         let mut keep = |key: &str, value: &Value| {
             if let Some(text) = value.as_text() {
                 let text = text.trim();
-                if !text.is_empty() && !key.is_empty() {
+                // NUL cannot be stored (PostgreSQL); such an extra is left out.
+                if !text.is_empty() && !key.is_empty() && !text.contains('\0') {
                     out.entry(key.to_owned()).or_insert_with(|| text.to_owned());
                 }
             }

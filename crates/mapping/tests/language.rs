@@ -739,3 +739,27 @@ fn source_fields_the_model_has_no_place_for_are_kept_as_extras() {
         [("channel".to_owned(), "web".to_owned())]
     );
 }
+
+#[test]
+fn a_nul_character_is_refused_with_its_field() {
+    let errors = rejected(csv_spec().map_record(
+        &carrier(),
+        &row(&[
+            "POL-0001",
+            "PROP",
+            "LIVE",
+            "01/01/2025",
+            "31/12/2025",
+            "10",
+            "B1",
+            "a\0x",
+            "b",
+            "",
+            "",
+            "",
+        ]),
+    ));
+    assert_eq!(errors[0].field, "insured.name");
+    assert!(errors[0].reason.contains("NUL"), "{}", errors[0].reason);
+    assert_eq!(errors[0].value, "a\\0x b", "shown escaped");
+}

@@ -522,15 +522,25 @@ impl ParseJob {
     }
 }
 
+/// A NUL character cannot be stored by every backend (PostgreSQL refuses it in text): a
+/// rejection shows it escaped.
+fn printable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\\0")
+    } else {
+        text
+    }
+}
+
 fn reject_unreadable(batch: &mut Batch, e: RecordError, sheet: Option<&str>) {
     batch.rejections.push(NewRejection {
         record_number: e.position.record,
         source_line: e.position.line,
         sheet: sheet.map(str::to_owned),
         field: None,
-        source_column: e.column,
-        value: e.value,
-        reason: e.reason,
+        source_column: e.column.map(printable),
+        value: e.value.map(printable),
+        reason: printable(e.reason),
     });
     batch.rejected_records += 1;
 }
@@ -544,9 +554,9 @@ fn reject_unmappable(batch: &mut Batch, at: (u64, u64, Option<&str>), errors: Ve
             source_line: line,
             sheet: sheet.map(str::to_owned),
             field: Some(e.field),
-            source_column: e.column,
-            value: Some(e.value),
-            reason: e.reason,
+            source_column: e.column.map(printable),
+            value: Some(printable(e.value)),
+            reason: printable(e.reason),
         });
     }
     batch.rejected_records += 1;
