@@ -175,15 +175,26 @@ pub async fn diff_policy_versions(
 }
 
 pub async fn list_claims(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
-    let p = Params::new(
+    let p = Params::with_prefixes(
         q,
-        &["carrier", "status", "policy_id", "as_of", "limit", "cursor"],
+        &[
+            "carrier",
+            "status",
+            "policy_id",
+            "as_of",
+            "include",
+            "limit",
+            "cursor",
+        ],
+        &["extra."],
     )?;
     let filter = ClaimFilter {
         carrier: p.text("carrier"),
         status: p.parsed::<ClaimStatus>("status")?,
         policy_id: p.parsed::<i64>("policy_id")?,
         as_of: p.as_of()?,
+        extras: p.prefixed("extra."),
+        include_extras: p.includes("extras", &["extras"])?,
         page: p.page()?,
     };
     let page = state.store.list_claims(&filter).await?;

@@ -291,6 +291,7 @@ impl PgStore {
             reserve,
             incurred,
             version: row.try_get("version")?,
+            extras: None,
             updated_at: row.try_get("updated_at")?,
         })
     }
@@ -2479,11 +2480,16 @@ impl Store for PgStore {
             if let Some(p) = filter.policy_id {
                 q.push(" AND v.policy_id = ").push_bind(p);
             }
-            return self
+            for (key, value) in &filter.extras {
+                q.push(" AND v.record -> 'extras' @> ")
+                    .push_bind(extras_filter(key, value));
+            }
+            let page = self
                 .keyset_page(q, "v.claim_id", &filter.page, claim_version_summary, |c| {
                     c.id
                 })
-                .await;
+                .await?;
+            return self.with_claim_extras(page, filter.include_extras).await;
         }
         let mut q = QueryBuilder::<Postgres>::new(CLAIM_SELECT);
         q.push(" WHERE 1 = 1");
@@ -2496,10 +2502,20 @@ impl Store for PgStore {
         if let Some(p) = filter.policy_id {
             q.push(" AND c.policy_id = ").push_bind(p);
         }
-        self.keyset_page(q, "c.id", &filter.page, Self::claim_summary_from_row, |c| {
-            c.id
-        })
-        .await
+        for (key, value) in &filter.extras {
+            q.push(
+                " AND c.id IN (SELECT w.claim_id FROM claim_versions w \
+                 WHERE w.valid_to IS NULL AND w.record -> 'extras' @> ",
+            )
+            .push_bind(extras_filter(key, value))
+            .push(")");
+        }
+        let page = self
+            .keyset_page(q, "c.id", &filter.page, Self::claim_summary_from_row, |c| {
+                c.id
+            })
+            .await?;
+        self.with_claim_extras(page, filter.include_extras).await
     }
 
     async fn portfolio(&self) -> Result<Vec<PortfolioLine>> {
@@ -2583,6 +2599,40 @@ fn rejection_from_row(r: &PgRow) -> Result<Rejection> {
 }
 
 impl PgStore {
+    /// Fills each claim summary's extras from its version's record, when asked for.
+    async fn with_claim_extras(
+        &self,
+        mut page: Page<ClaimSummary>,
+        include: bool,
+    ) -> Result<Page<ClaimSummary>> {
+        if !include || page.items.is_empty() {
+            return Ok(page);
+        }
+        let ids: Vec<i64> = page.items.iter().map(|c| c.id).collect();
+        let versions: Vec<i64> = page.items.iter().map(|c| c.version).collect();
+        let rows = sqlx::query(
+            "SELECT v.claim_id, v.record -> 'extras' AS extras FROM claim_versions v \
+             JOIN UNNEST($1::bigint[], $2::bigint[]) AS k(claim_id, version) \
+             ON k.claim_id = v.claim_id AND k.version = v.version",
+        )
+        .bind(&ids)
+        .bind(&versions)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found = HashMap::new();
+        for row in rows {
+            let extras: Option<Json<BTreeMap<String, String>>> = row.try_get("extras")?;
+            found.insert(
+                row.try_get::<i64, _>("claim_id")?,
+                extras.map(|Json(e)| e).unwrap_or_default(),
+            );
+        }
+        for c in &mut page.items {
+            c.extras = Some(found.remove(&c.id).unwrap_or_default());
+        }
+        Ok(page)
+    }
+
     /// Fills each summary's extras from its version's record, when asked for.
     async fn with_extras(
         &self,

@@ -291,6 +291,7 @@ impl SqliteStore {
             reserve,
             incurred,
             version: row.try_get("version")?,
+            extras: None,
             updated_at: ts(&row.try_get::<String, _>("updated_at")?)?,
         })
     }
@@ -1752,11 +1753,22 @@ impl Store for SqliteStore {
             if let Some(p) = filter.policy_id {
                 q.push(" AND v.policy_id = ").push_bind(p);
             }
-            return self
+            for (key, value) in &filter.extras {
+                q.push(
+                    " AND EXISTS (SELECT 1 FROM claim_extras e WHERE e.claim_id = v.claim_id \
+                     AND e.version = v.version AND e.key = ",
+                )
+                .push_bind(key.clone())
+                .push(" AND e.value = ")
+                .push_bind(value.clone())
+                .push(")");
+            }
+            let page = self
                 .keyset_page(q, "v.claim_id", &filter.page, claim_version_summary, |c| {
                     c.id
                 })
-                .await;
+                .await?;
+            return self.with_claim_extras(page, filter.include_extras).await;
         }
         let mut q = QueryBuilder::<Sqlite>::new(CLAIM_SELECT);
         q.push(" WHERE 1 = 1");
@@ -1769,10 +1781,23 @@ impl Store for SqliteStore {
         if let Some(p) = filter.policy_id {
             q.push(" AND c.policy_id = ").push_bind(p);
         }
-        self.keyset_page(q, "c.id", &filter.page, Self::claim_summary_from_row, |c| {
-            c.id
-        })
-        .await
+        for (key, value) in &filter.extras {
+            q.push(
+                " AND c.id IN (SELECT e.claim_id FROM claim_extras e JOIN claim_versions w \
+                 ON w.claim_id = e.claim_id AND w.version = e.version \
+                 WHERE w.valid_to IS NULL AND e.key = ",
+            )
+            .push_bind(key.clone())
+            .push(" AND e.value = ")
+            .push_bind(value.clone())
+            .push(")");
+        }
+        let page = self
+            .keyset_page(q, "c.id", &filter.page, Self::claim_summary_from_row, |c| {
+                c.id
+            })
+            .await?;
+        self.with_claim_extras(page, filter.include_extras).await
     }
 
     async fn portfolio(&self) -> Result<Vec<PortfolioLine>> {
@@ -1894,6 +1919,42 @@ impl SqliteStore {
         }
         for p in &mut page.items {
             p.extras = Some(found.remove(&p.id).unwrap_or_default());
+        }
+        Ok(page)
+    }
+
+    /// Fills each claim summary's extras from its version's record, when asked for.
+    async fn with_claim_extras(
+        &self,
+        mut page: Page<ClaimSummary>,
+        include: bool,
+    ) -> Result<Page<ClaimSummary>> {
+        if !include || page.items.is_empty() {
+            return Ok(page);
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT claim_id, json_extract(record, '$.extras') AS extras FROM claim_versions WHERE ",
+        );
+        let mut or = q.separated(" OR ");
+        for c in &page.items {
+            or.push("(claim_id = ")
+                .push_bind_unseparated(c.id)
+                .push_unseparated(" AND version = ")
+                .push_bind_unseparated(c.version)
+                .push_unseparated(")");
+        }
+        let mut found = HashMap::new();
+        for row in q.build().fetch_all(&self.read).await? {
+            let text: Option<String> = row.try_get("extras")?;
+            let extras = match text {
+                Some(t) => serde_json::from_str(&t)
+                    .map_err(|e| StoreError::Corrupt(format!("extras: {e}")))?,
+                None => BTreeMap::new(),
+            };
+            found.insert(row.try_get::<i64, _>("claim_id")?, extras);
+        }
+        for c in &mut page.items {
+            c.extras = Some(found.remove(&c.id).unwrap_or_default());
         }
         Ok(page)
     }

@@ -241,6 +241,10 @@ pub struct ClaimFilter {
     pub policy_id: Option<i64>,
     /// Read the versions current at this instant (see [`PolicyFilter::as_of`]).
     pub as_of: Option<DateTime<Utc>>,
+    /// Only claims whose extras hold these keys with these values (all of them).
+    pub extras: Vec<(String, String)>,
+    /// Return each claim's extras.
+    pub include_extras: bool,
     pub page: PageRequest,
 }
 
@@ -384,6 +388,9 @@ pub struct ClaimSummary {
     pub incurred: Money,
     pub version: i64,
     pub updated_at: DateTime<Utc>,
+    /// The source fields the model has no place for; present when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extras: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl ClaimSummary {
@@ -416,6 +423,7 @@ impl ClaimSummary {
             reserve,
             version,
             updated_at: valid_from,
+            extras: None,
         })
     }
 }

@@ -1822,4 +1822,34 @@ async fn extras_are_returned_when_asked_and_filter_current_and_past_versions(tar
             .map(String::as_str),
         Some("AB12")
     );
+
+    // Claims keep theirs the same way.
+    let claim_with = |number: &str, adjuster: &str| {
+        let CanonicalRecord::Claim(mut c) = claim(number, "P1", 100, 50) else {
+            unreachable!("a claim")
+        };
+        c.extras = [("adjuster".to_owned(), adjuster.to_owned())].into();
+        CanonicalRecord::Claim(c)
+    };
+    ingest(
+        &store,
+        vec![claim_with("C1", "Kim"), claim_with("C2", "Lee")],
+    )
+    .await;
+    let claims = store
+        .list_claims(&ClaimFilter {
+            extras: vec![("adjuster".into(), "Lee".into())],
+            include_extras: true,
+            page: PageRequest {
+                after_id: None,
+                limit: 50,
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].number, "C2");
+    assert_eq!(claims[0].extras.as_ref().unwrap()["adjuster"], "Lee");
 }
