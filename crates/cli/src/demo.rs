@@ -59,11 +59,19 @@ pub async fn run(location: &Location, args: DemoArgs) -> anyhow::Result<ExitCode
          \x20 curl -s {base}/v1/carriers\n\
          \x20 curl -s '{base}/v1/policies?carrier=rheinland&line_of_business=personal_auto&limit=5'\n\
          \x20 curl -s {base}/v1/policies/1\n\
+         \x20 curl -s {base}/v1/policies/1/versions\n\
+         \x20 curl -s '{base}/v1/policies?carrier=meridian&include=extras&limit=2'\n\
          \x20 curl -s '{base}/v1/claims?status=open&limit=5'\n\
          \x20 curl -s {base}/v1/submissions/1\n\
-         \x20 curl -s {base}/v1/portfolio\n\
-         \x20 curl -s -F file=@{} -F mapping=northwind-policies {base}/v1/carriers/northwind/submissions\n",
-        generated[0].policy_file.display()
+         \x20 curl -s '{base}/v1/portfolio?as_of=2025-06-30'\n\
+         \x20 curl -s -F file=@{} -F mapping=northwind-policies {base}/v1/carriers/northwind/submissions\n\
+         \x20 curl -s -F file=@{} -F mapping=harbour-policies -F carrier=harbour {base}/v1/mappings/check\n",
+        generated[0].policy_file.display(),
+        generated
+            .iter()
+            .find(|g| g.profile.id == "harbour")
+            .map(|g| g.policy_file.display().to_string())
+            .unwrap_or_default()
     );
     serve_app(app, args.serve).await?;
     Ok(ExitCode::SUCCESS)
