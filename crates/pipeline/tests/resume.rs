@@ -4,16 +4,20 @@
 use carrierhub_mapping::MappingSpec;
 use carrierhub_model::CarrierId;
 use carrierhub_pipeline::{Delivery, DocumentStore, NoProgress, Pipeline, Progress};
-use carrierhub_store::{Counts, PolicyFilter, SqliteStore, Store, SubmissionStatus};
+use carrierhub_store::testing::TestDatabase;
+use carrierhub_store::{open_store, Counts, PolicyFilter, SqliteStore, Store, SubmissionStatus};
 use carrierhub_synth::{carrier, demo_defects, write_policy_feed, FeedOptions};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn pipeline(dir: &Path) -> Pipeline {
+async fn sqlite(dir: &Path) -> Arc<dyn Store> {
     std::fs::create_dir_all(dir).unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("db.sqlite")).await.unwrap());
+    Arc::new(SqliteStore::open(&dir.join("db.sqlite")).await.unwrap())
+}
+
+fn pipeline(dir: &Path, store: Arc<dyn Store>) -> Pipeline {
     Pipeline::new(store, DocumentStore::new(dir.join("documents")))
         .with_batch_size(100)
         .with_lease(Duration::ZERO)
@@ -49,8 +53,35 @@ async fn snapshot(p: &Pipeline) -> Vec<(String, i64, String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_submission_resumes_to_the_same_result() {
     let tmp = tempfile::tempdir().unwrap();
+    let whole = sqlite(&tmp.path().join("whole")).await;
+    let interrupted = sqlite(&tmp.path().join("interrupted")).await;
+    resumes_to_the_same_result(tmp.path(), whole, interrupted).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_submission_resumes_to_the_same_result_on_postgres() {
+    let test = "resume::an_interrupted_submission_resumes_to_the_same_result_on_postgres";
+    let (Some(a), Some(b)) = (
+        TestDatabase::create_or_skip(test).await,
+        TestDatabase::create_or_skip(test).await,
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = open_store(a.url()).await.unwrap();
+    let interrupted = open_store(b.url()).await.unwrap();
+    resumes_to_the_same_result(tmp.path(), whole, interrupted).await;
+}
+
+/// Processes the same feed whole into one store, and with a worker dying after four batches
+/// into the other, then resumed by a second worker: both stores must end up the same.
+async fn resumes_to_the_same_result(
+    tmp: &Path,
+    whole_store: Arc<dyn Store>,
+    interrupted_store: Arc<dyn Store>,
+) {
     let profile = carrier("thames").unwrap();
-    let feed = tmp.path().join("thames.csv");
+    let feed = tmp.join("thames.csv");
     let mut out = std::fs::File::create(&feed).unwrap();
     let truth = write_policy_feed(
         &profile,
@@ -74,13 +105,13 @@ async fn an_interrupted_submission_resumes_to_the_same_result() {
         replay_of: None,
     };
 
-    let whole = pipeline(&tmp.path().join("whole")).await;
+    let whole = pipeline(&tmp.join("whole"), whole_store);
     let id = whole.receive(delivery()).await.unwrap().submission.id;
     let expected = whole.process(id, "w1", Arc::new(NoProgress)).await.unwrap();
     assert_eq!(expected.counts.received, 1_000);
     assert_eq!(expected.counts.rejected as usize, truth.rejected);
 
-    let interrupted = pipeline(&tmp.path().join("interrupted")).await;
+    let interrupted = pipeline(&tmp.join("interrupted"), interrupted_store);
     let id = interrupted.receive(delivery()).await.unwrap().submission.id;
     let crashing = interrupted.clone();
     let died = tokio::spawn(async move {
