@@ -89,12 +89,38 @@ impl Params {
     }
 
     /// `as_of`: the instant an as-of read describes (RFC 3339, or a date for midnight UTC).
+    /// The instant of an as-of read: the `as_of` parameter, or the one a cursor of an as-of
+    /// list carries (so following `next_cursor` stays at that instant). A cursor used with
+    /// another instant than its list's is refused.
     pub fn as_of(&self) -> Result<Option<DateTime<Utc>>, Problem> {
-        self.text("as_of")
+        // Versions are timed to the microsecond: finer digits cannot tell versions apart.
+        let given = self
+            .text("as_of")
             .map(|v| {
                 parse_as_of(&v)
+                    .map(|t| DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t))
                     .map_err(|e| Problem::bad_request(format!("query parameter 'as_of': {e}")))
             })
+            .transpose()?;
+        let Some(cursor) = self.cursor()? else {
+            return Ok(given);
+        };
+        match (given, cursor.as_of) {
+            (given, None) if given.is_some() => Err(Problem::bad_request(
+                "query parameter 'cursor' belongs to a list of the current versions, not one as of an instant",
+            )),
+            (Some(a), Some(b)) if a != b => Err(Problem::bad_request(format!(
+                "query parameter 'cursor' belongs to the list as of {}, not as of {}",
+                b.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                a.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            ))),
+            (given, from_cursor) => Ok(given.or(from_cursor)),
+        }
+    }
+
+    fn cursor(&self) -> Result<Option<Cursor>, Problem> {
+        self.text("cursor")
+            .map(|c| Cursor::decode(&c).map_err(Problem::bad_request))
             .transpose()
     }
 
@@ -105,11 +131,7 @@ impl Params {
                 "query parameter 'limit' must be between 1 and {MAX_LIMIT}, not {limit}"
             )));
         }
-        let after_id = self
-            .text("cursor")
-            .map(|c| Cursor::decode(&c).map_err(Problem::bad_request))
-            .transpose()?
-            .map(|c| c.after_id);
+        let after_id = self.cursor()?.map(|c| c.after_id);
         Ok(PageRequest { after_id, limit })
     }
 }

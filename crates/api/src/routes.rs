@@ -57,6 +57,16 @@ fn body(value: impl serde::Serialize, as_of: Option<DateTime<Utc>>) -> Value {
     let mut body = serde_json::to_value(value).expect("serialise");
     if let Some(t) = as_of {
         body["as_of"] = json!(t);
+        // The next page of an as-of list is read as of the same instant.
+        if let Some(next) = body.get("next_cursor").and_then(Value::as_str) {
+            if let Ok(c) = carrierhub_store::Cursor::decode(next) {
+                body["next_cursor"] = json!(carrierhub_store::Cursor {
+                    as_of: Some(t),
+                    ..c
+                }
+                .encode());
+            }
+        }
     }
     body
 }

@@ -171,7 +171,8 @@ fn versions_and_cancellations_are_visible_through_the_api() {
 }
 
 /// Every item of a paginated list, following `next_cursor`; each page body must say it
-/// describes `as_of` (or nothing, for a current read).
+/// describes `as_of` (or nothing, for a current read). `as_of` is sent with the first page
+/// only: the cursors of an as-of list carry its instant.
 async fn all_items(
     client: &reqwest::Client,
     server: &Server,
@@ -182,11 +183,10 @@ async fn all_items(
     let mut cursor: Option<String> = None;
     loop {
         let mut url = format!("{path}&limit=70");
-        if let Some(t) = as_of {
-            url.push_str(&format!("&as_of={t}"));
-        }
-        if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={c}"));
+        match (&cursor, as_of) {
+            (None, Some(t)) => url.push_str(&format!("&as_of={t}")),
+            (Some(c), _) => url.push_str(&format!("&cursor={c}")),
+            (None, None) => {}
         }
         let (status, _, page) = get(client, server, &url).await;
         assert_eq!(status, 200, "{url}: {page}");
@@ -321,6 +321,40 @@ fn as_of_reads_show_the_book_as_it_was_between_deliveries() {
         )
         .await;
         assert_eq!(policies_then, snapshot.policies);
+        // A cursor belongs to its list: the instant of another is refused.
+        let (_, _, first) = get(
+            &client,
+            &server,
+            &format!("/v1/policies?carrier=northwind&limit=10&as_of={between}"),
+        )
+        .await;
+        let cursor = first["next_cursor"].as_str().unwrap();
+        let (status, _, problem) = get(
+            &client,
+            &server,
+            &format!("/v1/policies?carrier=northwind&limit=10&as_of=2020-01-01&cursor={cursor}"),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("belongs to the list as of"),
+            "{problem}"
+        );
+        let (_, _, current) =
+            get(&client, &server, "/v1/policies?carrier=northwind&limit=10").await;
+        let current_cursor = current["next_cursor"].as_str().unwrap();
+        let (status, _, _) = get(
+            &client,
+            &server,
+            &format!(
+                "/v1/policies?carrier=northwind&limit=10&as_of={between}&cursor={current_cursor}"
+            ),
+        )
+        .await;
+        assert_eq!(status, 400, "a current list's cursor with an instant");
         for detail in &snapshot.details {
             let id = &detail["id"];
             let path = format!("/v1/policies/{id}?as_of={between}");
