@@ -2605,66 +2605,66 @@ impl PgStore {
         mut page: Page<ClaimSummary>,
         include: bool,
     ) -> Result<Page<ClaimSummary>> {
-        if !include || page.items.is_empty() {
-            return Ok(page);
-        }
-        let ids: Vec<i64> = page.items.iter().map(|c| c.id).collect();
-        let versions: Vec<i64> = page.items.iter().map(|c| c.version).collect();
-        let rows = sqlx::query(
-            "SELECT v.claim_id, v.record -> 'extras' AS extras FROM claim_versions v \
-             JOIN UNNEST($1::bigint[], $2::bigint[]) AS k(claim_id, version) \
-             ON k.claim_id = v.claim_id AND k.version = v.version",
-        )
-        .bind(&ids)
-        .bind(&versions)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut found = HashMap::new();
-        for row in rows {
-            let extras: Option<Json<BTreeMap<String, String>>> = row.try_get("extras")?;
-            found.insert(
-                row.try_get::<i64, _>("claim_id")?,
-                extras.map(|Json(e)| e).unwrap_or_default(),
-            );
-        }
-        for c in &mut page.items {
-            c.extras = Some(found.remove(&c.id).unwrap_or_default());
+        if include {
+            let keys: Vec<(i64, i64)> = page.items.iter().map(|c| (c.id, c.version)).collect();
+            let mut found = self
+                .version_extras("claim_versions", "claim_id", &keys)
+                .await?;
+            for c in &mut page.items {
+                c.extras = Some(found.remove(&c.id).unwrap_or_default());
+            }
         }
         Ok(page)
     }
 
-    /// Fills each summary's extras from its version's record, when asked for.
+    /// Fills each policy summary's extras from its version's record, when asked for.
     async fn with_extras(
         &self,
         mut page: Page<PolicySummary>,
         include: bool,
     ) -> Result<Page<PolicySummary>> {
-        if !include || page.items.is_empty() {
-            return Ok(page);
+        if include {
+            let keys: Vec<(i64, i64)> = page.items.iter().map(|p| (p.id, p.version)).collect();
+            let mut found = self
+                .version_extras("policy_versions", "policy_id", &keys)
+                .await?;
+            for p in &mut page.items {
+                p.extras = Some(found.remove(&p.id).unwrap_or_default());
+            }
         }
-        let ids: Vec<i64> = page.items.iter().map(|p| p.id).collect();
-        let versions: Vec<i64> = page.items.iter().map(|p| p.version).collect();
-        let rows = sqlx::query(
-            "SELECT v.policy_id, v.record -> 'extras' AS extras FROM policy_versions v \
-             JOIN UNNEST($1::bigint[], $2::bigint[]) AS k(policy_id, version) \
-             ON k.policy_id = v.policy_id AND k.version = v.version",
-        )
+        Ok(page)
+    }
+
+    /// The extras of the given (id, version)s of `table`, by id.
+    async fn version_extras(
+        &self,
+        table: &str,
+        id_column: &str,
+        keys: &[(i64, i64)],
+    ) -> Result<HashMap<i64, BTreeMap<String, String>>> {
+        let mut found = HashMap::new();
+        if keys.is_empty() {
+            return Ok(found);
+        }
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let versions: Vec<i64> = keys.iter().map(|k| k.1).collect();
+        let rows = sqlx::query(&format!(
+            "SELECT v.{id_column} AS id, v.record -> 'extras' AS extras FROM {table} v \
+             JOIN UNNEST($1::bigint[], $2::bigint[]) AS k(id, version) \
+             ON k.id = v.{id_column} AND k.version = v.version"
+        ))
         .bind(&ids)
         .bind(&versions)
         .fetch_all(&self.pool)
         .await?;
-        let mut found = HashMap::new();
         for row in rows {
             let extras: Option<Json<BTreeMap<String, String>>> = row.try_get("extras")?;
             found.insert(
-                row.try_get::<i64, _>("policy_id")?,
+                row.try_get::<i64, _>("id")?,
                 extras.map(|Json(e)| e).unwrap_or_default(),
             );
         }
-        for p in &mut page.items {
-            p.extras = Some(found.remove(&p.id).unwrap_or_default());
-        }
-        Ok(page)
+        Ok(found)
     }
 }
 

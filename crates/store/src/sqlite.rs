@@ -1887,38 +1887,20 @@ fn rejection_from_row(r: &SqliteRow) -> Result<Rejection> {
 }
 
 impl SqliteStore {
-    /// Fills each summary's extras from its version's record, when asked for.
+    /// Fills each policy summary's extras from its version's record, when asked for.
     async fn with_extras(
         &self,
         mut page: Page<PolicySummary>,
         include: bool,
     ) -> Result<Page<PolicySummary>> {
-        if !include || page.items.is_empty() {
-            return Ok(page);
-        }
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT policy_id, json_extract(record, '$.extras') AS extras FROM policy_versions WHERE ",
-        );
-        let mut or = q.separated(" OR ");
-        for p in &page.items {
-            or.push("(policy_id = ")
-                .push_bind_unseparated(p.id)
-                .push_unseparated(" AND version = ")
-                .push_bind_unseparated(p.version)
-                .push_unseparated(")");
-        }
-        let mut found = HashMap::new();
-        for row in q.build().fetch_all(&self.read).await? {
-            let text: Option<String> = row.try_get("extras")?;
-            let extras = match text {
-                Some(t) => serde_json::from_str(&t)
-                    .map_err(|e| StoreError::Corrupt(format!("extras: {e}")))?,
-                None => BTreeMap::new(),
-            };
-            found.insert(row.try_get::<i64, _>("policy_id")?, extras);
-        }
-        for p in &mut page.items {
-            p.extras = Some(found.remove(&p.id).unwrap_or_default());
+        if include {
+            let keys: Vec<(i64, i64)> = page.items.iter().map(|p| (p.id, p.version)).collect();
+            let mut found = self
+                .version_extras("policy_versions", "policy_id", &keys)
+                .await?;
+            for p in &mut page.items {
+                p.extras = Some(found.remove(&p.id).unwrap_or_default());
+            }
         }
         Ok(page)
     }
@@ -1929,21 +1911,40 @@ impl SqliteStore {
         mut page: Page<ClaimSummary>,
         include: bool,
     ) -> Result<Page<ClaimSummary>> {
-        if !include || page.items.is_empty() {
-            return Ok(page);
+        if include {
+            let keys: Vec<(i64, i64)> = page.items.iter().map(|c| (c.id, c.version)).collect();
+            let mut found = self
+                .version_extras("claim_versions", "claim_id", &keys)
+                .await?;
+            for c in &mut page.items {
+                c.extras = Some(found.remove(&c.id).unwrap_or_default());
+            }
         }
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT claim_id, json_extract(record, '$.extras') AS extras FROM claim_versions WHERE ",
-        );
+        Ok(page)
+    }
+
+    /// The extras of the given (id, version)s of `table`, by id.
+    async fn version_extras(
+        &self,
+        table: &str,
+        id_column: &str,
+        keys: &[(i64, i64)],
+    ) -> Result<HashMap<i64, BTreeMap<String, String>>> {
+        let mut found = HashMap::new();
+        if keys.is_empty() {
+            return Ok(found);
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {id_column} AS id, json_extract(record, '$.extras') AS extras FROM {table} WHERE "
+        ));
         let mut or = q.separated(" OR ");
-        for c in &page.items {
-            or.push("(claim_id = ")
-                .push_bind_unseparated(c.id)
+        for (id, version) in keys {
+            or.push(format!("({id_column} = "))
+                .push_bind_unseparated(*id)
                 .push_unseparated(" AND version = ")
-                .push_bind_unseparated(c.version)
+                .push_bind_unseparated(*version)
                 .push_unseparated(")");
         }
-        let mut found = HashMap::new();
         for row in q.build().fetch_all(&self.read).await? {
             let text: Option<String> = row.try_get("extras")?;
             let extras = match text {
@@ -1951,11 +1952,8 @@ impl SqliteStore {
                     .map_err(|e| StoreError::Corrupt(format!("extras: {e}")))?,
                 None => BTreeMap::new(),
             };
-            found.insert(row.try_get::<i64, _>("claim_id")?, extras);
+            found.insert(row.try_get::<i64, _>("id")?, extras);
         }
-        for c in &mut page.items {
-            c.extras = Some(found.remove(&c.id).unwrap_or_default());
-        }
-        Ok(page)
+        Ok(found)
     }
 }
