@@ -30,60 +30,12 @@ SQLITE=/usr/bin/sqlite3
 TIME=/usr/bin/time
 RESULTS="$OUT/ingest-results.md"
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] FAIL: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # --- prerequisites -----------------------------------------------------------
-if [[ ! -x "$TIME" ]]; then
-    log "$TIME missing; installing the 'time' package"
-    if [[ $(id -u) -eq 0 ]]; then
-        apt-get install -y time >/dev/null || { apt-get update >/dev/null && apt-get install -y time >/dev/null; }
-    else
-        sudo apt-get install -y time >/dev/null
-    fi
-fi
-[[ -x "$TIME" ]] || die "$TIME not available"
+require_time
 [[ -x "$SQLITE" ]] || die "$SQLITE not available (needed for the baseline)"
-
-# JSON field extraction: jq if present, python3 otherwise.
-json_get() { # json_get FILE .counts.inserted
-    if command -v jq >/dev/null 2>&1; then
-        jq -er "$2" "$1"
-    else
-        python3 - "$1" "$2" <<'PY'
-import json, sys
-v = json.load(open(sys.argv[1]))
-for k in sys.argv[2].strip('.').split('.'):
-    v = v[k]
-print(v)
-PY
-    fi
-}
-
-wall_secs() { cat "$1.wall"; }
-rss_mib() {
-    awk -F': ' '/Maximum resident set size/ { printf "%.1f", $NF / 1024 }' "$1"
-}
-rate() { # rate ROWS SECS
-    awk -v n="$1" -v s="$2" 'BEGIN { if (s <= 0) s = 0.01; printf "%.0f", n / s }'
-}
-ratio() {
-    awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "n/a"; else printf "%.2f", a / b }'
-}
-# timed TIMEFILE CMD...: runs CMD under `time -v`; wall seconds (from
-# $EPOCHREALTIME, finer than time's centiseconds) go to TIMEFILE.wall.
-timed() {
-    local tf=$1; shift
-    local t0=$EPOCHREALTIME
-    "$TIME" -v -o "$tf" "$@" || true
-    local t1=$EPOCHREALTIME
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }' >"$tf.wall"
-}
-check_exit() { # check_exit TIMEFILE LABEL
-    local st
-    st=$(awk -F': ' '/Exit status/ { print $NF }' "$1")
-    [[ "$st" == 0 ]] || die "$2 exited with status ${st:-?} (see $1)"
-}
 
 # --- build -------------------------------------------------------------------
 log "building release binary"
