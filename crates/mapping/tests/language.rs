@@ -522,7 +522,7 @@ fn mapping_files_are_checked_before_any_data() {
             ROUTED
                 .replace("[route]", "[mapping2]")
                 .replace("\ncolumn = \"Type\"", ""),
-            "",
+            "unknown field `mapping2`",
         ),
     ];
     for (text, expected) in cases {
