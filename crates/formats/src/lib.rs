@@ -137,16 +137,6 @@ pub enum SourceFormat {
 }
 
 impl SourceFormat {
-    pub const ALL: [SourceFormat; 7] = [
-        Self::Csv,
-        Self::Fixed,
-        Self::Xlsx,
-        Self::Xls,
-        Self::Json,
-        Self::Ndjson,
-        Self::Xml,
-    ];
-
     pub fn label(&self) -> &'static str {
         match self {
             Self::Csv => "csv",

@@ -44,6 +44,24 @@ pub enum ErrorKind {
     Model,
 }
 
+impl ErrorKind {
+    /// The kind as it is serialised (`unknown_code`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Required => "required",
+            Self::Type => "type",
+            Self::UnknownCode => "unknown_code",
+            Self::Pattern => "pattern",
+            Self::OneOf => "one_of",
+            Self::Range => "range",
+            Self::Shape => "shape",
+            Self::Check => "check",
+            Self::Route => "route",
+            Self::Model => "model",
+        }
+    }
+}
+
 /// Why one field of one record could not be mapped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {

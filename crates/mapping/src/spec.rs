@@ -288,8 +288,8 @@ impl SourceSpec {
                 ));
             }
         }
-        let header_default = if format == Fixed { 0 } else { 1 };
-        let header_row = self.header_row.unwrap_or(header_default);
+        let defaults = ReaderSpec::for_format(format);
+        let header_row = self.header_row.unwrap_or(defaults.header_row);
         if header_row == 0 && format != Fixed {
             return Err("source.header_row counts from 1".into());
         }
@@ -298,7 +298,6 @@ impl SourceSpec {
             sheets.insert(0, s.clone());
         }
         Ok(ReaderSpec {
-            format,
             delimiter,
             quote: self.quote as u8,
             encoding: self.encoding,
@@ -308,7 +307,7 @@ impl SourceSpec {
             records: self.records.clone().unwrap_or_default(),
             record_element: self.record_element.clone().unwrap_or_default(),
             layout: self.layout.clone(),
-            ..ReaderSpec::default()
+            ..defaults
         })
     }
 }

@@ -303,10 +303,7 @@ pub fn check_file(
                     add(
                         Some(e.field),
                         e.column,
-                        serde_json::to_value(e.kind)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default(),
+                        e.kind.label().to_owned(),
                         ErrorExample {
                             record: source.position.record,
                             line: source.position.line,
