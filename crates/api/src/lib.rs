@@ -14,20 +14,26 @@ pub use problem::Problem;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use carrierhub_pipeline::{Pipeline, Worker};
+use carrierhub_pipeline::{Pipeline, Relay};
 use carrierhub_store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tower_http::trace::TraceLayer;
 
+/// Renders metrics for `/metrics`.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub pipeline: Pipeline,
-    /// Woken when a submission is received; `None` when no worker runs in this process.
-    pub worker: Option<Worker>,
+    /// Told when a submission is received, so its event is published at once; `None` when
+    /// no relay runs in this process (another one polls the outbox).
+    pub relay: Option<Relay>,
+    /// Renders the process's metrics in the Prometheus text format.
+    pub metrics: Option<MetricsRender>,
     /// Largest upload accepted, in bytes.
     pub max_upload_bytes: usize,
 }
@@ -43,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
         .route("/v1/carriers", get(routes::list_carriers))
         .route("/v1/policies", get(routes::list_policies))
         .route("/v1/policies/{id}", get(routes::get_policy))
@@ -68,6 +75,24 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Serves `/metrics` and `/healthz` alone, for processes without the API role.
+pub async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    metrics: Option<MetricsRender>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new().route("/healthz", get(routes::healthz)).route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move { routes::render_metrics(metrics.as_ref()) }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves the API on `listener` until `shutdown` completes.

@@ -96,6 +96,7 @@ impl From<PipelineError> for Problem {
                 Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", e.to_string())
             }
             PipelineError::Io(io) => Problem::internal(&io),
+            PipelineError::Internal(_) => Problem::internal(&e),
             PipelineError::NoSuchSubmission(_) => Problem::not_found(e.to_string()),
         }
     }

@@ -5,6 +5,7 @@ use crate::problem::Problem;
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use carrierhub_model::{ClaimStatus, LineOfBusiness, PolicyStatus};
 use carrierhub_store::{ClaimFilter, PolicyFilter, Submission, SubmissionFilter};
@@ -17,6 +18,25 @@ type ApiResult<T> = Result<Json<T>, Problem>;
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
+}
+
+/// `GET /metrics`: the process's metrics in the Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    render_metrics(state.metrics.as_ref())
+}
+
+pub fn render_metrics(render: Option<&crate::MetricsRender>) -> Response {
+    match render {
+        Some(render) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            render(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Problem> {

@@ -185,8 +185,8 @@ pub async fn create_submission(
 }
 
 fn accepted(state: &AppState, receipt: &carrierhub_pipeline::Receipt) -> Response {
-    if let Some(worker) = &state.worker {
-        worker.notify();
+    if let Some(relay) = &state.relay {
+        relay.notify();
     }
     let mut body = submission_body(&receipt.submission);
     body["unmapped_columns"] = serde_json::json!(receipt.unmapped_columns);

@@ -159,6 +159,16 @@ pub trait Broker: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
     /// Publishes durably: when this returns, the message survives a restart of the broker.
     async fn publish(&self, message: Outgoing) -> Result<Published>;
+    /// Publishes several messages in order; an implementation may pipeline them. On an
+    /// error, a prefix of them may be published: publishing them again is safe (their ids
+    /// de-duplicate).
+    async fn publish_all(&self, messages: Vec<Outgoing>) -> Result<Vec<Published>> {
+        let mut published = Vec::with_capacity(messages.len());
+        for m in messages {
+            published.push(self.publish(m).await?);
+        }
+        Ok(published)
+    }
     /// Joins (creating it if new) the durable group `config.group`. A group's filter is
     /// fixed when the group is created; joining with another filter is an error.
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>>;

@@ -2,6 +2,7 @@
 //! (`--database-url`), the raw documents always in the data directory.
 
 use anyhow::Context;
+use carrierhub_broker::Broker;
 use carrierhub_pipeline::{DocumentStore, Pipeline};
 use carrierhub_store::{Backend, MigrationInfo, Store, StoreError};
 use std::path::PathBuf;
@@ -17,6 +18,8 @@ pub struct Location {
     pub data_dir: PathBuf,
     /// A PostgreSQL URL: the store lives there instead of in the data directory.
     pub database_url: Option<String>,
+    /// A NATS URL; without one the broker is embedded in the store's database.
+    pub broker_url: Option<String>,
 }
 
 impl Location {
@@ -26,6 +29,19 @@ impl Location {
             Some(url) => url.clone(),
             None => self.data_dir.join(DATABASE_FILE).display().to_string(),
         }
+    }
+
+    /// Connects to the broker (the store's migrations must have run for the embedded one).
+    pub async fn open_broker(&self) -> anyhow::Result<Arc<dyn Broker>> {
+        carrierhub_broker::open_broker(self.broker_url.as_deref(), &self.locator())
+            .await
+            .with_context(|| match &self.broker_url {
+                Some(url) => format!(
+                    "cannot use the broker at {}",
+                    carrierhub_store::redact_url(url)
+                ),
+                None => format!("cannot open the embedded broker in {}", self.describe()),
+            })
     }
 
     /// The store for messages (a URL's password masked).

@@ -73,7 +73,8 @@ pub async fn run(location: &Location, args: DemoArgs) -> anyhow::Result<ExitCode
             .map(|g| g.policy_file.display().to_string())
             .unwrap_or_default()
     );
-    serve_app(app, args.serve).await?;
+    let broker = location.open_broker().await?;
+    serve_app(app, broker, args.serve).await?;
     Ok(ExitCode::SUCCESS)
 }
 

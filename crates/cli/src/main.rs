@@ -2,6 +2,7 @@
 
 mod app;
 mod demo;
+mod dlq;
 mod ingest;
 mod mapping;
 mod report;
@@ -37,6 +38,15 @@ struct Cli {
         hide_env_values = true
     )]
     database_url: Option<String>,
+    /// The message broker: `nats://host:port` for NATS JetStream (several processes and
+    /// machines), or unset for the embedded broker in the store's database.
+    #[arg(
+        long = "broker",
+        global = true,
+        env = "CARRIERHUB_BROKER_URL",
+        hide_env_values = true
+    )]
+    broker_url: Option<String>,
     /// Log format: `pretty` or `json` (default: pretty on a terminal, json otherwise).
     #[arg(long, global = true, env = "CARRIERHUB_LOG_FORMAT")]
     log_format: Option<telemetry::LogFormat>,
@@ -46,8 +56,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP API, with the worker that processes submissions in the same process.
+    /// Run CarrierHub: the HTTP API, the workers that process submissions and the relay that
+    /// publishes change events, all in this process unless `--role` picks some.
     Serve(serve::ServeArgs),
+    /// Dead letters: messages the pipeline gave up on, with why; list, show and redrive.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Ingest one carrier file with its mapping, then print what happened.
     Ingest(ingest::IngestArgs),
     /// Work with mapping files: `mapping check` is a dry run that writes nothing.
@@ -99,10 +113,12 @@ fn main() -> ExitCode {
     let location = app::Location {
         data_dir: cli.data_dir,
         database_url: cli.database_url.filter(|url| !url.is_empty()),
+        broker_url: cli.broker_url.filter(|url| !url.is_empty()),
     };
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(&location, args).await,
+            Command::Dlq(command) => dlq::run(&location, command).await,
             Command::Ingest(args) => ingest::run(&location, args).await,
             Command::Mapping(command) => mapping::run(&location, command).await,
             Command::Replay(args) => mapping::replay(&location, args).await,

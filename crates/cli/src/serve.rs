@@ -1,22 +1,60 @@
-//! `carrierhub serve`: the API and the in-process worker, until Ctrl-C or SIGTERM.
+//! `carrierhub serve`: the API, the workers and the outbox relay, in one process by default
+//! or split by `--role` over processes and machines that share the store and the broker.
 
 use crate::app::{App, Location};
 use anyhow::Context;
 use carrierhub_api::AppState;
-use carrierhub_pipeline::Worker;
-use clap::Args;
+use carrierhub_broker::Broker;
+use carrierhub_pipeline::{Relay, Worker, WorkerConfig, WORKER_GROUP};
+use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// The HTTP API: receives submissions and serves reads.
+    Api,
+    /// Processes submissions from the broker.
+    Worker,
+    /// Publishes the outbox's change events to the broker.
+    Relay,
+}
 
 #[derive(Args, Clone)]
 pub struct ServeArgs {
     /// Address to listen on. Port 0 picks a free port (printed on start).
     #[arg(long, env = "CARRIERHUB_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// Do not process submissions in this process (another process's worker will).
+    /// The roles of this process, comma-separated (default: all of them).
+    #[arg(
+        long = "role",
+        env = "CARRIERHUB_ROLES",
+        value_enum,
+        value_delimiter = ',',
+        default_values_t = [Role::Api, Role::Worker, Role::Relay]
+    )]
+    pub roles: Vec<Role>,
+    /// Do not process submissions in this process (the same as leaving `worker` out of
+    /// `--role`).
     #[arg(long)]
     pub no_worker: bool,
+    /// Where a process without the `api` role serves `/metrics` and `/healthz`.
+    #[arg(long, env = "CARRIERHUB_ADMIN_BIND", default_value = "127.0.0.1:9090")]
+    pub admin_bind: SocketAddr,
+    /// Submissions a worker process works on at once.
+    #[arg(long, env = "CARRIERHUB_WORKER_CONCURRENCY", default_value_t = 2)]
+    pub worker_concurrency: usize,
+    /// Seconds a worker's claim on a submission, and a delivery, hold without a sign of life;
+    /// a worker that dies is replaced after this long.
+    #[arg(long, env = "CARRIERHUB_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
+    /// Claims of a submission before it is given up and dead-lettered.
+    #[arg(long, env = "CARRIERHUB_MAX_ATTEMPTS", default_value_t = 10)]
+    pub max_attempts: u32,
     /// Do not apply the store's migrations on start: refuse to start, naming them, if any
     /// is pending (apply them with `carrierhub migrate`).
     #[arg(
@@ -31,6 +69,12 @@ pub struct ServeArgs {
     /// Largest upload accepted, in MiB.
     #[arg(long, env = "CARRIERHUB_MAX_UPLOAD_MIB", default_value_t = 1024)]
     pub max_upload_mib: usize,
+}
+
+impl ServeArgs {
+    fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role) && !(role == Role::Worker && self.no_worker)
+    }
 }
 
 pub async fn shutdown_signal() {
@@ -53,25 +97,89 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Starts the worker and serves until a shutdown signal.
-pub async fn serve_app(app: App, args: ServeArgs) -> anyhow::Result<()> {
-    let worker = (!args.no_worker).then(|| Worker::new(app.pipeline.clone()));
-    if let Some(w) = &worker {
-        tokio::spawn(w.clone().run());
+/// The Prometheus recorder of this process; `None` if one was installed already (tests that
+/// serve twice in one process).
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok()
+}
+
+/// Keeps the broker's consumer lag in a gauge.
+async fn watch_lag(broker: Arc<dyn Broker>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        ticker.tick().await;
+        if let Ok(lag) = broker.lag(WORKER_GROUP).await {
+            metrics::gauge!("carrierhub_broker_consumer_lag_messages", "group" => WORKER_GROUP, "state" => "pending")
+                .set(lag.pending as f64);
+            metrics::gauge!("carrierhub_broker_consumer_lag_messages", "group" => WORKER_GROUP, "state" => "unacknowledged")
+                .set(lag.unacknowledged as f64);
+        }
     }
-    let listener = tokio::net::TcpListener::bind(args.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.bind))?;
-    let addr = listener.local_addr()?;
-    println!("CarrierHub listening on http://{addr}");
-    std::io::stdout().flush()?;
-    let state = AppState {
-        store: app.store,
-        pipeline: app.pipeline,
-        worker,
-        max_upload_bytes: args.max_upload_mib * 1024 * 1024,
-    };
-    carrierhub_api::serve(listener, state, shutdown_signal()).await?;
+}
+
+/// Starts this process's roles and runs until a shutdown signal.
+pub async fn serve_app(app: App, broker: Arc<dyn Broker>, args: ServeArgs) -> anyhow::Result<()> {
+    let metrics = install_metrics();
+    let lease = Duration::from_secs(args.lease_secs.max(1));
+    let pipeline = app.pipeline.clone().with_lease(lease);
+    let relay = args
+        .has(Role::Relay)
+        .then(|| Relay::new(app.store.clone(), broker.clone()));
+    if let Some(relay) = &relay {
+        tokio::spawn(relay.clone().run());
+    }
+    if args.has(Role::Worker) {
+        let config = WorkerConfig {
+            concurrency: args.worker_concurrency,
+            ack_wait: lease,
+            max_attempts: args.max_attempts,
+            ..WorkerConfig::default()
+        };
+        tokio::spawn(Worker::new(pipeline.clone(), broker.clone(), config).run());
+    }
+    tokio::spawn(watch_lag(broker.clone()));
+    let roles: Vec<&str> = [Role::Api, Role::Worker, Role::Relay]
+        .into_iter()
+        .filter(|r| args.has(*r))
+        .map(|r| match r {
+            Role::Api => "api",
+            Role::Worker => "worker",
+            Role::Relay => "relay",
+        })
+        .collect();
+    tracing::info!(roles = ?roles, broker = %broker.describe(), "starting");
+
+    let render: Option<carrierhub_api::MetricsRender> =
+        metrics.map(|handle| Arc::new(move || handle.render()) as carrierhub_api::MetricsRender);
+    if args.has(Role::Api) {
+        let listener = tokio::net::TcpListener::bind(args.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.bind))?;
+        let addr = listener.local_addr()?;
+        println!("CarrierHub listening on http://{addr}");
+        std::io::stdout().flush()?;
+        let state = AppState {
+            store: app.store,
+            pipeline,
+            relay,
+            metrics: render,
+            max_upload_bytes: args.max_upload_mib * 1024 * 1024,
+        };
+        carrierhub_api::serve(listener, state, shutdown_signal()).await?;
+    } else {
+        let listener = tokio::net::TcpListener::bind(args.admin_bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.admin_bind))?;
+        let addr = listener.local_addr()?;
+        println!(
+            "CarrierHub {} serving /metrics on http://{addr}",
+            roles.join(",")
+        );
+        std::io::stdout().flush()?;
+        carrierhub_api::serve_admin(listener, render, shutdown_signal()).await?;
+    }
     Ok(())
 }
 
@@ -83,6 +191,7 @@ pub async fn run(location: &Location, args: ServeArgs) -> anyhow::Result<ExitCod
         migrated = !args.no_migrate,
         "store ready"
     );
-    serve_app(app, args).await?;
+    let broker = location.open_broker().await?;
+    serve_app(app, broker, args).await?;
     Ok(ExitCode::SUCCESS)
 }

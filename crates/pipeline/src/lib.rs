@@ -11,20 +11,24 @@
 
 mod check;
 mod documents;
+mod relay;
 mod worker;
 
 pub use check::{
     check_file, CheckOptions, CheckReport, ErrorExample, ErrorGroup, SampleRecord, UnmappedCode,
 };
 pub use documents::{DocumentStore, StoredDocument};
-pub use worker::Worker;
+pub use relay::Relay;
+pub use worker::{
+    ProcessFailure, Processed, Worker, WorkerConfig, SUBMISSIONS_FILTER, WORKER_GROUP,
+};
 
 use carrierhub_formats::{FormatError, RecordError, RecordReader};
 use carrierhub_mapping::{BoundMapping, FieldError, Mapped, MappingError, MappingSpec};
 use carrierhub_model::CarrierId;
 use carrierhub_store::{
     Batch, Counts, NewMapping, NewRejection, NewSubmission, StagedRecord, Store, StoreError,
-    Submission,
+    Submission, SubmissionClaim,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,6 +60,8 @@ pub enum PipelineError {
     Busy(i64),
     #[error("submission {0} does not exist")]
     NoSuchSubmission(i64),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Told how a long ingest is going; the CLI draws a progress bar with it.
@@ -272,13 +278,67 @@ impl Pipeline {
         owner: &str,
         progress: Arc<dyn Progress>,
     ) -> Result<Submission, PipelineError> {
-        let Some(submission) = self
+        match self
             .store
             .claim_submission(submission_id, owner, self.lease)
             .await?
-        else {
-            return Err(PipelineError::Busy(submission_id));
+        {
+            SubmissionClaim::Claimed(submission) => {
+                self.run_claimed(submission, owner, None, progress).await
+            }
+            SubmissionClaim::Finished(_) | SubmissionClaim::Held { .. } => {
+                Err(PipelineError::Busy(submission_id))
+            }
+        }
+    }
+
+    /// Processes a submission `owner` has claimed; batches commit with `message_id`. The
+    /// claim's lease is renewed while it runs, also while no batch is ready yet.
+    async fn run_claimed(
+        &self,
+        submission: Submission,
+        owner: &str,
+        message_id: Option<&str>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Submission, PipelineError> {
+        let submission_id = submission.id;
+        let heartbeat = {
+            let store = self.store.clone();
+            let owner = owner.to_owned();
+            let lease = self.lease;
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(lease / 3);
+                ticker.tick().await;
+                loop {
+                    ticker.tick().await;
+                    match store
+                        .extend_submission_lease(submission_id, &owner, lease)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => break, // lost or finished; commits will say so
+                        Err(e) => {
+                            tracing::warn!(submission_id, error = %e, "cannot renew the lease")
+                        }
+                    }
+                }
+            })
         };
+        let result = self
+            .run_claimed_inner(submission, owner, message_id, progress)
+            .await;
+        heartbeat.abort();
+        result
+    }
+
+    async fn run_claimed_inner(
+        &self,
+        submission: Submission,
+        owner: &str,
+        message_id: Option<&str>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Submission, PipelineError> {
+        let submission_id = submission.id;
         let stored = self.store.get_mapping(submission.mapping.id).await?;
         let spec = match MappingSpec::parse(&stored.reference.name, &stored.text) {
             Ok(spec) => spec,
@@ -310,6 +370,7 @@ impl Pipeline {
             lease: self.lease,
             skip_through: submission.committed_through,
             batch_size: self.batch_size,
+            message_id: message_id.map(str::to_owned),
         };
         progress.started(documents::file_size(
             &self.documents.path_of(&submission.document_sha256),
@@ -322,6 +383,7 @@ impl Pipeline {
             match self.store.commit_batch(batch).await {
                 Ok(outcome) => {
                     counts.add(&outcome.counts);
+                    record_metrics(&submission.carrier, &outcome.counts);
                     progress.committed(bytes, &counts);
                 }
                 Err(e) => {
@@ -331,7 +393,12 @@ impl Pipeline {
             }
         }
         drop(rx);
-        let parsed = parser.await.expect("parser task panicked");
+        let parsed = match parser.await {
+            Ok(parsed) => parsed,
+            // A reader that panics is a bug; the submission is retried and, if it keeps
+            // panicking, dead-lettered, instead of taking the worker down.
+            Err(e) => return Err(PipelineError::Internal(format!("the parser failed: {e}"))),
+        };
         if let Some(e) = commit_error {
             // Left `processing`: the lease expires and the submission is resumed.
             return Err(e.into());
@@ -352,6 +419,26 @@ impl Pipeline {
             "submission processed"
         );
         Ok(done)
+    }
+}
+
+/// Counts committed records by carrier and outcome (`rate()` of it is records per second).
+fn record_metrics(carrier: &str, counts: &Counts) {
+    for (outcome, n) in [
+        ("inserted", counts.inserted),
+        ("updated", counts.updated),
+        ("unchanged", counts.unchanged),
+        ("rejected", counts.rejected),
+        ("skipped", counts.skipped),
+    ] {
+        if n > 0 {
+            metrics::counter!(
+                "carrierhub_pipeline_records_total",
+                "carrier" => carrier.to_owned(),
+                "outcome" => outcome
+            )
+            .increment(n);
+        }
     }
 }
 
@@ -428,6 +515,7 @@ struct ParseJob {
     lease: Duration,
     skip_through: u64,
     batch_size: usize,
+    message_id: Option<String>,
 }
 
 impl ParseJob {
@@ -441,6 +529,7 @@ impl ParseJob {
             rejected_records: 0,
             skipped_records: 0,
             through_record: self.skip_through,
+            message_id: self.message_id.clone(),
         }
     }
 

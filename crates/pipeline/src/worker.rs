@@ -1,23 +1,83 @@
-//! The in-process worker: processes received submissions in the background, and resumes
-//! those a previous process left unfinished. The submissions table is its durable queue.
+//! The pipeline's consumers: the worker, which processes submissions as their
+//! `submission.received` events arrive through the broker, and (in `relay.rs`) the outbox
+//! relay, which publishes the events.
+//!
+//! Exactly-once effects: the broker delivers at least once; a submission's batches commit
+//! with its progress (`committed_through`) and the message id, so a redelivered message
+//! resumes after the last committed record, and one for a finished submission is
+//! acknowledged without doing anything.
+//!
+//! Order: a carrier's submissions are processed in the order they arrived (a later delivery
+//! updates what an earlier one created). A worker given a submission whose predecessor is
+//! unfinished hands it back with a short delay.
+//!
+//! Failures: a transient error (the database or broker away) is retried with exponential
+//! backoff and jitter. Every claim counts an attempt; a submission claimed `max_attempts`
+//! times without finishing (its workers died or failed each time) is marked failed and its
+//! message dead-lettered with the reason, so it never blocks the carrier's later ones.
 
 use crate::{NoProgress, Pipeline, PipelineError};
+use carrierhub_broker::{backoff, Broker, ConsumerConfig, Delivery};
+use carrierhub_store::SubmissionClaim;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+
+/// The consumer group of the workers.
+pub const WORKER_GROUP: &str = "pipeline";
+/// The messages workers consume.
+pub const SUBMISSIONS_FILTER: &str = "events.submission.received.*";
+
+/// How workers behave; the defaults suit production.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Submissions one process works on at once.
+    pub concurrency: usize,
+    /// A delivery not acknowledged (or kept alive) for this long is redelivered.
+    pub ack_wait: Duration,
+    /// Claims of a submission before it is given up and dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay after a transient error; doubles per attempt up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            ack_wait: Duration::from_secs(30),
+            max_attempts: 10,
+            retry_base: Duration::from_millis(500),
+            retry_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The body of a `submission.received` message (the relay's event envelope).
+#[derive(Debug, serde::Deserialize)]
+struct ReceivedEvent {
+    data: ReceivedData,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ReceivedData {
+    submission_id: i64,
+}
 
 #[derive(Clone)]
 pub struct Worker {
     pipeline: Pipeline,
-    wake: Arc<Notify>,
+    broker: Arc<dyn Broker>,
+    config: WorkerConfig,
     owner: String,
 }
 
 impl Worker {
-    pub fn new(pipeline: Pipeline) -> Self {
+    pub fn new(pipeline: Pipeline, broker: Arc<dyn Broker>, config: WorkerConfig) -> Self {
         Self {
             pipeline,
-            wake: Arc::new(Notify::new()),
+            broker,
+            config,
             owner: format!(
                 "worker-{}-{}",
                 std::process::id(),
@@ -26,33 +86,216 @@ impl Worker {
         }
     }
 
-    /// Tells the worker a submission is waiting.
-    pub fn notify(&self) {
-        self.wake.notify_one();
+    /// Consumes submissions with `concurrency` members of the workers' group; never returns.
+    pub async fn run(self) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for slot in 0..self.config.concurrency.max(1) {
+            let worker = self.clone();
+            tasks.spawn(async move { worker.consume(slot).await });
+        }
+        while tasks.join_next().await.is_some() {}
     }
 
-    /// Processes everything unfinished, then waits for more; never returns.
-    pub async fn run(self) {
+    async fn consume(self, slot: usize) {
+        let owner = format!("{}-{slot}", self.owner);
+        let mut failures = 0;
         loop {
-            match self.pipeline.store().unfinished_submissions().await {
-                Ok(submissions) => {
-                    for s in submissions {
-                        match self
-                            .pipeline
-                            .process(s.id, &self.owner, Arc::new(NoProgress))
-                            .await
-                        {
-                            Ok(_) | Err(PipelineError::Busy(_)) => {}
-                            Err(e) => {
-                                tracing::error!(submission_id = s.id, error = %e, "processing failed; will retry")
-                            }
+            let config = ConsumerConfig {
+                ack_wait: self.config.ack_wait,
+                // Attempts are counted by the store, per claim: a delivery handed back
+                // because an earlier submission goes first is not a failure.
+                max_deliveries: 0,
+                ..ConsumerConfig::new(WORKER_GROUP, SUBMISSIONS_FILTER)
+            };
+            let mut consumer = match self.broker.consumer(config).await {
+                Ok(c) => c,
+                Err(e) => {
+                    failures += 1;
+                    let delay = backoff(failures, self.config.retry_base, self.config.retry_max);
+                    tracing::warn!(error = %e, retry_in = ?delay, "cannot join the workers' group");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            };
+            failures = 0;
+            loop {
+                match consumer.next(Duration::from_secs(5)).await {
+                    Ok(Some(delivery)) => self.handle(delivery, &owner).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        failures += 1;
+                        let delay =
+                            backoff(failures, self.config.retry_base, self.config.retry_max);
+                        tracing::warn!(error = %e, retry_in = ?delay, "cannot fetch from the broker");
+                        tokio::time::sleep(delay).await;
+                        if failures > 3 {
+                            break; // join again: the consumer may be gone with the server
                         }
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "cannot list unfinished submissions"),
             }
-            // Woken by a new submission, or polls for ones whose worker's lease expired.
-            let _ = tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
+        }
+    }
+
+    async fn handle(&self, delivery: Delivery, owner: &str) {
+        let message_id = delivery.message.id.clone();
+        let attempt = delivery.message.attempt;
+        let id = match serde_json::from_slice::<ReceivedEvent>(&delivery.message.payload) {
+            Ok(event) => event.data.submission_id,
+            Err(e) => {
+                let reason = format!("not a submission.received event: {e}");
+                tracing::error!(message_id, %reason, "dead-lettering an unreadable message");
+                metrics::counter!("carrierhub_dead_letters_total", "group" => WORKER_GROUP)
+                    .increment(1);
+                settle(delivery.dead_letter(&reason).await);
+                return;
+            }
+        };
+        let store = self.pipeline.store().clone();
+        match store.earlier_unfinished_submission(id).await {
+            Ok(None) => {}
+            Ok(Some(earlier)) => {
+                tracing::debug!(
+                    submission_id = id,
+                    earlier,
+                    "waiting for an earlier submission"
+                );
+                let delay = backoff(
+                    attempt.min(4),
+                    Duration::from_millis(250),
+                    self.config.retry_max,
+                );
+                settle(
+                    delivery
+                        .nak(delay, "waiting for an earlier submission of the carrier")
+                        .await,
+                );
+                return;
+            }
+            Err(e) => return self.retry(delivery, &e.to_string()).await,
+        }
+
+        // Keep the delivery alive while the submission is processed.
+        let keep_alive = self.config.ack_wait / 3;
+        let work =
+            self.pipeline
+                .process_message(id, owner, Some(&message_id), Arc::new(NoProgress));
+        tokio::pin!(work);
+        let mut ticker = tokio::time::interval(keep_alive);
+        ticker.tick().await;
+        let result = loop {
+            tokio::select! {
+                result = &mut work => break result,
+                _ = ticker.tick() => {
+                    if let Err(e) = delivery.progress().await {
+                        tracing::warn!(submission_id = id, error = %e, "cannot extend the delivery");
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(Processed::Finished(done)) => {
+                tracing::debug!(
+                    submission_id = id,
+                    status = done.status.as_str(),
+                    "acknowledged"
+                );
+                settle(delivery.ack().await)
+            }
+            Ok(Processed::Held) => {
+                // Another worker has it (a redelivery raced a live worker): look again later.
+                settle(
+                    delivery
+                        .nak(self.config.ack_wait / 2, "held by another worker")
+                        .await,
+                )
+            }
+            Err(ProcessFailure { error, attempts }) => {
+                if attempts >= self.config.max_attempts {
+                    let reason = format!(
+                        "submission {id} given up after {attempts} attempts; last error: {error}"
+                    );
+                    tracing::error!(submission_id = id, %reason, "dead-lettering");
+                    match store.finish_submission(id, owner, Some(&reason)).await {
+                        Ok(_) => {
+                            metrics::counter!("carrierhub_dead_letters_total", "group" => WORKER_GROUP)
+                                .increment(1);
+                            settle(delivery.dead_letter(&reason).await)
+                        }
+                        Err(e) => self.retry(delivery, &e.to_string()).await,
+                    }
+                } else {
+                    self.retry(delivery, &error).await
+                }
+            }
+        }
+    }
+
+    async fn retry(&self, delivery: Delivery, error: &str) {
+        let attempt = delivery.message.attempt;
+        let delay = backoff(attempt, self.config.retry_base, self.config.retry_max);
+        metrics::counter!("carrierhub_pipeline_retries_total").increment(1);
+        tracing::warn!(
+            message_id = delivery.message.id,
+            attempt,
+            retry_in = ?delay,
+            error,
+            "processing failed; retrying"
+        );
+        settle(delivery.nak(delay, error).await)
+    }
+}
+
+fn settle(result: carrierhub_broker::Result<()>) {
+    // A settlement that does not reach the broker is redelivered after the ack wait; the
+    // store makes the repeat harmless.
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot settle a delivery; it will be redelivered");
+    }
+}
+
+/// What processing a submission's message came to.
+pub enum Processed {
+    /// Completed or failed (a permanent failure, recorded on the submission).
+    Finished(carrierhub_store::Submission),
+    /// Another worker holds it.
+    Held,
+}
+
+/// A transient failure, after the submission was claimed `attempts` times.
+pub struct ProcessFailure {
+    pub error: String,
+    pub attempts: u32,
+}
+
+impl Pipeline {
+    /// Processes submission `id` for a broker message, as worker `owner`.
+    pub async fn process_message(
+        &self,
+        id: i64,
+        owner: &str,
+        message_id: Option<&str>,
+        progress: Arc<dyn crate::Progress>,
+    ) -> Result<Processed, ProcessFailure> {
+        let claimed = match self.store().claim_submission(id, owner, self.lease).await {
+            Ok(SubmissionClaim::Claimed(s)) => s,
+            Ok(SubmissionClaim::Finished(s)) => return Ok(Processed::Finished(s)),
+            Ok(SubmissionClaim::Held { .. }) => return Ok(Processed::Held),
+            Err(e) => {
+                return Err(ProcessFailure {
+                    error: e.to_string(),
+                    attempts: 0,
+                })
+            }
+        };
+        let attempts = claimed.attempts;
+        match self.run_claimed(claimed, owner, message_id, progress).await {
+            Ok(done) => Ok(Processed::Finished(done)),
+            Err(PipelineError::Busy(_)) => Ok(Processed::Held),
+            Err(e) => Err(ProcessFailure {
+                error: e.to_string(),
+                attempts,
+            }),
         }
     }
 }

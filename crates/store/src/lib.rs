@@ -58,6 +58,13 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// How a claim's transaction ended; the submission is read after it commits.
+pub(crate) enum ClaimStep {
+    Finished,
+    Claimed,
+    Not(SubmissionClaim),
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Which backend a URL or path names.
@@ -165,22 +172,40 @@ pub trait Store: Send + Sync + 'static {
     /// Records that a document (raw payload) with this hash is stored.
     async fn record_document(&self, sha256: &str, size_bytes: u64) -> Result<()>;
 
+    /// Records a received submission, and in the same transaction its `submission.received`
+    /// event (the outbox relay publishes it; a worker consuming it processes the submission).
     async fn create_submission(&self, submission: NewSubmission<'_>) -> Result<i64>;
-    /// Claims a received submission, or one whose previous worker's lease expired, for
-    /// `owner` until `lease` from now. `None` when another worker holds it or it is finished.
+    /// Claims a submission for `owner` until `lease` from now: a received one, or one whose
+    /// previous worker's lease expired (it resumes after `committed_through`). Counts an
+    /// attempt when claimed.
     async fn claim_submission(
         &self,
         id: i64,
         owner: &str,
         lease: std::time::Duration,
-    ) -> Result<Option<Submission>>;
-    /// Ends `owner`'s processing: completed, or failed with `error`.
+    ) -> Result<SubmissionClaim>;
+    /// The oldest unfinished submission of the same carrier received before `id`, if any.
+    /// Workers process a carrier's submissions in the order they arrived (so a policy's
+    /// changes apply in order) and leave `id` until that one is finished.
+    async fn earlier_unfinished_submission(&self, id: i64) -> Result<Option<i64>>;
+    /// Extends `owner`'s lease on a submission it is processing; false when it lost it.
+    async fn extend_submission_lease(
+        &self,
+        id: i64,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool>;
+    /// Ends `owner`'s processing: completed, or failed with `error`. Writes the
+    /// `submission.completed` or `submission.failed` event in the same transaction.
     async fn finish_submission(
         &self,
         id: i64,
         owner: &str,
         error: Option<&str>,
     ) -> Result<Submission>;
+    /// Makes a failed submission receivable again (a dead letter redriven): status
+    /// `received`, attempts and error cleared; its progress is kept, so it resumes.
+    async fn requeue_submission(&self, id: i64) -> Result<Submission>;
     async fn get_submission(&self, id: i64) -> Result<Option<Submission>>;
     async fn list_submissions(&self, filter: &SubmissionFilter) -> Result<Page<Submission>>;
     /// Submissions received or interrupted mid-processing, oldest first.
@@ -207,6 +232,14 @@ pub trait Store: Send + Sync + 'static {
     /// Current versions of claims, or with `filter.as_of` the versions current at that
     /// instant, in id order.
     async fn list_claims(&self, filter: &ClaimFilter) -> Result<Page<ClaimSummary>>;
+
+    /// Outbox events not yet published, oldest first.
+    async fn unpublished_events(&self, limit: usize) -> Result<Vec<OutboxEvent>>;
+    /// Marks events as published (after the broker acknowledged them).
+    async fn mark_events_published(&self, ids: &[i64]) -> Result<()>;
+    /// Takes or renews the named lease for `owner` until `ttl` from now: true when `owner`
+    /// holds it. One holder at a time; an expired lease is taken over.
+    async fn take_lease(&self, name: &str, owner: &str, ttl: std::time::Duration) -> Result<bool>;
 
     /// Policies and premium by carrier, line and currency, over current versions.
     async fn portfolio(&self) -> Result<Vec<PortfolioLine>>;

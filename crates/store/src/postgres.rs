@@ -24,7 +24,7 @@
 use crate::cursor::page_of;
 use crate::schema::{self, MigrationInfo};
 use crate::types::*;
-use crate::{redact_url, Result, Store, StoreError};
+use crate::{redact_url, ClaimStep, Result, Store, StoreError};
 use async_trait::async_trait;
 use carrierhub_model::{
     derive_claim_transactions, derive_premium_transactions, CanonicalRecord, CarrierId, Claim,
@@ -237,6 +237,8 @@ impl PgStore {
             },
             committed_through: row.try_get::<i64, _>("committed_through")? as u64,
             replay_of: row.try_get("replay_of")?,
+            attempts: row.try_get::<i32, _>("attempts")? as u32,
+            message_id: row.try_get("message_id")?,
         })
     }
 
@@ -1916,6 +1918,48 @@ async fn write_versions(
 }
 
 /// One attempt at a batch, inside the caller's transaction.
+/// The payload of a submission's events.
+fn submission_event(
+    id: i64,
+    carrier: &str,
+    file_name: &str,
+    status: Option<&str>,
+    error: Option<&str>,
+) -> serde_json::Value {
+    let mut event = serde_json::json!({
+        "submission_id": id,
+        "carrier": carrier,
+        "file_name": file_name,
+    });
+    if let Some(status) = status {
+        event["status"] = status.into();
+    }
+    if let Some(error) = error {
+        event["error"] = error.into();
+    }
+    event
+}
+
+async fn insert_submission_event(
+    conn: &mut PgConnection,
+    event_type: &str,
+    carrier: &str,
+    subject_id: i64,
+    payload: serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (event_type, carrier_id, subject_id, payload, created_at) \
+         VALUES ($1, $2, $3, $4, clock_timestamp())",
+    )
+    .bind(event_type)
+    .bind(carrier)
+    .bind(subject_id)
+    .bind(payload)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn apply_batch(conn: &mut PgConnection, batch: &Batch) -> BatchResult<BatchOutcome> {
     check_lease(conn, batch).await?;
     let mut state = BatchState::load(conn, batch).await?;
@@ -1925,7 +1969,7 @@ async fn apply_batch(conn: &mut PgConnection, batch: &Batch) -> BatchResult<Batc
         "UPDATE submissions SET records = records + $1, inserted = inserted + $2, \
          updated = updated + $3, unchanged = unchanged + $4, rejected = rejected + $5, \
          skipped = skipped + $6, committed_through = $7, \
-         lease_until = clock_timestamp() + $8 WHERE id = $9",
+         lease_until = clock_timestamp() + $8, message_id = COALESCE($10, message_id) WHERE id = $9",
     )
     .bind(counts.received as i64)
     .bind(counts.inserted as i64)
@@ -1936,6 +1980,7 @@ async fn apply_batch(conn: &mut PgConnection, batch: &Batch) -> BatchResult<Batc
     .bind(batch.through_record as i64)
     .bind(lease_interval(batch.lease))
     .bind(batch.submission_id)
+    .bind(&batch.message_id)
     .execute(&mut *conn)
     .await?;
     Ok(BatchOutcome { counts })
@@ -2089,7 +2134,8 @@ impl Store for PgStore {
     }
 
     async fn create_submission(&self, s: NewSubmission<'_>) -> Result<i64> {
-        let id = sqlx::query_scalar(
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO submissions (carrier_id, mapping_id, file_name, document_sha256, received_via, \
              received_at, status, replay_of) \
              VALUES ($1, $2, $3, $4, $5, clock_timestamp(), 'received', $6) RETURNING id",
@@ -2100,8 +2146,17 @@ impl Store for PgStore {
         .bind(s.document_sha256)
         .bind(s.received_via)
         .bind(s.replay_of)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        insert_submission_event(
+            &mut tx,
+            "submission.received",
+            s.carrier.as_str(),
+            id,
+            submission_event(id, s.carrier.as_str(), s.file_name, None, None),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -2110,24 +2165,76 @@ impl Store for PgStore {
         id: i64,
         owner: &str,
         lease: Duration,
-    ) -> Result<Option<Submission>> {
-        let claimed: Option<i64> = sqlx::query_scalar(
-            "UPDATE submissions SET status = 'processing', \
-             started_at = COALESCE(started_at, clock_timestamp()), \
-             lease_owner = $1, lease_until = clock_timestamp() + $2 \
-             WHERE id = $3 AND (status = 'received' OR (status = 'processing' \
-             AND (lease_owner = $1 OR lease_until IS NULL OR lease_until < clock_timestamp()))) \
-             RETURNING id",
+    ) -> Result<SubmissionClaim> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT status, lease_owner, lease_until >= clock_timestamp() AS live \
+             FROM submissions WHERE id = $1 FOR UPDATE",
         )
-        .bind(owner)
-        .bind(lease_interval(lease))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("submission {id} does not exist")))?;
+        let status: String = row.try_get("status")?;
+        let holder: Option<String> = row.try_get("lease_owner")?;
+        let live: Option<bool> = row.try_get("live")?;
+        let step = match status.as_str() {
+            "completed" | "failed" => ClaimStep::Finished,
+            "processing" if live == Some(true) && holder.as_deref().is_some_and(|h| h != owner) => {
+                ClaimStep::Not(SubmissionClaim::Held {
+                    owner: holder.unwrap_or_default(),
+                })
+            }
+            _ => {
+                sqlx::query(
+                    "UPDATE submissions SET status = 'processing', \
+                     started_at = COALESCE(started_at, clock_timestamp()), \
+                     lease_owner = $1, lease_until = clock_timestamp() + $2, \
+                     attempts = attempts + 1 WHERE id = $3",
+                )
+                .bind(owner)
+                .bind(lease_interval(lease))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                ClaimStep::Claimed
+            }
+        };
+        tx.commit().await?;
+        let submission = || async {
+            self.get_submission(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("submission {id} does not exist")))
+        };
+        Ok(match step {
+            ClaimStep::Finished => SubmissionClaim::Finished(submission().await?),
+            ClaimStep::Claimed => SubmissionClaim::Claimed(submission().await?),
+            ClaimStep::Not(other) => other,
+        })
+    }
+
+    async fn earlier_unfinished_submission(&self, id: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT e.id FROM submissions s JOIN submissions e ON e.carrier_id = s.carrier_id \
+             WHERE s.id = $1 AND e.id < s.id AND e.status IN ('received', 'processing') \
+             ORDER BY e.id LIMIT 1",
+        )
         .bind(id)
         .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn extend_submission_lease(&self, id: i64, owner: &str, lease: Duration) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE submissions SET lease_until = clock_timestamp() + $1 \
+             WHERE id = $2 AND status = 'processing' AND lease_owner = $3",
+        )
+        .bind(lease_interval(lease))
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
         .await?;
-        if claimed.is_none() {
-            return Ok(None);
-        }
-        self.get_submission(id).await
+        Ok(done.rows_affected() == 1)
     }
 
     async fn finish_submission(
@@ -2136,10 +2243,12 @@ impl Store for PgStore {
         owner: &str,
         error: Option<&str>,
     ) -> Result<Submission> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE submissions SET status = $1, error = $2, finished_at = clock_timestamp(), \
              lease_owner = NULL, lease_until = NULL \
-             WHERE id = $3 AND status = 'processing' AND lease_owner = $4",
+             WHERE id = $3 AND status = 'processing' AND lease_owner = $4 \
+             RETURNING carrier_id, file_name",
         )
         .bind(if error.is_some() {
             "failed"
@@ -2149,11 +2258,44 @@ impl Store for PgStore {
         .bind(error)
         .bind(id)
         .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = done else {
+            return Err(StoreError::Invalid(format!(
+                "submission {id} is not being processed by {owner}"
+            )));
+        };
+        let carrier: String = row.try_get("carrier_id")?;
+        let file: String = row.try_get("file_name")?;
+        let (kind, status) = match error {
+            None => ("submission.completed", "completed"),
+            Some(_) => ("submission.failed", "failed"),
+        };
+        insert_submission_event(
+            &mut tx,
+            kind,
+            &carrier,
+            id,
+            submission_event(id, &carrier, &file, Some(status), error),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_submission(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("submission {id} does not exist")))
+    }
+
+    async fn requeue_submission(&self, id: i64) -> Result<Submission> {
+        let done = sqlx::query(
+            "UPDATE submissions SET status = 'received', error = NULL, finished_at = NULL, \
+             attempts = 0, lease_owner = NULL, lease_until = NULL WHERE id = $1 AND status = 'failed'",
+        )
+        .bind(id)
         .execute(&self.pool)
         .await?;
         if done.rows_affected() != 1 {
             return Err(StoreError::Invalid(format!(
-                "submission {id} is not being processed by {owner}"
+                "submission {id} cannot be queued again: it does not exist or has not failed"
             )));
         }
         self.get_submission(id)
@@ -2516,6 +2658,56 @@ impl Store for PgStore {
             })
             .await?;
         self.with_claim_extras(page, filter.include_extras).await
+    }
+
+    async fn unpublished_events(&self, limit: usize) -> Result<Vec<OutboxEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, event_type, carrier_id, subject_id, payload, created_at FROM outbox \
+             WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEvent {
+                    id: r.try_get("id")?,
+                    event_type: r.try_get("event_type")?,
+                    carrier: r.try_get("carrier_id")?,
+                    subject_id: r.try_get("subject_id")?,
+                    payload: r.try_get("payload")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_events_published(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE outbox SET published_at = clock_timestamp() \
+             WHERE published_at IS NULL AND id = ANY($1)",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO leases (name, owner, until) VALUES ($1, $2, clock_timestamp() + $3) \
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until \
+             WHERE leases.owner = excluded.owner OR leases.until < clock_timestamp()",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(lease_interval(ttl))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn portfolio(&self) -> Result<Vec<PortfolioLine>> {

@@ -10,7 +10,7 @@
 use crate::cursor::page_of;
 use crate::schema::{self, MigrationInfo};
 use crate::types::*;
-use crate::{Result, Store, StoreError};
+use crate::{ClaimStep, Result, Store, StoreError};
 use async_trait::async_trait;
 use carrierhub_model::{
     derive_claim_transactions, derive_premium_transactions, CanonicalRecord, CarrierId, Claim,
@@ -237,6 +237,8 @@ impl SqliteStore {
             },
             committed_through: row.try_get::<i64, _>("committed_through")? as u64,
             replay_of: row.try_get("replay_of")?,
+            attempts: row.try_get::<i64, _>("attempts")? as u32,
+            message_id: row.try_get("message_id")?,
         })
     }
 
@@ -394,6 +396,28 @@ async fn insert_rejection(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// The payload of a submission's events.
+fn submission_event(
+    id: i64,
+    carrier: &CarrierId,
+    file_name: &str,
+    status: Option<&str>,
+    error: Option<&str>,
+) -> serde_json::Value {
+    let mut event = serde_json::json!({
+        "submission_id": id,
+        "carrier": carrier.as_str(),
+        "file_name": file_name,
+    });
+    if let Some(status) = status {
+        event["status"] = status.into();
+    }
+    if let Some(error) = error {
+        event["error"] = error.into();
+    }
+    event
 }
 
 async fn insert_event(
@@ -1162,7 +1186,7 @@ async fn apply_batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<Batch
     sqlx::query(
         "UPDATE submissions SET records = records + ?, inserted = inserted + ?, updated = updated + ?, \
          unchanged = unchanged + ?, rejected = rejected + ?, skipped = skipped + ?, committed_through = ?, \
-         lease_until = ? WHERE id = ?",
+         lease_until = ?, message_id = COALESCE(?, message_id) WHERE id = ?",
     )
     .bind(counts.received as i64)
     .bind(counts.inserted as i64)
@@ -1172,6 +1196,7 @@ async fn apply_batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<Batch
     .bind(counts.skipped as i64)
     .bind(batch.through_record as i64)
     .bind(lease_end(batch.lease))
+    .bind(&batch.message_id)
     .bind(batch.submission_id)
     .execute(&mut *conn)
     .await?;
@@ -1374,6 +1399,16 @@ impl Store for SqliteStore {
                 .bind(replay_of)
                 .fetch_one(&mut *conn)
                 .await?;
+                let carrier = CarrierId::parse(&carrier).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                insert_event(
+                    conn,
+                    "submission.received",
+                    &carrier,
+                    id,
+                    submission_event(id, &carrier, &file, None, None),
+                    &now(),
+                )
+                .await?;
                 Ok(id)
             })
         })
@@ -1385,34 +1420,110 @@ impl Store for SqliteStore {
         id: i64,
         owner: &str,
         lease: Duration,
-    ) -> Result<Option<Submission>> {
+    ) -> Result<SubmissionClaim> {
         let owner = owner.to_owned();
-        let claimed = self
+        let outcome = self
             .in_transaction(move |conn| {
                 Box::pin(async move {
                     let at = now();
-                    let done = sqlx::query(
+                    let row = sqlx::query(
+                        "SELECT status, lease_owner, lease_until FROM submissions WHERE id = ?",
+                    )
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("submission {id} does not exist")))?;
+                    let status: String = row.try_get("status")?;
+                    let holder: Option<String> = row.try_get("lease_owner")?;
+                    let until: Option<String> = row.try_get("lease_until")?;
+                    match status.as_str() {
+                        "completed" | "failed" => return Ok(ClaimStep::Finished),
+                        "processing" => {
+                            let live = until.as_deref().is_some_and(|u| u >= at.as_str());
+                            if let Some(h) = holder.filter(|h| *h != owner && live) {
+                                return Ok(ClaimStep::Not(SubmissionClaim::Held { owner: h }));
+                            }
+                        }
+                        _ => {}
+                    }
+                    sqlx::query(
                         "UPDATE submissions SET status = 'processing', started_at = COALESCE(started_at, ?), \
-                         lease_owner = ?, lease_until = ? \
-                         WHERE id = ? AND (status = 'received' OR (status = 'processing' \
-                         AND (lease_owner = ? OR lease_until IS NULL OR lease_until < ?)))",
+                         lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ?",
                     )
                     .bind(&at)
                     .bind(&owner)
                     .bind(lease_end(lease))
                     .bind(id)
-                    .bind(&owner)
-                    .bind(&at)
                     .execute(&mut *conn)
                     .await?;
-                    Ok(done.rows_affected() == 1)
+                    Ok(ClaimStep::Claimed)
                 })
             })
             .await?;
-        if !claimed {
-            return Ok(None);
-        }
-        self.get_submission(id).await
+        let submission = || async {
+            self.get_submission(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("submission {id} does not exist")))
+        };
+        Ok(match outcome {
+            ClaimStep::Finished => SubmissionClaim::Finished(submission().await?),
+            ClaimStep::Claimed => SubmissionClaim::Claimed(submission().await?),
+            ClaimStep::Not(other) => other,
+        })
+    }
+
+    async fn earlier_unfinished_submission(&self, id: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT e.id FROM submissions s JOIN submissions e ON e.carrier_id = s.carrier_id \
+             WHERE s.id = ? AND e.id < s.id AND e.status IN ('received', 'processing') \
+             ORDER BY e.id LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
+    async fn extend_submission_lease(&self, id: i64, owner: &str, lease: Duration) -> Result<bool> {
+        let owner = owner.to_owned();
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE submissions SET lease_until = ? \
+                     WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+                )
+                .bind(lease_end(lease))
+                .bind(id)
+                .bind(&owner)
+                .execute(&mut *conn)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    async fn requeue_submission(&self, id: i64) -> Result<Submission> {
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE submissions SET status = 'received', error = NULL, finished_at = NULL, \
+                     attempts = 0, lease_owner = NULL, lease_until = NULL WHERE id = ? AND status = 'failed'",
+                )
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::Invalid(format!(
+                        "submission {id} cannot be queued again: it does not exist or has not failed"
+                    )));
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        self.get_submission(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("submission {id} does not exist")))
     }
 
     async fn finish_submission(
@@ -1441,6 +1552,26 @@ impl Store for SqliteStore {
                         "submission {id} is not being processed by {owner}"
                     )));
                 }
+                let row = sqlx::query("SELECT carrier_id, file_name FROM submissions WHERE id = ?")
+                    .bind(id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                let carrier = CarrierId::parse(&row.try_get::<String, _>("carrier_id")?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let file: String = row.try_get("file_name")?;
+                let (kind, status) = match &error {
+                    None => ("submission.completed", "completed"),
+                    Some(_) => ("submission.failed", "failed"),
+                };
+                insert_event(
+                    conn,
+                    kind,
+                    &carrier,
+                    id,
+                    submission_event(id, &carrier, &file, Some(status), error.as_deref()),
+                    &now(),
+                )
+                .await?;
                 Ok(())
             })
         })
@@ -1798,6 +1929,75 @@ impl Store for SqliteStore {
             })
             .await?;
         self.with_claim_extras(page, filter.include_extras).await
+    }
+
+    async fn unpublished_events(&self, limit: usize) -> Result<Vec<OutboxEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, event_type, carrier_id, subject_id, payload, created_at FROM outbox \
+             WHERE published_at IS NULL ORDER BY id LIMIT ?",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEvent {
+                    id: r.try_get("id")?,
+                    event_type: r.try_get("event_type")?,
+                    carrier: r.try_get("carrier_id")?,
+                    subject_id: r.try_get("subject_id")?,
+                    payload: serde_json::from_str(&r.try_get::<String, _>("payload")?)
+                        .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
+                    created_at: ts(&r.try_get::<String, _>("created_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_events_published(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = ids.to_vec();
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let at = now();
+                for chunk in ids.chunks(500) {
+                    let mut q = QueryBuilder::<Sqlite>::new("UPDATE outbox SET published_at = ");
+                    q.push_bind(at.clone())
+                        .push(" WHERE published_at IS NULL AND id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    list.push_unseparated(")");
+                    q.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn take_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "INSERT INTO leases (name, owner, until) VALUES (?, ?, ?) \
+                     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until \
+                     WHERE leases.owner = excluded.owner OR leases.until < ?",
+                )
+                .bind(&name)
+                .bind(&owner)
+                .bind(lease_end(ttl))
+                .bind(now())
+                .execute(&mut *conn)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            })
+        })
+        .await
     }
 
     async fn portfolio(&self) -> Result<Vec<PortfolioLine>> {

@@ -129,6 +129,45 @@ pub struct Submission {
     pub committed_through: u64,
     /// The submission this one replays (same document, usually a newer mapping).
     pub replay_of: Option<i64>,
+    /// How many times a worker has claimed it: a submission whose workers keep dying or
+    /// failing is given up (dead-lettered) after a limit instead of retried for ever.
+    pub attempts: u32,
+    /// The broker message whose processing committed the latest batch.
+    pub message_id: Option<String>,
+}
+
+/// What claiming a submission for processing found.
+#[derive(Debug, Clone)]
+pub enum SubmissionClaim {
+    /// The caller holds it until its lease ends (`attempts` counts this claim).
+    Claimed(Submission),
+    /// Completed or failed already: there is nothing to do.
+    Finished(Submission),
+    /// Another worker holds a live lease on it.
+    Held { owner: String },
+}
+
+impl SubmissionClaim {
+    /// The submission, when the claim succeeded.
+    pub fn claimed(self) -> Option<Submission> {
+        match self {
+            Self::Claimed(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// A change event waiting in the outbox to be published.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxEvent {
+    pub id: i64,
+    /// `policy.created`, `claim.updated`, `submission.received`, …
+    pub event_type: String,
+    pub carrier: String,
+    /// The policy's, claim's or submission's id.
+    pub subject_id: i64,
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -174,6 +213,8 @@ pub struct Batch {
     /// Payload records the mapping skipped.
     pub skipped_records: u64,
     pub through_record: u64,
+    /// The broker message being processed, recorded with the progress it committed.
+    pub message_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]

@@ -28,6 +28,8 @@ conformance!(
     paging_is_stable_while_another_task_writes,
     transactions_are_applied_once_by_reference,
     leases_decide_who_may_work_on_a_submission,
+    submissions_are_queued_by_events_and_counted_attempts,
+    the_outbox_is_published_once_and_leases_have_one_holder,
     claims_need_their_policy_and_are_versioned,
     rejections_keep_their_position_and_sheet,
     mapping_revisions_and_the_current_one,
@@ -684,6 +686,7 @@ async fn leases_decide_who_may_work_on_a_submission(target: Target) {
         .claim_submission(id, "w1", LEASE)
         .await
         .unwrap()
+        .claimed()
         .unwrap();
     assert_eq!(s.status, SubmissionStatus::Processing);
     let started = s.started_at.expect("started");
@@ -691,12 +694,14 @@ async fn leases_decide_who_may_work_on_a_submission(target: Target) {
         .claim_submission(id, "w2", LEASE)
         .await
         .unwrap()
+        .claimed()
         .is_none());
     // The holder may claim again (it extends its lease).
     assert!(store
         .claim_submission(id, "w1", LEASE)
         .await
         .unwrap()
+        .claimed()
         .is_some());
     assert!(matches!(
         store.finish_submission(id, "w2", None).await,
@@ -714,12 +719,14 @@ async fn leases_decide_who_may_work_on_a_submission(target: Target) {
         .claim_submission(id, "w1", Duration::from_millis(1))
         .await
         .unwrap()
+        .claimed()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(30)).await;
     let s = store
         .claim_submission(id, "w2", LEASE)
         .await
         .unwrap()
+        .claimed()
         .unwrap();
     assert_eq!(s.started_at, Some(started), "started once");
     assert!(matches!(
@@ -749,11 +756,13 @@ async fn leases_decide_who_may_work_on_a_submission(target: Target) {
         .claim_submission(id, "w1", LEASE)
         .await
         .unwrap()
+        .claimed()
         .is_none());
     assert!(store
         .claim_submission(id, "w2", LEASE)
         .await
         .unwrap()
+        .claimed()
         .is_none());
     assert!(store.unfinished_submissions().await.unwrap().is_empty());
 
@@ -768,12 +777,183 @@ async fn leases_decide_who_may_work_on_a_submission(target: Target) {
         .claim_submission(failing, "w3", LEASE)
         .await
         .unwrap()
+        .claimed()
         .is_none());
-    assert!(store
-        .claim_submission(i64::MAX, "w", LEASE)
+    assert!(matches!(
+        store.claim_submission(i64::MAX, "w", LEASE).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn submissions_are_queued_by_events_and_counted_attempts(target: Target) {
+    let store = target.store().await;
+    let first = new_submission(&store).await;
+    let second = new_submission(&store).await;
+    // Each submission is queued by its event, written with it.
+    let events = store.unpublished_events(100).await.unwrap();
+    let received: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "submission.received")
+        .map(|e| (e.subject_id, e.payload["submission_id"].as_i64()))
+        .collect();
+    assert_eq!(received, [(first, Some(first)), (second, Some(second))]);
+
+    // A carrier's submissions go in order: the second waits for the first.
+    assert_eq!(
+        store.earlier_unfinished_submission(second).await.unwrap(),
+        Some(first)
+    );
+    assert_eq!(
+        store.earlier_unfinished_submission(first).await.unwrap(),
+        None
+    );
+
+    let s = store
+        .claim_submission(first, "w1", LEASE)
         .await
         .unwrap()
-        .is_none());
+        .claimed()
+        .unwrap();
+    assert_eq!(s.attempts, 1);
+    match store.claim_submission(first, "w2", LEASE).await.unwrap() {
+        SubmissionClaim::Held { owner } => assert_eq!(owner, "w1"),
+        other => panic!("expected held, got {other:?}"),
+    }
+    assert!(store
+        .extend_submission_lease(first, "w1", LEASE)
+        .await
+        .unwrap());
+    assert!(!store
+        .extend_submission_lease(first, "w2", LEASE)
+        .await
+        .unwrap());
+    // The worker dies; the next claim is the second attempt.
+    store
+        .claim_submission(first, "w1", Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let s = store
+        .claim_submission(first, "w2", LEASE)
+        .await
+        .unwrap()
+        .claimed()
+        .unwrap();
+    assert_eq!(s.attempts, 3);
+    assert!(!store
+        .extend_submission_lease(first, "w1", LEASE)
+        .await
+        .unwrap());
+    let mut b = batch(first, "w2", vec![policy("P1", 100, PolicyStatus::Active)]);
+    b.message_id = Some("event-7".into());
+    store.commit_batch(b).await.unwrap();
+    let failed = store
+        .finish_submission(first, "w2", Some("dead-lettered after 3 attempts"))
+        .await
+        .unwrap();
+    assert_eq!(failed.message_id.as_deref(), Some("event-7"));
+    assert_eq!(
+        store.earlier_unfinished_submission(second).await.unwrap(),
+        None
+    );
+    match store.claim_submission(first, "w3", LEASE).await.unwrap() {
+        SubmissionClaim::Finished(s) => assert_eq!(s.status, SubmissionStatus::Failed),
+        other => panic!("expected finished, got {other:?}"),
+    }
+
+    // Redriven: received again, attempts cleared, progress kept.
+    let again = store.requeue_submission(first).await.unwrap();
+    assert_eq!(again.status, SubmissionStatus::Received);
+    assert_eq!((again.attempts, again.error.as_deref()), (0, None));
+    assert_eq!(again.committed_through, 1);
+    assert!(
+        store.requeue_submission(first).await.is_err(),
+        "only a failed one"
+    );
+    let s = store
+        .claim_submission(first, "w3", LEASE)
+        .await
+        .unwrap()
+        .claimed()
+        .unwrap();
+    assert_eq!(s.attempts, 1);
+    store.finish_submission(first, "w3", None).await.unwrap();
+
+    let kinds: Vec<_> = store
+        .unpublished_events(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_type.starts_with("submission.") && e.subject_id == first)
+        .map(|e| {
+            (
+                e.event_type,
+                e.payload["status"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("submission.received".to_owned(), None),
+            ("submission.failed".to_owned(), Some("failed".to_owned())),
+            (
+                "submission.completed".to_owned(),
+                Some("completed".to_owned())
+            ),
+        ]
+    );
+}
+
+async fn the_outbox_is_published_once_and_leases_have_one_holder(target: Target) {
+    let store = target.store().await;
+    let id = claimed_submission(&store, "w").await;
+    store
+        .commit_batch(batch(
+            id,
+            "w",
+            vec![
+                policy("P1", 100, PolicyStatus::Active),
+                policy("P2", 100, PolicyStatus::Active),
+            ],
+        ))
+        .await
+        .unwrap();
+    let events = store.unpublished_events(100).await.unwrap();
+    let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        ["submission.received", "policy.created", "policy.created"]
+    );
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(events[1].carrier, "acme");
+    assert_eq!(store.unpublished_events(1).await.unwrap().len(), 1);
+    store
+        .mark_events_published(&[events[0].id, events[1].id])
+        .await
+        .unwrap();
+    let left = store.unpublished_events(100).await.unwrap();
+    assert_eq!(left, events[2..]);
+    store.mark_events_published(&[events[2].id]).await.unwrap();
+    assert!(store.unpublished_events(100).await.unwrap().is_empty());
+
+    assert!(store.take_lease("relay", "a", LEASE).await.unwrap());
+    assert!(
+        store.take_lease("relay", "a", LEASE).await.unwrap(),
+        "renewed"
+    );
+    assert!(!store.take_lease("relay", "b", LEASE).await.unwrap());
+    assert!(store.take_lease("other", "b", LEASE).await.unwrap());
+    assert!(store
+        .take_lease("relay", "a", Duration::from_millis(1))
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(
+        store.take_lease("relay", "b", LEASE).await.unwrap(),
+        "expired: taken over"
+    );
+    assert!(!store.take_lease("relay", "a", LEASE).await.unwrap());
 }
 
 async fn claims_need_their_policy_and_are_versioned(target: Target) {

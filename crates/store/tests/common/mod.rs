@@ -97,7 +97,8 @@ impl Target {
             .unwrap_or_else(|e| panic!("cannot open {:?} store: {e}", self.kind))
     }
 
-    /// Every outbox event, in order.
+    /// Every change event of the canonical model in the outbox, in order (submissions' own
+    /// events are tested through the `Store` API).
     pub async fn outbox(&self) -> Vec<Event> {
         let rows: Vec<(String, i64, String)> = match self.kind {
             Kind::Sqlite => {
@@ -105,17 +106,21 @@ impl Target {
                     sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.locator))
                         .await
                         .expect("connect to SQLite");
-                sqlx::query_as("SELECT event_type, subject_id, payload FROM outbox ORDER BY id")
-                    .fetch_all(&mut conn)
-                    .await
-                    .expect("read the outbox")
+                sqlx::query_as(
+                    "SELECT event_type, subject_id, payload FROM outbox \
+                     WHERE event_type NOT LIKE 'submission.%' ORDER BY id",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .expect("read the outbox")
             }
             Kind::Postgres => {
                 let mut conn = sqlx::PgConnection::connect(&self.locator)
                     .await
                     .expect("connect to PostgreSQL");
                 sqlx::query_as(
-                    "SELECT event_type, subject_id, payload::text FROM outbox ORDER BY id",
+                    "SELECT event_type, subject_id, payload::text FROM outbox \
+                     WHERE event_type NOT LIKE 'submission.%' ORDER BY id",
                 )
                 .fetch_all(&mut conn)
                 .await
@@ -281,6 +286,7 @@ pub async fn claimed_submission(store: &Arc<dyn Store>, owner: &str) -> i64 {
         .claim_submission(id, owner, LEASE)
         .await
         .expect("claim")
+        .claimed()
         .expect("a received submission can be claimed");
     id
 }
@@ -289,6 +295,7 @@ pub async fn claimed_submission(store: &Arc<dyn Store>, owner: &str) -> i64 {
 pub fn batch(submission_id: i64, owner: &str, records: Vec<CanonicalRecord>) -> Batch {
     let n = records.len() as u64;
     Batch {
+        message_id: None,
         submission_id,
         owner: owner.into(),
         lease: LEASE,
