@@ -32,13 +32,14 @@ impl Env {
     }
 
     /// The binary with `--data-dir` (and `--database-url`, when set) for this environment.
-    fn command(&self) -> Command {
+    pub fn command(&self) -> Command {
         let mut command = Command::new(BIN);
         command
             .arg("--data-dir")
             .arg(self.data_dir())
             .env("CARRIERHUB_LOG", "warn")
-            .env_remove("CARRIERHUB_DATABASE_URL");
+            .env_remove("CARRIERHUB_DATABASE_URL")
+            .env_remove("CARRIERHUB_BROKER_URL");
         if let Some(url) = &self.database_url {
             command.arg("--database-url").arg(url);
         }
@@ -89,10 +90,18 @@ impl Env {
 
     /// `serve` on a free port, with more options.
     pub fn serve_with(&self, options: &[&str]) -> Server {
-        let mut child = self
-            .command()
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .args(options)
+        let mut command = self.command();
+        command
+            .args(["serve", "--bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0"])
+            .args(options);
+        Server::start(command)
+    }
+}
+
+impl Server {
+    /// Starts a `serve` command and waits for the address it prints.
+    pub fn start(mut command: Command) -> Self {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -142,6 +151,14 @@ impl Server {
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+    }
+}
+
+impl Server {
+    /// SIGKILL: the process dies at once, mid-write or not.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
