@@ -4,11 +4,13 @@
 //! they hold no business rules. Every error leaves as RFC 9457 problem+json.
 
 mod diff;
+mod idempotency;
 mod params;
 mod problem;
 mod routes;
 mod uploads;
 
+pub use idempotency::DEFAULT_TTL as DEFAULT_IDEMPOTENCY_TTL;
 pub use problem::Problem;
 
 use axum::extract::DefaultBodyLimit;
@@ -36,6 +38,8 @@ pub struct AppState {
     pub metrics: Option<MetricsRender>,
     /// Largest upload accepted, in bytes.
     pub max_upload_bytes: usize,
+    /// How long an `Idempotency-Key` and its response are kept.
+    pub idempotency_ttl: std::time::Duration,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -103,7 +107,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "API listening");
-    axum::serve(listener, router(state))
+    let sweeper = tokio::spawn(idempotency::sweep_expired_keys(state.store.clone()));
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    sweeper.abort();
+    served
 }

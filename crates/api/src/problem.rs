@@ -15,6 +15,10 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// Extension members (RFC 9457, section 3.2): more about the problem, by name. Boxed:
+    /// few problems have any, and every error result carries a `Problem`.
+    #[serde(flatten)]
+    pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Problem {
@@ -25,7 +29,16 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             instance: None,
+            extensions: None,
         }
+    }
+
+    /// The problem with the extension member `name`.
+    pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions
+            .get_or_insert_with(Default::default)
+            .insert(name.to_owned(), value.into());
+        self
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {

@@ -1,6 +1,8 @@
 //! `POST /v1/carriers/{carrier}/submissions`: a carrier's payload, streamed to disk, checked
-//! against its mapping, and queued for the worker.
+//! against its mapping, and queued for the worker. With an `Idempotency-Key`, a request sent
+//! again gets the first response (see `idempotency.rs`).
 
+use crate::idempotency::{self, Fingerprint};
 use crate::params::Params;
 use crate::problem::Problem;
 use crate::routes::submission_body;
@@ -14,6 +16,7 @@ use carrierhub_mapping::MappingSpec;
 use carrierhub_model::CarrierId;
 use carrierhub_pipeline::Delivery;
 use futures_util::TryStreamExt;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use tokio::io::AsyncWriteExt;
@@ -44,7 +47,8 @@ fn bad_upload(e: impl std::fmt::Display) -> Problem {
     Problem::bad_request(format!("the upload could not be read: {e}"))
 }
 
-async fn write_stream<S, E>(path: &std::path::Path, mut stream: S) -> Result<u64, Problem>
+/// Writes `stream` to `path` and returns the SHA-256 of what it wrote, hashed on the way.
+async fn write_stream<S, E>(path: &std::path::Path, mut stream: S) -> Result<[u8; 32], Problem>
 where
     S: futures_util::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -52,15 +56,36 @@ where
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(|e| Problem::internal(&e))?;
-    let mut size = 0u64;
+    let mut hasher = Sha256::new();
     while let Some(chunk) = stream.try_next().await.map_err(bad_upload)? {
-        size += chunk.len() as u64;
+        hasher.update(&chunk);
         file.write_all(&chunk)
             .await
             .map_err(|e| Problem::internal(&e))?;
     }
     file.flush().await.map_err(|e| Problem::internal(&e))?;
-    Ok(size)
+    Ok(hasher.finalize().into())
+}
+
+/// A text field of a form, with the SHA-256 of its text.
+async fn text_part(
+    field: axum::extract::multipart::Field<'_>,
+) -> Result<(String, [u8; 32]), Problem> {
+    let text = field.text().await.map_err(bad_upload)?;
+    let sha256 = Sha256::digest(text.as_bytes()).into();
+    Ok((text, sha256))
+}
+
+/// What a form part or a raw body held, for the request's fingerprint.
+enum Content {
+    Part {
+        name: String,
+        file_name: Option<String>,
+        sha256: [u8; 32],
+    },
+    Body {
+        sha256: [u8; 32],
+    },
 }
 
 /// A payload sent as a multipart form (`file` with `mapping` or `mapping_file`, and for
@@ -71,6 +96,25 @@ struct Upload {
     mapping_name: Option<String>,
     mapping_text: Option<String>,
     carrier: Option<String>,
+    /// The parts of the form in the order sent, or the raw body.
+    contents: Vec<Content>,
+}
+
+impl Upload {
+    /// Adds what the upload held to `fingerprint`. The multipart boundary is not part of it:
+    /// a client may choose a new one each time it sends the same request.
+    fn fingerprint(&self, fingerprint: &mut Fingerprint) {
+        for content in &self.contents {
+            match content {
+                Content::Part {
+                    name,
+                    file_name,
+                    sha256,
+                } => fingerprint.part(name, file_name.as_deref(), sha256),
+                Content::Body { sha256 } => fingerprint.body(sha256),
+            }
+        }
+    }
 }
 
 async fn read_upload(
@@ -95,6 +139,7 @@ async fn read_upload(
         } else {
             None
         },
+        contents: Vec::new(),
     };
     let mut got_file = false;
     if is_multipart {
@@ -102,20 +147,30 @@ async fn read_upload(
             .await
             .map_err(|e| bad_upload(e.body_text()))?;
         while let Some(field) = multipart.next_field().await.map_err(bad_upload)? {
-            match field.name().unwrap_or_default() {
+            let name = field.name().unwrap_or_default().to_owned();
+            let file_name = field.file_name().map(str::to_owned);
+            let sha256 = match name.as_str() {
                 "file" => {
                     if upload.file_name.is_none() {
-                        upload.file_name = field.file_name().map(str::to_owned);
+                        upload.file_name = file_name.clone();
                     }
-                    write_stream(&upload.spool.0, field).await?;
                     got_file = true;
+                    write_stream(&upload.spool.0, field).await?
                 }
-                "mapping" => upload.mapping_name = Some(field.text().await.map_err(bad_upload)?),
+                "mapping" => {
+                    let (text, sha256) = text_part(field).await?;
+                    upload.mapping_name = Some(text);
+                    sha256
+                }
                 "mapping_file" => {
-                    upload.mapping_text = Some(field.text().await.map_err(bad_upload)?)
+                    let (text, sha256) = text_part(field).await?;
+                    upload.mapping_text = Some(text);
+                    sha256
                 }
                 "carrier" if accept_carrier => {
-                    upload.carrier = Some(field.text().await.map_err(bad_upload)?)
+                    let (text, sha256) = text_part(field).await?;
+                    upload.carrier = Some(text);
+                    sha256
                 }
                 other => {
                     return Err(Problem::bad_request(format!(
@@ -123,10 +178,16 @@ async fn read_upload(
                         if accept_carrier { ", and optionally 'carrier'" } else { "" }
                     )))
                 }
-            }
+            };
+            upload.contents.push(Content::Part {
+                name,
+                file_name,
+                sha256,
+            });
         }
     } else {
-        write_stream(&upload.spool.0, request.into_body().into_data_stream()).await?;
+        let sha256 = write_stream(&upload.spool.0, request.into_body().into_data_stream()).await?;
+        upload.contents.push(Content::Body { sha256 });
         got_file = true;
     }
     if !got_file {
@@ -166,8 +227,33 @@ pub async fn create_submission(
     request: Request<Body>,
 ) -> Result<Response, Problem> {
     let carrier = CarrierId::parse(&carrier).map_err(|e| Problem::bad_request(e.to_string()))?;
+    let query = idempotency::canonical_query(&q);
     let params = Params::new(q, &["mapping", "file_name"])?;
-    let mut upload = read_upload(&state, &params, &headers, request, false).await?;
+    let key = idempotency::key_of(&headers)?;
+    let upload = read_upload(&state, &params, &headers, request, false).await?;
+    let Some(key) = key else {
+        return submit(state, carrier, upload).await;
+    };
+    let mut fingerprint = Fingerprint::new(
+        &format!("/v1/carriers/{carrier}/submissions"),
+        &carrier,
+        &query,
+    );
+    upload.fingerprint(&mut fingerprint);
+    let scope = format!("carrier={carrier} route=POST /v1/carriers/{{carrier}}/submissions");
+    let work = {
+        let state = state.clone();
+        async move { submit(state, carrier, upload).await.into_response() }
+    };
+    idempotency::once(&state, scope, key, fingerprint.finish(), work).await
+}
+
+/// Receives an upload as a submission: the mapping it names, the preflight, the record.
+async fn submit(
+    state: AppState,
+    carrier: CarrierId,
+    mut upload: Upload,
+) -> Result<Response, Problem> {
     let mapping = upload_mapping(&state, &carrier, &mut upload).await?;
     let receipt = state
         .pipeline
@@ -267,16 +353,45 @@ pub async fn replay_submission(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     body: String,
 ) -> Result<Response, Problem> {
     let id = crate::params::path_id("submission", &id)?;
+    let query = idempotency::canonical_query(&q);
     let params = Params::new(q, &["mapping"])?;
+    let key = idempotency::key_of(&headers)?;
     let original = state
         .store
         .get_submission(id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("submission {id} does not exist")))?;
     let carrier = CarrierId::parse(&original.carrier).map_err(|e| Problem::internal(&e))?;
+    let Some(key) = key else {
+        return replay(state, id, carrier, params, body).await;
+    };
+    let mut fingerprint =
+        Fingerprint::new(&format!("/v1/submissions/{id}/replay"), &carrier, &query);
+    fingerprint.body(&Sha256::digest(body.as_bytes()));
+    let scope = format!("carrier={carrier} route=POST /v1/submissions/{{id}}/replay");
+    let work = {
+        let state = state.clone();
+        async move {
+            replay(state, id, carrier, params, body)
+                .await
+                .into_response()
+        }
+    };
+    idempotency::once(&state, scope, key, fingerprint.finish(), work).await
+}
+
+/// Receives submission `id`'s document again with the mapping the request names.
+async fn replay(
+    state: AppState,
+    id: i64,
+    carrier: CarrierId,
+    params: Params,
+    body: String,
+) -> Result<Response, Problem> {
     let mapping = if !body.trim().is_empty() {
         Some(MappingSpec::parse("body", &body).map_err(|e| Problem::unprocessable(e.to_string()))?)
     } else if let Some(name) = params.text("mapping") {

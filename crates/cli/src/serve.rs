@@ -69,6 +69,15 @@ pub struct ServeArgs {
     /// Largest upload accepted, in MiB.
     #[arg(long, env = "CARRIERHUB_MAX_UPLOAD_MIB", default_value_t = 1024)]
     pub max_upload_mib: usize,
+    /// How long an upload's `Idempotency-Key` and its response are kept, in hours: a request
+    /// sent again with the key within this time gets the first response.
+    #[arg(
+        long,
+        env = "CARRIERHUB_IDEMPOTENCY_TTL_HOURS",
+        default_value_t = 24,
+        value_parser = clap::value_parser!(u64).range(1..=24 * 365)
+    )]
+    pub idempotency_ttl_hours: u64,
 }
 
 impl ServeArgs {
@@ -166,6 +175,7 @@ pub async fn serve_app(app: App, broker: Arc<dyn Broker>, args: ServeArgs) -> an
             relay,
             metrics: render,
             max_upload_bytes: args.max_upload_mib * 1024 * 1024,
+            idempotency_ttl: Duration::from_secs(args.idempotency_ttl_hours * 3600),
         };
         carrierhub_api::serve(listener, state, shutdown_signal()).await?;
     } else {

@@ -65,7 +65,11 @@ fn generate(dir: &Path) -> Vec<Feed> {
             .args(["--defect-rate", "0.002"])
             .output()
             .expect("run gen");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -91,7 +95,11 @@ fn generate(dir: &Path) -> Vec<Feed> {
         let policy_mapping = dir.join(format!("{carrier}-policies.toml"));
         let claim_mapping = dir.join(format!("{carrier}-claims.toml"));
         // A carrier's claims refer to its policies: first delivery, claims, second delivery.
-        for (file, mapping) in [(d1, &policy_mapping), (claims, &claim_mapping), (d2, &policy_mapping)] {
+        for (file, mapping) in [
+            (d1, &policy_mapping),
+            (claims, &claim_mapping),
+            (d2, &policy_mapping),
+        ] {
             feeds.push(Feed {
                 carrier: carrier.clone(),
                 mapping: mapping.clone(),
@@ -188,10 +196,8 @@ impl Snapshot {
             let pool = sqlx::PgPool::connect(store).await.unwrap();
             for (name, sql) in QUERIES {
                 let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
-                let mut rows: Vec<String> = rows
-                    .iter()
-                    .map(|r| row_text(r.get(0), r.get(1)))
-                    .collect();
+                let mut rows: Vec<String> =
+                    rows.iter().map(|r| row_text(r.get(0), r.get(1))).collect();
                 rows.sort();
                 tables.insert(*name, rows);
             }
@@ -202,10 +208,8 @@ impl Snapshot {
                 .unwrap();
             for (name, sql) in QUERIES {
                 let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
-                let mut rows: Vec<String> = rows
-                    .iter()
-                    .map(|r| row_text(r.get(0), r.get(1)))
-                    .collect();
+                let mut rows: Vec<String> =
+                    rows.iter().map(|r| row_text(r.get(0), r.get(1))).collect();
                 rows.sort();
                 tables.insert(*name, rows);
             }
@@ -287,7 +291,14 @@ impl Nats {
 
     fn start(&mut self) {
         let child = Command::new(&self.binary)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(self.store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -376,7 +387,9 @@ async fn outbox_ids(store: &str) -> (HashSet<String>, bool) {
     };
     let all_published = rows.iter().all(|(_, p)| *p);
     (
-        rows.into_iter().map(|(id, _)| format!("event-{id}")).collect(),
+        rows.into_iter()
+            .map(|(id, _)| format!("event-{id}"))
+            .collect(),
         all_published,
     )
 }
@@ -404,11 +417,18 @@ async fn assert_published_once(broker: Arc<dyn Broker>, store: &str) {
         }
         d.ack().await.unwrap();
     }
-    assert!(duplicates.is_empty(), "published twice: {:?}", &duplicates[..duplicates.len().min(10)]);
+    assert!(
+        duplicates.is_empty(),
+        "published twice: {:?}",
+        &duplicates[..duplicates.len().min(10)]
+    );
     let missing: Vec<_> = expected.difference(&seen).take(10).collect();
     assert!(missing.is_empty(), "never published: {missing:?}");
     let unknown: Vec<_> = seen.difference(&expected).take(10).collect();
-    assert!(unknown.is_empty(), "published but not in the outbox: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "published but not in the outbox: {unknown:?}"
+    );
 }
 
 fn worker(env: &Env, nats: &str) -> common::Server {
@@ -429,9 +449,15 @@ fn worker(env: &Env, nats: &str) -> common::Server {
 /// Three workers on PostgreSQL and NATS, one killed every few seconds; with
 /// `restart_nats`, the NATS server too, once, in the middle.
 async fn distributed(restart_nats: bool) {
-    let Some(reference) = reference().await else { return };
-    let Some(db) = TestDatabase::create_or_skip("fault injection").await else { return };
-    let Some(mut nats) = Nats::start_or_skip() else { return };
+    let Some(reference) = reference().await else {
+        return;
+    };
+    let Some(db) = TestDatabase::create_or_skip("fault injection").await else {
+        return;
+    };
+    let Some(mut nats) = Nats::start_or_skip() else {
+        return;
+    };
     let env = Env::with_database(db.url());
     let api = env.serve_with(&["--role", "api,relay", "--broker", &nats.url()]);
     let mut workers: Vec<common::Server> = (0..3).map(|_| worker(&env, &nats.url())).collect();
@@ -442,7 +468,10 @@ async fn distributed(restart_nats: bool) {
     let mut kills = 0;
     let mut nats_restarted = !restart_nats;
     while !all_finished(db.url()).await {
-        assert!(started.elapsed() < DEADLINE, "not finished within {DEADLINE:?}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "not finished within {DEADLINE:?}"
+        );
         let pause = rand::rng().random_range(1500..3500);
         tokio::time::sleep(Duration::from_millis(pause)).await;
         let victim = rand::rng().random_range(0..workers.len());
@@ -459,11 +488,17 @@ async fn distributed(restart_nats: bool) {
     eprintln!(
         "{} records with {kills} worker kills{} in {:?}",
         reference.records,
-        if restart_nats { " and a NATS restart" } else { "" },
+        if restart_nats {
+            " and a NATS restart"
+        } else {
+            ""
+        },
         started.elapsed()
     );
     assert!(kills >= 3, "the run ended before the faults began");
-    Snapshot::take(db.url()).await.assert_same(&reference.snapshot);
+    Snapshot::take(db.url())
+        .await
+        .assert_same(&reference.snapshot);
     let broker = Arc::new(NatsBroker::connect(&nats.url()).await.unwrap());
     assert_published_once(broker, db.url()).await;
     drop(api);
@@ -481,7 +516,9 @@ async fn three_workers_survive_sigkill_and_a_nats_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_process_survives_sigkill() {
-    let Some(reference) = reference().await else { return };
+    let Some(reference) = reference().await else {
+        return;
+    };
     let env = Env::new();
     let serve = || env.serve_with(&["--lease-secs", "3", "--max-attempts", "1000"]);
     let mut server = serve();
@@ -491,7 +528,10 @@ async fn the_embedded_process_survives_sigkill() {
     let store = env.data_dir().join("carrierhub.db").display().to_string();
     let mut kills = 0;
     while !all_finished(&store).await {
-        assert!(started.elapsed() < DEADLINE, "not finished within {DEADLINE:?}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "not finished within {DEADLINE:?}"
+        );
         let pause = rand::rng().random_range(1500..3500);
         tokio::time::sleep(Duration::from_millis(pause)).await;
         server.kill();
@@ -505,7 +545,9 @@ async fn the_embedded_process_survives_sigkill() {
     );
     assert!(kills >= 3, "the run ended before the faults began");
     // The last process publishes what the outbox still holds.
-    Snapshot::take(&store).await.assert_same(&reference.snapshot);
+    Snapshot::take(&store)
+        .await
+        .assert_same(&reference.snapshot);
     let broker = Arc::new(EmbeddedBroker::open(&store).await.unwrap());
     assert_published_once(broker, &store).await;
     drop(server);

@@ -200,11 +200,13 @@ async fn a_submission_held_by_a_live_worker_is_not_taken_over() {
         .claim_submission(id, "a", Duration::from_secs(60))
         .await
         .unwrap()
+        .claimed()
         .is_some());
     assert!(store
         .claim_submission(id, "b", Duration::from_secs(60))
         .await
         .unwrap()
+        .claimed()
         .is_none());
     assert!(matches!(
         p.process(id, "b", Arc::new(NoProgress)).await,

@@ -16,6 +16,7 @@
 //!   filter and sum on (carrier, line, status, premium; a claim's policy).
 
 mod cursor;
+mod idempotency;
 mod postgres;
 mod schema;
 mod sqlite;
@@ -23,6 +24,7 @@ pub mod testing;
 mod types;
 
 pub use cursor::Cursor;
+pub use idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotentResponse};
 pub use postgres::PgStore;
 pub use schema::MigrationInfo;
 pub use sqlite::SqliteStore;
@@ -245,6 +247,32 @@ pub trait Store: Send + Sync + 'static {
     async fn portfolio(&self) -> Result<Vec<PortfolioLine>>;
     /// The same summary over the versions that were current at `as_of`.
     async fn portfolio_as_of(&self, as_of: DateTime<Utc>) -> Result<Vec<PortfolioLine>>;
+
+    // Idempotency keys (see the `idempotency` module): claimed, then completed or released.
+
+    /// Claims `request.key` in `request.scope` for the request with `request.fingerprint`,
+    /// atomically: of several requests claiming a free key at once, exactly one gets
+    /// [`IdempotencyClaim::Acquired`]. A key that expired, was released, or whose claim was
+    /// abandoned (still in flight after its lock) is free again, whatever its fingerprint.
+    async fn claim_idempotency_key(
+        &self,
+        request: &IdempotencyRequest<'_>,
+    ) -> Result<IdempotencyClaim>;
+    /// Records the response of the request whose claim is `token`'s. `false` when that claim
+    /// was lost (taken over after its lock ran out, or expired and removed): nothing is
+    /// recorded then.
+    async fn complete_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        token: &str,
+        response: &IdempotentResponse,
+    ) -> Result<bool>;
+    /// Gives up `token`'s claim without a response, so that the next request with the key
+    /// proceeds as if it were the first. A completed key, or another request's claim, stays.
+    async fn release_idempotency_key(&self, scope: &str, key: &str, token: &str) -> Result<()>;
+    /// Removes the keys past their time to live; returns how many.
+    async fn purge_idempotency_keys(&self) -> Result<u64>;
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 //! parameter and `UNNEST` turns the arrays back into rows.
 
 use crate::cursor::page_of;
+use crate::idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotentResponse};
 use crate::schema::{self, MigrationInfo};
 use crate::types::*;
 use crate::{redact_url, ClaimStep, Result, Store, StoreError};
@@ -2716,6 +2717,109 @@ impl Store for PgStore {
 
     async fn portfolio_as_of(&self, as_of: DateTime<Utc>) -> Result<Vec<PortfolioLine>> {
         self.sum_portfolio(Some(as_of)).await
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        request: &IdempotencyRequest<'_>,
+    ) -> Result<IdempotencyClaim> {
+        let mut tx = self.pool.begin().await?;
+        // One statement decides: a new key is inserted, a free one (expired, or abandoned in
+        // flight) is taken over, and a live one is left as it is. Two requests inserting the
+        // same new key meet on the primary key: the second waits for the first to commit,
+        // then finds its claim live. Either way the row stays locked until this transaction
+        // ends, so the read below sees what decided.
+        let acquired: Option<String> = sqlx::query_scalar(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, token, locked_until, \
+             created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, clock_timestamp() + $5, clock_timestamp(), \
+             clock_timestamp() + $6) \
+             ON CONFLICT (scope, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, \
+             token = EXCLUDED.token, locked_until = EXCLUDED.locked_until, status = NULL, \
+             headers = NULL, body = NULL, created_at = EXCLUDED.created_at, \
+             expires_at = EXCLUDED.expires_at \
+             WHERE idempotency_keys.expires_at <= clock_timestamp() \
+             OR (idempotency_keys.status IS NULL \
+             AND idempotency_keys.locked_until <= clock_timestamp()) \
+             RETURNING token",
+        )
+        .bind(request.scope)
+        .bind(request.key)
+        .bind(request.fingerprint)
+        .bind(request.token)
+        .bind(lease_interval(request.lock))
+        .bind(lease_interval(request.ttl))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if acquired.is_some() {
+            tx.commit().await?;
+            return Ok(IdempotencyClaim::Acquired);
+        }
+        let row = sqlx::query(
+            "SELECT fingerprint, status, headers, body FROM idempotency_keys \
+             WHERE scope = $1 AND key = $2",
+        )
+        .bind(request.scope)
+        .bind(request.key)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        if row.try_get::<String, _>("fingerprint")? != request.fingerprint {
+            return Ok(IdempotencyClaim::Mismatch);
+        }
+        let Some(status) = row.try_get::<Option<i32>, _>("status")? else {
+            return Ok(IdempotencyClaim::InProgress);
+        };
+        let Json(headers) = row.try_get::<Json<Vec<(String, String)>>, _>("headers")?;
+        Ok(IdempotencyClaim::Completed(IdempotentResponse {
+            status: u16::try_from(status)
+                .map_err(|_| StoreError::Corrupt(format!("idempotent response status {status}")))?,
+            headers,
+            body: row.try_get("body")?,
+        }))
+    }
+
+    async fn complete_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        token: &str,
+        response: &IdempotentResponse,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE idempotency_keys SET status = $4, headers = $5, body = $6, token = NULL, \
+             locked_until = NULL WHERE scope = $1 AND key = $2 AND token = $3",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(token)
+        .bind(i32::from(response.status))
+        .bind(Json(&response.headers))
+        .bind(&response.body)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_idempotency_key(&self, scope: &str, key: &str, token: &str) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND token = $3 \
+             AND status IS NULL",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn purge_idempotency_keys(&self) -> Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= clock_timestamp()")
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
     }
 }
 

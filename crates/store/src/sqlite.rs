@@ -8,6 +8,7 @@
 //! mid-transaction). Reads use a small pool and never block the writer (WAL).
 
 use crate::cursor::page_of;
+use crate::idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotentResponse};
 use crate::schema::{self, MigrationInfo};
 use crate::types::*;
 use crate::{ClaimStep, Result, Store, StoreError};
@@ -2007,6 +2008,150 @@ impl Store for SqliteStore {
     async fn portfolio_as_of(&self, as_of: DateTime<Utc>) -> Result<Vec<PortfolioLine>> {
         self.sum_portfolio(Some(as_of)).await
     }
+
+    async fn claim_idempotency_key(
+        &self,
+        request: &IdempotencyRequest<'_>,
+    ) -> Result<IdempotencyClaim> {
+        let scope = request.scope.to_owned();
+        let key = request.key.to_owned();
+        let fingerprint = request.fingerprint.to_owned();
+        let token = request.token.to_owned();
+        let (ttl, lock) = (request.ttl, request.lock);
+        // The writer's `BEGIN IMMEDIATE` makes the read and the write one step: no other
+        // connection, in this process or another, writes in between.
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let at = now();
+                let row = sqlx::query(
+                    "SELECT fingerprint, status, headers, body, locked_until, expires_at \
+                     FROM idempotency_keys WHERE scope = ? AND key = ?",
+                )
+                .bind(&scope)
+                .bind(&key)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some(row) = row {
+                    let status: Option<i64> = row.try_get("status")?;
+                    let locked_until: Option<String> = row.try_get("locked_until")?;
+                    let expired = row.try_get::<String, _>("expires_at")? <= at;
+                    let abandoned =
+                        status.is_none() && locked_until.is_none_or(|until| until <= at);
+                    if !expired && !abandoned {
+                        if row.try_get::<String, _>("fingerprint")? != fingerprint {
+                            return Ok(IdempotencyClaim::Mismatch);
+                        }
+                        let Some(status) = status else {
+                            return Ok(IdempotencyClaim::InProgress);
+                        };
+                        let headers: String = row.try_get("headers")?;
+                        return Ok(IdempotencyClaim::Completed(IdempotentResponse {
+                            status: u16::try_from(status).map_err(|_| {
+                                StoreError::Corrupt(format!("idempotent response status {status}"))
+                            })?,
+                            headers: serde_json::from_str(&headers).map_err(|e| {
+                                StoreError::Corrupt(format!("idempotent response headers: {e}"))
+                            })?,
+                            body: row.try_get("body")?,
+                        }));
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (scope, key, fingerprint, token, locked_until, \
+                     created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (scope, key) DO UPDATE SET fingerprint = excluded.fingerprint, \
+                     token = excluded.token, locked_until = excluded.locked_until, status = NULL, \
+                     headers = NULL, body = NULL, created_at = excluded.created_at, \
+                     expires_at = excluded.expires_at",
+                )
+                .bind(&scope)
+                .bind(&key)
+                .bind(&fingerprint)
+                .bind(&token)
+                .bind(from_now(lock))
+                .bind(&at)
+                .bind(from_now(ttl))
+                .execute(&mut *conn)
+                .await?;
+                Ok(IdempotencyClaim::Acquired)
+            })
+        })
+        .await
+    }
+
+    async fn complete_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        token: &str,
+        response: &IdempotentResponse,
+    ) -> Result<bool> {
+        let (scope, key, token) = (scope.to_owned(), key.to_owned(), token.to_owned());
+        let headers = serde_json::to_string(&response.headers)
+            .map_err(|e| StoreError::Invalid(format!("response headers: {e}")))?;
+        let status = i64::from(response.status);
+        let body = response.body.clone();
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE idempotency_keys SET status = ?, headers = ?, body = ?, token = NULL, \
+                     locked_until = NULL WHERE scope = ? AND key = ? AND token = ?",
+                )
+                .bind(status)
+                .bind(&headers)
+                .bind(&body)
+                .bind(&scope)
+                .bind(&key)
+                .bind(&token)
+                .execute(&mut *conn)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    async fn release_idempotency_key(&self, scope: &str, key: &str, token: &str) -> Result<()> {
+        let (scope, key, token) = (scope.to_owned(), key.to_owned(), token.to_owned());
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND token = ? \
+                     AND status IS NULL",
+                )
+                .bind(&scope)
+                .bind(&key)
+                .bind(&token)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn purge_idempotency_keys(&self) -> Result<u64> {
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= ?")
+                    .bind(now())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(done.rows_affected())
+            })
+        })
+        .await
+    }
+}
+
+/// The instant `span` from now as the database stores it; spans past the year 9999 end there.
+fn from_now(span: Duration) -> String {
+    let end = chrono::Duration::from_std(span)
+        .ok()
+        .and_then(|d| Utc::now().checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        .min("9999-12-31T23:59:59Z".parse().expect("a valid instant"));
+    instant(end)
 }
 
 impl SqliteStore {

@@ -41,6 +41,9 @@ conformance!(
     as_of_reads_return_the_versions_current_then,
     paging_as_of_a_past_instant_is_stable_while_another_task_writes,
     extras_are_returned_when_asked_and_filter_current_and_past_versions,
+    an_idempotency_key_replays_its_response_and_refuses_another_request,
+    an_idempotency_key_is_claimed_by_exactly_one_of_concurrent_requests,
+    released_abandoned_and_expired_idempotency_keys_are_free_again,
 );
 
 async fn versions_transactions_and_events_follow_the_changes(target: Target) {
@@ -2032,4 +2035,268 @@ async fn extras_are_returned_when_asked_and_filter_current_and_past_versions(tar
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].number, "C2");
     assert_eq!(claims[0].extras.as_ref().unwrap()["adjuster"], "Lee");
+}
+
+/// A claim of `key` in `scope` for the request `fingerprint`, kept a day, locked a minute.
+fn idempotency<'a>(
+    scope: &'a str,
+    key: &'a str,
+    fingerprint: &'a str,
+    token: &'a str,
+) -> IdempotencyRequest<'a> {
+    IdempotencyRequest {
+        scope,
+        key,
+        fingerprint,
+        token,
+        ttl: Duration::from_secs(24 * 3600),
+        lock: Duration::from_secs(60),
+    }
+}
+
+fn accepted_response(id: i64) -> IdempotentResponse {
+    IdempotentResponse {
+        status: 202,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("location".into(), format!("/v1/submissions/{id}")),
+        ],
+        body: format!("{{\"id\":{id}}}").into_bytes(),
+    }
+}
+
+async fn an_idempotency_key_replays_its_response_and_refuses_another_request(target: Target) {
+    let store = target.store().await;
+    let scope = "carrier=acme route=POST /v1/carriers/{carrier}/submissions";
+    let first = idempotency(scope, "k1", "fp-a", "t1");
+    assert_eq!(
+        store.claim_idempotency_key(&first).await.unwrap(),
+        IdempotencyClaim::Acquired
+    );
+    // While the first request is in flight: the same request waits, another is refused.
+    let retry = idempotency(scope, "k1", "fp-a", "t2");
+    assert_eq!(
+        store.claim_idempotency_key(&retry).await.unwrap(),
+        IdempotencyClaim::InProgress
+    );
+    let other = idempotency(scope, "k1", "fp-b", "t3");
+    assert_eq!(
+        store.claim_idempotency_key(&other).await.unwrap(),
+        IdempotencyClaim::Mismatch
+    );
+    // Only the holder's token completes the key.
+    let response = accepted_response(7);
+    assert!(!store
+        .complete_idempotency_key(scope, "k1", "t2", &response)
+        .await
+        .unwrap());
+    assert!(store
+        .complete_idempotency_key(scope, "k1", "t1", &response)
+        .await
+        .unwrap());
+    // A body that is not text survives as it was.
+    let binary = IdempotentResponse {
+        status: 422,
+        headers: vec![],
+        body: vec![0, 159, 146, 150, 255],
+    };
+
+    // Another store on the same database (another process) sees the completed key.
+    let again = target.store().await;
+    assert_eq!(
+        again.claim_idempotency_key(&retry).await.unwrap(),
+        IdempotencyClaim::Completed(response.clone())
+    );
+    assert_eq!(
+        again.claim_idempotency_key(&other).await.unwrap(),
+        IdempotencyClaim::Mismatch
+    );
+    // A completed key is not released by anyone.
+    again
+        .release_idempotency_key(scope, "k1", "t1")
+        .await
+        .unwrap();
+    assert_eq!(
+        again.claim_idempotency_key(&retry).await.unwrap(),
+        IdempotencyClaim::Completed(response.clone())
+    );
+
+    // Keys are scoped: the same key elsewhere is another key.
+    let elsewhere = "carrier=other route=POST /v1/carriers/{carrier}/submissions";
+    let there = idempotency(elsewhere, "k1", "fp-b", "t4");
+    assert_eq!(
+        store.claim_idempotency_key(&there).await.unwrap(),
+        IdempotencyClaim::Acquired
+    );
+    assert!(store
+        .complete_idempotency_key(elsewhere, "k1", "t4", &binary)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .claim_idempotency_key(&idempotency(elsewhere, "k1", "fp-b", "t5"))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Completed(binary)
+    );
+    assert_eq!(
+        store.claim_idempotency_key(&retry).await.unwrap(),
+        IdempotencyClaim::Completed(response)
+    );
+    // Nothing here has expired.
+    assert_eq!(store.purge_idempotency_keys().await.unwrap(), 0);
+}
+
+async fn an_idempotency_key_is_claimed_by_exactly_one_of_concurrent_requests(target: Target) {
+    const REQUESTS: usize = 12;
+    // Each request through its own store, as separate processes would claim it.
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(target.store().await);
+    }
+    for round in 0..4 {
+        let key = format!("key-{round}");
+        let start = Arc::new(tokio::sync::Barrier::new(REQUESTS));
+        let tasks: Vec<_> = (0..REQUESTS)
+            .map(|i| {
+                let store = stores[i % stores.len()].clone();
+                let start = start.clone();
+                let key = key.clone();
+                tokio::spawn(async move {
+                    let token = format!("token-{i}");
+                    start.wait().await;
+                    store
+                        .claim_idempotency_key(&idempotency("scope", &key, "fp", &token))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut acquired = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                IdempotencyClaim::Acquired => acquired += 1,
+                IdempotencyClaim::InProgress => {}
+                other => panic!("round {round}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(acquired, 1, "round {round}: exactly one request proceeds");
+    }
+}
+
+async fn released_abandoned_and_expired_idempotency_keys_are_free_again(target: Target) {
+    let store = target.store().await;
+    let response = accepted_response(1);
+
+    // Released (the request failed in a way a retry may not): free, even for another request.
+    let claim = idempotency("s", "released", "fp-a", "t1");
+    assert_eq!(
+        store.claim_idempotency_key(&claim).await.unwrap(),
+        IdempotencyClaim::Acquired
+    );
+    store
+        .release_idempotency_key("s", "released", "t1")
+        .await
+        .unwrap();
+    let retry = idempotency("s", "released", "fp-b", "t2");
+    assert_eq!(
+        store.claim_idempotency_key(&retry).await.unwrap(),
+        IdempotencyClaim::Acquired
+    );
+    // Another request's token does not release the claim.
+    store
+        .release_idempotency_key("s", "released", "t1")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_idempotency_key(&idempotency("s", "released", "fp-b", "t3"))
+            .await
+            .unwrap(),
+        IdempotencyClaim::InProgress
+    );
+
+    // Abandoned (still in flight after its lock): the next request takes it over, and the
+    // first can no longer complete it.
+    let short = IdempotencyRequest {
+        lock: Duration::from_millis(50),
+        ..idempotency("s", "abandoned", "fp-a", "t1")
+    };
+    assert_eq!(
+        store.claim_idempotency_key(&short).await.unwrap(),
+        IdempotencyClaim::Acquired
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(
+        store
+            .claim_idempotency_key(&idempotency("s", "abandoned", "fp-a", "t2"))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Acquired
+    );
+    assert!(!store
+        .complete_idempotency_key("s", "abandoned", "t1", &response)
+        .await
+        .unwrap());
+    assert!(store
+        .complete_idempotency_key("s", "abandoned", "t2", &response)
+        .await
+        .unwrap());
+    // A completed key is never abandoned, however long ago its lock ran out.
+    assert_eq!(
+        store
+            .claim_idempotency_key(&idempotency("s", "abandoned", "fp-a", "t3"))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Completed(response.clone())
+    );
+
+    // Expired: the key (and its response) is forgotten, and removed by a purge.
+    let brief = IdempotencyRequest {
+        ttl: Duration::from_millis(50),
+        ..idempotency("s", "expired", "fp-a", "t1")
+    };
+    assert_eq!(
+        store.claim_idempotency_key(&brief).await.unwrap(),
+        IdempotencyClaim::Acquired
+    );
+    assert!(store
+        .complete_idempotency_key("s", "expired", "t1", &response)
+        .await
+        .unwrap());
+    let also_brief = IdempotencyRequest {
+        ttl: Duration::from_millis(50),
+        ..idempotency("s", "purged", "fp-a", "t1")
+    };
+    assert_eq!(
+        store.claim_idempotency_key(&also_brief).await.unwrap(),
+        IdempotencyClaim::Acquired
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(
+        store
+            .claim_idempotency_key(&idempotency("s", "expired", "fp-b", "t2"))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Acquired,
+        "an expired key is free for any request"
+    );
+    // "purged" expired; "expired" was claimed again, with a new time to live; "released"
+    // and "abandoned" live on.
+    assert_eq!(store.purge_idempotency_keys().await.unwrap(), 1);
+    assert_eq!(store.purge_idempotency_keys().await.unwrap(), 0);
+    assert_eq!(
+        store
+            .claim_idempotency_key(&idempotency("s", "purged", "fp-b", "t2"))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Acquired
+    );
+    assert_eq!(
+        store
+            .claim_idempotency_key(&idempotency("s", "abandoned", "fp-a", "t4"))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Completed(response)
+    );
 }

@@ -92,7 +92,13 @@ impl Env {
     pub fn serve_with(&self, options: &[&str]) -> Server {
         let mut command = self.command();
         command
-            .args(["serve", "--bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--admin-bind",
+                "127.0.0.1:0",
+            ])
             .args(options);
         Server::start(command)
     }
