@@ -239,12 +239,19 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     half + half.mul_f64(rand::random::<f64>())
 }
 
-/// Opens the broker a URL names: `nats://…` (JetStream), or else the embedded broker in the
-/// store database `store_url` names.
+/// Opens the broker a URL names: `nats://host:port[?namespace=NAME]` (JetStream; the
+/// namespace defaults to `carrierhub`), or else the embedded broker in the store database
+/// `store_url` names.
 pub async fn open_broker(broker_url: Option<&str>, store_url: &str) -> Result<Arc<dyn Broker>> {
     match broker_url {
         Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
-            Ok(Arc::new(NatsBroker::connect(url).await?))
+            // `?namespace=NAME` keeps several installations apart on one server.
+            match url.split_once("?namespace=") {
+                Some((server, namespace)) => {
+                    Ok(Arc::new(NatsBroker::connect_namespaced(server, namespace).await?))
+                }
+                None => Ok(Arc::new(NatsBroker::connect(url).await?)),
+            }
         }
         Some(other) => Err(BrokerError::Invalid(format!(
             "unsupported broker URL '{other}': use nats://host:port, or no URL for the embedded broker"

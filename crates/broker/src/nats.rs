@@ -46,7 +46,7 @@ use async_nats::header::{HeaderMap, HeaderName, HeaderValue, NATS_MESSAGE_ID};
 use async_nats::jetstream::consumer::{pull, FromConsumer};
 use async_nats::jetstream::{self, message::AckKind, stream};
 use futures_util::StreamExt;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::str::FromStr;
 
 /// How long one request to the server (a JetStream API call, a publish's ack) may take.
@@ -276,6 +276,37 @@ impl Shared {
         })
     }
 
+    /// Publishes in order without waiting for each acknowledgement before sending the next:
+    /// the messages go out back to back and the acks are collected afterwards, in order.
+    async fn publish_all(&self, messages: Vec<Outgoing>) -> Result<Vec<Published>> {
+        let mut pending = Vec::with_capacity(messages.len());
+        for message in messages {
+            validate_subject(&message.subject)?;
+            if message.id.is_empty() {
+                return Err(BrokerError::Invalid("a message needs an id".into()));
+            }
+            let mut headers = caller_headers(&message.headers)?;
+            headers.insert(NATS_MESSAGE_ID, header_value(&message.id)?);
+            let subject = self.message_subject(&message.subject);
+            let ack = bounded(
+                self.js
+                    .publish_with_headers(subject, headers, message.payload.into()),
+            )
+            .await?
+            .map_err(publish_error)?;
+            pending.push(ack);
+        }
+        let mut published = Vec::with_capacity(pending.len());
+        for ack in pending {
+            let ack = bounded(ack.into_future()).await?.map_err(publish_error)?;
+            published.push(Published {
+                sequence: ack.sequence,
+                duplicate: ack.duplicate,
+            });
+        }
+        Ok(published)
+    }
+
     /// Copies a message to the dead letters of `group`. Its `Nats-Msg-Id` is made of the group
     /// and the message's sequence, so dead-lettering it again (the original's TERM was lost and
     /// it came back) adds no second copy.
@@ -366,6 +397,10 @@ impl Broker for NatsBroker {
 
     async fn publish(&self, message: Outgoing) -> Result<Published> {
         self.shared.publish(message).await
+    }
+
+    async fn publish_all(&self, messages: Vec<Outgoing>) -> Result<Vec<Published>> {
+        self.shared.publish_all(messages).await
     }
 
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>> {
