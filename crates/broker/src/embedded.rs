@@ -36,7 +36,11 @@
 //!    two members never advance the cursor from the same value; SQLite: the transaction is
 //!    `BEGIN IMMEDIATE`, the only writer), messages from the cursor on are scanned in sequence
 //!    order for the first that matches the filter, a delivery row is inserted for it and the
-//!    cursor moves past it. Messages that do not match are passed over for good.
+//!    cursor moves past it. Messages that do not match are passed over for good: a claim that
+//!    finds nothing moves the cursor to the end of the stream, so that an idle group's check
+//!    above is a single index probe however many messages other groups read. (The scan reads
+//!    only the subjects sharing the filter's literal prefix, through `LIKE`, and matches
+//!    wildcards itself.)
 //!
 //! A delivery carries its attempt number (the row's deliveries when it was claimed). A nak,
 //! progress report or dead-lettering whose attempt is no longer the row's (the ack wait ran
@@ -104,9 +108,8 @@ trait Engine: Send + Sync + 'static {
     async fn publish(&self, message: &Outgoing) -> Result<Published>;
     /// Creates the group, or checks its filter and updates its settings.
     async fn join(&self, config: &ConsumerConfig) -> Result<()>;
-    /// Claims the next message (a redelivery first) of `group`, whose filter is `filter`, if
-    /// any is due.
-    async fn claim(&self, group: &str, filter: &str) -> Result<Option<Message>>;
+    /// Claims the group's next message (a redelivery first), if any is due.
+    async fn claim(&self, group: &str) -> Result<Option<Message>>;
     /// Settles delivery `attempt` of message `sequence` to `group`.
     async fn settle(&self, group: &str, sequence: u64, attempt: u32, how: Settle<'_>)
         -> Result<()>;
@@ -156,7 +159,6 @@ impl Broker for EmbeddedBroker {
         Ok(Box::new(EmbeddedConsumer {
             engine: self.engine.clone(),
             group: Arc::from(config.group.as_str()),
-            filter: config.filter,
         }))
     }
 
@@ -180,8 +182,6 @@ impl Broker for EmbeddedBroker {
 struct EmbeddedConsumer {
     engine: Arc<dyn Engine>,
     group: Arc<str>,
-    /// The group's filter (joining checked it is the one the group was created with).
-    filter: String,
 }
 
 #[async_trait]
@@ -193,7 +193,7 @@ impl Consumer for EmbeddedConsumer {
         let deadline = Instant::now() + wait;
         let mut pause = POLL_FIRST;
         loop {
-            if let Some(message) = self.engine.claim(&self.group, &self.filter).await? {
+            if let Some(message) = self.engine.claim(&self.group).await? {
                 let acker = EmbeddedAcker {
                     engine: self.engine.clone(),
                     group: self.group.clone(),

@@ -118,18 +118,16 @@ impl SqliteEngine {
         Ok(Write { tx, _turn: turn })
     }
 
-    /// Whether `group` may have a message to claim: a delivery due, or a message past its
-    /// cursor that may match. Plain reads, so that idle members take no write lock.
-    async fn anything_due(&self, group: &str, like: &str) -> Result<bool> {
+    /// Whether `group` may have a message to claim: a delivery due, or any message past its
+    /// cursor (claims move the cursor to the stream's end, so that this is one index probe). Plain reads, so that idle members take no write lock.
+    async fn anything_due(&self, group: &str) -> Result<bool> {
         let due: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM broker_deliveries WHERE group_name = ? AND visible_at <= ?) \
              OR EXISTS (SELECT 1 FROM broker_groups g JOIN broker_messages m \
-                        ON m.sequence >= g.next_sequence AND m.subject LIKE ? ESCAPE '\\' \
-                        WHERE g.name = ?)",
+                        ON m.sequence >= g.next_sequence WHERE g.name = ?)",
         )
         .bind(group)
         .bind(now())
-        .bind(like)
         .bind(group)
         .fetch_one(&self.pool)
         .await?;
@@ -273,9 +271,14 @@ impl SqliteEngine {
         let mut found = None;
         let mut more = false;
         for _ in 0..SCAN_BATCHES_PER_CLAIM {
+            // The candidates, and the stream's last message whatever its subject: a scan that
+            // finds nothing then moves the cursor to the end of the stream (in one statement,
+            // so the last message is the last of what this statement sees).
             let batch: Vec<(i64, String)> = sqlx::query_as(
                 "SELECT sequence, subject FROM broker_messages \
-                 WHERE sequence >= ? AND subject LIKE ? ESCAPE '\\' ORDER BY sequence LIMIT ?",
+                 WHERE sequence >= ? AND (subject LIKE ? ESCAPE '\\' \
+                      OR sequence = (SELECT MAX(sequence) FROM broker_messages)) \
+                 ORDER BY sequence LIMIT ?",
             )
             .bind(cursor)
             .bind(&like)
@@ -368,8 +371,8 @@ impl Engine for SqliteEngine {
         Ok(())
     }
 
-    async fn claim(&self, group: &str, filter: &str) -> Result<Option<Message>> {
-        if !self.anything_due(group, &like_prefix(filter)).await? {
+    async fn claim(&self, group: &str) -> Result<Option<Message>> {
+        if !self.anything_due(group).await? {
             return Ok(None);
         }
         loop {
