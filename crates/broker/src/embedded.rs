@@ -60,7 +60,10 @@
 //! # Waiting
 //!
 //! [`Consumer::next`] polls: every few tens of milliseconds at first, backing off to a tenth of
-//! a second, until its wait runs out.
+//! a second, until its wait runs out. A publish wakes the waiting members at once: those of
+//! the same broker directly, and on PostgreSQL those of every process, through
+//! `LISTEN`/`NOTIFY` on the channel `carrierhub_broker`. Redeliveries (an ack wait or a nak's
+//! delay running out) are found by the polls.
 
 mod postgres;
 mod sqlite;
@@ -68,6 +71,7 @@ mod sqlite;
 use crate::*;
 use carrierhub_store::Backend;
 use std::time::Instant;
+use tokio::sync::Notify;
 
 /// The first pause between two polls of an idle group; it grows by half each time.
 const POLL_FIRST: Duration = Duration::from_millis(20);
@@ -85,6 +89,8 @@ const MAX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// The broker in the store's database. Cheap to share: clone the `Arc` it is used through.
 pub struct EmbeddedBroker {
     engine: Arc<dyn Engine>,
+    /// Wakes this broker's waiting members when a message may have arrived.
+    news: Arc<Notify>,
 }
 
 impl EmbeddedBroker {
@@ -92,11 +98,14 @@ impl EmbeddedBroker {
     /// PostgreSQL URL); the store's migrations create its tables.
     pub async fn open(store_url: &str) -> Result<Self> {
         let backend = Backend::parse(store_url);
+        let news = Arc::new(Notify::new());
         let engine: Arc<dyn Engine> = match &backend {
             Backend::Sqlite(path) => Arc::new(sqlite::SqliteEngine::open(path, &backend).await?),
-            Backend::Postgres(url) => Arc::new(postgres::PgEngine::open(url, &backend).await?),
+            Backend::Postgres(url) => {
+                Arc::new(postgres::PgEngine::open(url, &backend, news.clone()).await?)
+            }
         };
-        Ok(Self { engine })
+        Ok(Self { engine, news })
     }
 }
 
@@ -143,7 +152,9 @@ impl Broker for EmbeddedBroker {
         if message.id.trim().is_empty() {
             return Err(BrokerError::Invalid("a message needs an id".into()));
         }
-        self.engine.publish(&message).await
+        let published = self.engine.publish(&message).await?;
+        self.news.notify_waiters();
+        Ok(published)
     }
 
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>> {
@@ -158,6 +169,7 @@ impl Broker for EmbeddedBroker {
         self.engine.join(&config).await?;
         Ok(Box::new(EmbeddedConsumer {
             engine: self.engine.clone(),
+            news: self.news.clone(),
             group: Arc::from(config.group.as_str()),
         }))
     }
@@ -175,12 +187,15 @@ impl Broker for EmbeddedBroker {
     }
 
     async fn redrive(&self, id: u64) -> Result<Option<Published>> {
-        self.engine.redrive(id).await
+        let published = self.engine.redrive(id).await?;
+        self.news.notify_waiters();
+        Ok(published)
     }
 }
 
 struct EmbeddedConsumer {
     engine: Arc<dyn Engine>,
+    news: Arc<Notify>,
     group: Arc<str>,
 }
 
@@ -193,6 +208,10 @@ impl Consumer for EmbeddedConsumer {
         let deadline = Instant::now() + wait;
         let mut pause = POLL_FIRST;
         loop {
+            // Listening before the claim: a publish between the claim and the pause ends it.
+            let news = self.news.notified();
+            tokio::pin!(news);
+            news.as_mut().enable();
             if let Some(message) = self.engine.claim(&self.group).await? {
                 let acker = EmbeddedAcker {
                     engine: self.engine.clone(),
@@ -206,8 +225,12 @@ impl Consumer for EmbeddedConsumer {
             if now >= deadline {
                 return Ok(None);
             }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 3 / 2).min(POLL_MAX);
+            tokio::select! {
+                _ = tokio::time::sleep(pause.min(deadline - now)) => {
+                    pause = (pause * 3 / 2).min(POLL_MAX);
+                }
+                _ = news => {}
+            }
         }
     }
 }

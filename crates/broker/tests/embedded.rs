@@ -111,6 +111,7 @@ on_both!(
     a_settlement_from_an_earlier_delivery_changes_nothing,
     a_group_keeps_the_filter_it_was_created_with,
     a_group_passes_over_the_messages_it_does_not_read,
+    a_publish_wakes_a_waiting_member,
 );
 
 fn config(group: &str, filter: &str, ack_wait: Duration, max_deliveries: u32) -> ConsumerConfig {
@@ -340,6 +341,46 @@ async fn a_group_passes_over_the_messages_it_does_not_read(db: Db) {
     assert!(pipeline.next(SHORT).await.unwrap().is_none());
     assert_eq!(db.cursor("pipeline").await, db.last_sequence().await + 1);
     assert_eq!(broker.lag("pipeline").await.unwrap(), Lag::default());
+}
+
+/// A member waiting in `next` gets a new message without waiting out its poll interval: from
+/// its own broker directly, and on PostgreSQL from another process's broker too (`NOTIFY`).
+async fn a_publish_wakes_a_waiting_member(db: Db) {
+    let broker = db.broker().await;
+    let publisher = match db {
+        Db::Sqlite(_) => broker.clone(),
+        Db::Postgres(_) => db.broker().await,
+    };
+    let mut consumer = broker
+        .consumer(config("g", "events.>", WAIT, 0))
+        .await
+        .unwrap();
+    let mut latencies = Vec::new();
+    for i in 0..7 {
+        let waiting = tokio::spawn(async move {
+            let d = consumer.next(WAIT).await.unwrap().expect("a message");
+            let arrived = std::time::Instant::now();
+            d.ack().await.unwrap();
+            (consumer, arrived)
+        });
+        // Long enough for the member's polls to have backed off to their longest pause.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let sent = std::time::Instant::now();
+        publisher
+            .publish(msg("events.a", &format!("m{i}")))
+            .await
+            .unwrap();
+        let (back, arrived) = waiting.await.unwrap();
+        consumer = back;
+        latencies.push(arrived.duration_since(sent));
+    }
+    latencies.sort();
+    // Polling alone takes up to the longest pause (100ms; about 70ms at this rhythm); being
+    // woken, a few milliseconds.
+    assert!(
+        latencies[latencies.len() / 2] < Duration::from_millis(50),
+        "{latencies:?}"
+    );
 }
 
 #[tokio::test]

@@ -15,9 +15,13 @@
 //! Times are the database server's (`now()`), the one clock all the machines share.
 
 use super::*;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Row};
 use std::str::FromStr;
+use tokio::task::JoinHandle;
+
+/// The channel publishers notify on commit, and every broker on the database listens to.
+const CHANNEL: &str = "carrierhub_broker";
 
 /// How long connecting, or waiting for a pooled connection, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,6 +29,41 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) struct PgEngine {
     pool: PgPool,
     target: String,
+    /// Listens for publishes by any process; ends with the engine.
+    listener: JoinHandle<()>,
+}
+
+impl Drop for PgEngine {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// Wakes `news`'s waiters on every notification on [`CHANNEL`], for as long as it runs. The
+/// connection is its own (outside the pool) and reconnects after a failure; notifications
+/// missed meanwhile are made up for by the members' polls.
+async fn listen(options: PgConnectOptions, news: Arc<Notify>) {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(options);
+    loop {
+        let Err(error) = listen_until_error(&pool, &news).await;
+        tracing::debug!(%error, "broker notifications interrupted; polling meanwhile");
+        news.notify_waiters();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn listen_until_error(
+    pool: &PgPool,
+    news: &Notify,
+) -> Result<std::convert::Infallible, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    loop {
+        listener.recv().await?;
+        news.notify_waiters();
+    }
 }
 
 fn dead_letter_of(row: &PgRow) -> Result<DeadLetter> {
@@ -45,7 +84,7 @@ const DEAD_LETTER_COLUMNS: &str =
     "id, group_name, subject, message_id, payload, headers::text AS headers, deliveries, reason, dead_at";
 
 impl PgEngine {
-    pub(super) async fn open(url: &str, backend: &Backend) -> Result<Self> {
+    pub(super) async fn open(url: &str, backend: &Backend, news: Arc<Notify>) -> Result<Self> {
         let target = backend.describe();
         let unavailable = |e: sqlx::Error| BrokerError::Unavailable(format!("{target}: {e}"));
         let options = PgConnectOptions::from_str(url)
@@ -61,7 +100,7 @@ impl PgEngine {
         let pool = PgPoolOptions::new()
             .max_connections(5)
             .acquire_timeout(CONNECT_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(unavailable)?;
         let migrated: bool = sqlx::query_scalar(
@@ -77,7 +116,12 @@ impl PgEngine {
             pool.close().await;
             return Err(not_migrated(&target));
         }
-        Ok(Self { pool, target })
+        let listener = tokio::spawn(listen(options, news));
+        Ok(Self {
+            pool,
+            target,
+            listener,
+        })
     }
 
     /// Whether `group` may have a message to claim: a delivery due, or any message past its
@@ -162,6 +206,11 @@ impl PgEngine {
         .rows_affected()
             == 1;
         if inserted {
+            // Delivered to the listeners when (and if) the transaction commits.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(&mut *conn)
+                .await?;
             return Ok(Published {
                 sequence: to_u64(sequence),
                 duplicate: false,
