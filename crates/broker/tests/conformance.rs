@@ -63,12 +63,12 @@ async fn messages_arrive_in_order_and_acked_ones_do_not_return(t: Target) {
         sequences.push(p.sequence);
     }
     assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
-    for i in 0..5 {
+    for (i, &sequence) in sequences.iter().enumerate() {
         let d = next(&mut consumer).await;
         assert_eq!(d.message.id, format!("m{i}"));
         assert_eq!(d.message.subject, format!("events.policy.created.c{i}"));
         assert_eq!(d.message.payload, format!("m{i}").into_bytes());
-        assert_eq!(d.message.sequence, sequences[i]);
+        assert_eq!(d.message.sequence, sequence);
         assert_eq!(d.message.attempt, 1);
         d.ack().await.unwrap();
     }
