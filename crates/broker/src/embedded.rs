@@ -55,7 +55,16 @@
 //! On PostgreSQL, concurrent publishers taking numbers from an identity column could commit
 //! 11 before 10; a member reading 11 then moves the cursor past 10 for ever. So publishers take
 //! their sequence from the counter row `broker_stream` in their own transaction: the row lock
-//! is held until commit, the next publisher waits for it, and sequences commit in order.
+//! is held until commit, the next publisher waits for it, and sequences commit in order. The
+//! price is that publishes to one database commit one at a time, which the embedded broker's
+//! loads (change events, submissions) are far from feeling.
+//!
+//! # Dead letters
+//!
+//! A dead letter is a copy of the message with the group that gave up on it. [`Broker::redrive`]
+//! deletes it and, in the same transaction, publishes the message again under a new id
+//! (`<id>~redrive-<dead letter id>`): a new message at the end of the stream, which every
+//! group whose filter matches receives, not only the one that gave up.
 //!
 //! # Waiting
 //!
@@ -82,7 +91,7 @@ const SCAN_BATCH: i64 = 200;
 /// Scan batches in one claim transaction; a longer scan commits its progress and goes on in
 /// a new transaction, so that no transaction holds the group (or SQLite's write lock) long.
 const SCAN_BATCHES_PER_CLAIM: usize = 10;
-/// Delays and ack waits are capped to this (about a hundred years), far below what either
+/// Delays, ack waits and waits are capped to this (about a hundred years), far below what either
 /// database's timestamps can hold.
 const MAX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -95,7 +104,9 @@ pub struct EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Opens the broker in the store database `store_url` names (a SQLite path or a
-    /// PostgreSQL URL); the store's migrations create its tables.
+    /// PostgreSQL URL); the store's migrations create its tables, and opening a database
+    /// without them fails, saying so. On PostgreSQL a background task listens for other
+    /// processes' publishes until the broker and its consumers are dropped.
     pub async fn open(store_url: &str) -> Result<Self> {
         let backend = Backend::parse(store_url);
         let news = Arc::new(Notify::new());
@@ -205,7 +216,7 @@ impl Consumer for EmbeddedConsumer {
     /// rolls back a claim not yet committed; one committed but not returned is delivered
     /// again after the ack wait, as if this member had died.
     async fn next(&mut self, wait: Duration) -> Result<Option<Delivery>> {
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now() + wait.min(MAX_DELAY);
         let mut pause = POLL_FIRST;
         loop {
             // Listening before the claim: a publish between the claim and the pause ends it.

@@ -12,6 +12,9 @@
 //! - settling locks the delivery row, so a nak and a concurrent redelivery of the same row
 //!   happen one after the other.
 //!
+//! A publish also sends `NOTIFY carrierhub_broker` (on commit); each broker listens on a
+//! connection of its own and wakes its waiting members.
+//!
 //! Times are the database server's (`now()`), the one clock all the machines share.
 
 use super::*;
@@ -125,7 +128,8 @@ impl PgEngine {
     }
 
     /// Whether `group` may have a message to claim: a delivery due, or any message past its
-    /// cursor (claims move the cursor to the stream's end, so that this is one index probe). Plain reads, so that idle members take no locks.
+    /// cursor (claims move the cursor to the stream's end, so that this is one index probe).
+    /// Plain reads, so that idle members take no locks.
     async fn anything_due(&self, group: &str) -> Result<bool> {
         let due: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM broker_deliveries WHERE group_name = $1 AND visible_at <= now()) \

@@ -7,9 +7,9 @@
 //! mutex, which is cheaper than SQLite's busy-waiting. Reads (the idle check, lag, dead
 //! letters) use the pool and never block the writer.
 //!
-//! `synchronous = NORMAL`, as the store: a commit survives the process (a restart), and a
-//! power cut can lose only the last commits of the whole file, the store's and the broker's
-//! together, never one without the other.
+//! `synchronous = NORMAL`, as the store: a commit survives the process (a restart); a power
+//! cut can lose the last commits to the file, the store's and the broker's alike, but never
+//! an earlier commit while keeping a later one.
 //!
 //! Instants are stored as RFC 3339 text of fixed precision, so that text order is time order.
 
@@ -119,7 +119,8 @@ impl SqliteEngine {
     }
 
     /// Whether `group` may have a message to claim: a delivery due, or any message past its
-    /// cursor (claims move the cursor to the stream's end, so that this is one index probe). Plain reads, so that idle members take no write lock.
+    /// cursor (claims move the cursor to the stream's end, so that this is one index probe).
+    /// Plain reads, so that idle members take no write lock.
     async fn anything_due(&self, group: &str) -> Result<bool> {
         let due: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM broker_deliveries WHERE group_name = ? AND visible_at <= ?) \
