@@ -126,6 +126,8 @@ trait Engine: Send + Sync + 'static {
     fn describe(&self) -> String;
     async fn ping(&self) -> Result<()>;
     async fn publish(&self, message: &Outgoing) -> Result<Published>;
+    /// Publishes several messages in order in one transaction.
+    async fn publish_all(&self, messages: &[Outgoing]) -> Result<Vec<Published>>;
     /// Creates the group, or checks its filter and updates its settings.
     async fn join(&self, config: &ConsumerConfig) -> Result<()>;
     /// Claims the group's next message (a redelivery first), if any is due.
@@ -164,6 +166,23 @@ impl Broker for EmbeddedBroker {
             return Err(BrokerError::Invalid("a message needs an id".into()));
         }
         let published = self.engine.publish(&message).await?;
+        self.news.notify_waiters();
+        Ok(published)
+    }
+
+    /// One transaction for the whole batch: the relay's backlog goes out at the speed of
+    /// inserts, not of commits.
+    async fn publish_all(&self, messages: Vec<Outgoing>) -> Result<Vec<Published>> {
+        for message in &messages {
+            validate_subject(&message.subject)?;
+            if message.id.trim().is_empty() {
+                return Err(BrokerError::Invalid("a message needs an id".into()));
+            }
+        }
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let published = self.engine.publish_all(&messages).await?;
         self.news.notify_waiters();
         Ok(published)
     }

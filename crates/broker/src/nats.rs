@@ -288,10 +288,11 @@ impl Shared {
             let mut headers = caller_headers(&message.headers)?;
             headers.insert(NATS_MESSAGE_ID, header_value(&message.id)?);
             let subject = self.message_subject(&message.subject);
-            let ack = bounded(
-                self.js
-                    .publish_with_headers(subject, headers, message.payload.into()),
-            )
+            let ack = bounded(self.js.publish_with_headers(
+                subject,
+                headers,
+                message.payload.into(),
+            ))
             .await?
             .map_err(publish_error)?;
             pending.push(ack);

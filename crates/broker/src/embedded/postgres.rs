@@ -394,6 +394,18 @@ impl Engine for PgEngine {
         Ok(published)
     }
 
+    async fn publish_all(&self, messages: &[Outgoing]) -> Result<Vec<Published>> {
+        // One transaction holds the counter row for the batch, so the batch's messages take
+        // consecutive sequences (a duplicate inside it leaves a gap, which groups skip).
+        let mut tx = self.pool.begin().await?;
+        let mut published = Vec::with_capacity(messages.len());
+        for message in messages {
+            published.push(Self::publish_in(&mut tx, message).await?);
+        }
+        tx.commit().await?;
+        Ok(published)
+    }
+
     async fn join(&self, config: &ConsumerConfig) -> Result<()> {
         let joined: Option<String> = sqlx::query_scalar(
             "INSERT INTO broker_groups (name, filter, ack_wait_ms, max_deliveries, created_at) \

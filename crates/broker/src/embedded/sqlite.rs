@@ -344,6 +344,16 @@ impl Engine for SqliteEngine {
         Ok(published)
     }
 
+    async fn publish_all(&self, messages: &[Outgoing]) -> Result<Vec<Published>> {
+        let mut w = self.write().await?;
+        let mut published = Vec::with_capacity(messages.len());
+        for message in messages {
+            published.push(Self::publish_in(&mut w.tx, message).await?);
+        }
+        w.tx.commit().await?;
+        Ok(published)
+    }
+
     async fn join(&self, config: &ConsumerConfig) -> Result<()> {
         let mut w = self.write().await?;
         let joined: Option<String> = sqlx::query_scalar(
