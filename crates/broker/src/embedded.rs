@@ -136,6 +136,7 @@ trait Engine: Send + Sync + 'static {
     async fn settle(&self, group: &str, sequence: u64, attempt: u32, how: Settle<'_>)
         -> Result<()>;
     async fn lag(&self, group: &str) -> Result<Lag>;
+    async fn message_count(&self) -> Result<u64>;
     async fn dead_letters(&self, after: u64, limit: usize) -> Result<Vec<DeadLetter>>;
     async fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>>;
     async fn redrive(&self, id: u64) -> Result<Option<Published>>;
@@ -206,6 +207,10 @@ impl Broker for EmbeddedBroker {
 
     async fn lag(&self, group: &str) -> Result<Lag> {
         self.engine.lag(group).await
+    }
+
+    async fn message_count(&self) -> Result<u64> {
+        self.engine.message_count().await
     }
 
     async fn dead_letters(&self, after: u64, limit: usize) -> Result<Vec<DeadLetter>> {

@@ -173,6 +173,8 @@ pub trait Broker: Send + Sync + 'static {
     /// fixed when the group is created; joining with another filter is an error.
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>>;
     async fn lag(&self, group: &str) -> Result<Lag>;
+    /// How many messages the stream holds (dead letters not included).
+    async fn message_count(&self) -> Result<u64>;
     /// Dead letters, oldest first, from `after` (an id) on.
     async fn dead_letters(&self, after: u64, limit: usize) -> Result<Vec<DeadLetter>>;
     async fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>>;

@@ -496,6 +496,14 @@ impl Broker for NatsBroker {
         }))
     }
 
+    async fn message_count(&self) -> Result<u64> {
+        let mut stream = self.shared.messages.clone();
+        let info = bounded(stream.info())
+            .await?
+            .map_err(|e| unavailable("reading the messages stream", e))?;
+        Ok(info.state.messages)
+    }
+
     async fn lag(&self, group: &str) -> Result<Lag> {
         if !is_name(group) {
             return Err(BrokerError::NotFound(format!("no group '{group}'")));

@@ -85,6 +85,7 @@ async fn a_duplicate_id_is_published_once(t: Target) {
     assert!(again.duplicate);
     assert_eq!(again.sequence, first.sequence);
     broker.publish(msg("events.a", "other")).await.unwrap();
+    assert_eq!(broker.message_count().await.unwrap(), 2);
     let mut consumer = broker.consumer(config("g", "events.>")).await.unwrap();
     let ids = [next(&mut consumer).await, next(&mut consumer).await];
     assert_eq!(ids[0].message.id, "same");

@@ -183,12 +183,25 @@ impl Worker {
         tokio::pin!(work);
         let mut ticker = tokio::time::interval(keep_alive);
         ticker.tick().await;
-        let result = loop {
+        // The keep-alive runs beside the work, never instead of it: the work may be inside a
+        // store transaction that the broker's write (on the same database, for the embedded
+        // broker) must wait for, so the work has to keep being polled meanwhile.
+        let result = 'work: loop {
             tokio::select! {
-                result = &mut work => break result,
+                result = &mut work => break 'work result,
                 _ = ticker.tick() => {
-                    if let Err(e) = delivery.progress().await {
-                        tracing::warn!(submission_id = id, error = %e, "cannot extend the delivery");
+                    let keep = delivery.progress();
+                    tokio::pin!(keep);
+                    loop {
+                        tokio::select! {
+                            result = &mut work => break 'work result,
+                            kept = &mut keep => {
+                                if let Err(e) = kept {
+                                    tracing::warn!(submission_id = id, error = %e, "cannot extend the delivery");
+                                }
+                                break;
+                            }
+                        }
                     }
                 }
             }

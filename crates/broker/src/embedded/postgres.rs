@@ -524,6 +524,13 @@ impl Engine for PgEngine {
         Ok(())
     }
 
+    async fn message_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM broker_messages")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(to_u64(n))
+    }
+
     async fn lag(&self, group: &str) -> Result<Lag> {
         // One snapshot for both counts.
         let mut tx = self
