@@ -192,14 +192,11 @@ impl Worker {
                 _ = ticker.tick() => {
                     let keep = delivery.progress();
                     tokio::pin!(keep);
-                    loop {
-                        tokio::select! {
-                            result = &mut work => break 'work result,
-                            kept = &mut keep => {
-                                if let Err(e) = kept {
-                                    tracing::warn!(submission_id = id, error = %e, "cannot extend the delivery");
-                                }
-                                break;
+                    tokio::select! {
+                        result = &mut work => break 'work result,
+                        kept = &mut keep => {
+                            if let Err(e) = kept {
+                                tracing::warn!(submission_id = id, error = %e, "cannot extend the delivery");
                             }
                         }
                     }
@@ -270,7 +267,7 @@ fn settle(result: carrierhub_broker::Result<()>) {
 /// What processing a submission's message came to.
 pub enum Processed {
     /// Completed or failed (a permanent failure, recorded on the submission).
-    Finished(carrierhub_store::Submission),
+    Finished(Box<carrierhub_store::Submission>),
     /// Another worker holds it.
     Held,
 }
@@ -292,7 +289,7 @@ impl Pipeline {
     ) -> Result<Processed, ProcessFailure> {
         let claimed = match self.store().claim_submission(id, owner, self.lease).await {
             Ok(SubmissionClaim::Claimed(s)) => s,
-            Ok(SubmissionClaim::Finished(s)) => return Ok(Processed::Finished(s)),
+            Ok(SubmissionClaim::Finished(s)) => return Ok(Processed::Finished(Box::new(s))),
             Ok(SubmissionClaim::Held { .. }) => return Ok(Processed::Held),
             Err(e) => {
                 return Err(ProcessFailure {
@@ -303,7 +300,7 @@ impl Pipeline {
         };
         let attempts = claimed.attempts;
         match self.run_claimed(claimed, owner, message_id, progress).await {
-            Ok(done) => Ok(Processed::Finished(done)),
+            Ok(done) => Ok(Processed::Finished(Box::new(done))),
             Err(PipelineError::Busy(_)) => Ok(Processed::Held),
             Err(e) => Err(ProcessFailure {
                 error: e.to_string(),

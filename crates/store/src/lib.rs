@@ -64,7 +64,7 @@ pub enum StoreError {
 pub(crate) enum ClaimStep {
     Finished,
     Claimed,
-    Not(SubmissionClaim),
+    Held(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

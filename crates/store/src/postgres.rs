@@ -2182,9 +2182,7 @@ impl Store for PgStore {
         let step = match status.as_str() {
             "completed" | "failed" => ClaimStep::Finished,
             "processing" if live == Some(true) && holder.as_deref().is_some_and(|h| h != owner) => {
-                ClaimStep::Not(SubmissionClaim::Held {
-                    owner: holder.unwrap_or_default(),
-                })
+                ClaimStep::Held(holder.unwrap_or_default())
             }
             _ => {
                 sqlx::query(
@@ -2210,7 +2208,7 @@ impl Store for PgStore {
         Ok(match step {
             ClaimStep::Finished => SubmissionClaim::Finished(submission().await?),
             ClaimStep::Claimed => SubmissionClaim::Claimed(submission().await?),
-            ClaimStep::Not(other) => other,
+            ClaimStep::Held(owner) => SubmissionClaim::Held { owner },
         })
     }
 

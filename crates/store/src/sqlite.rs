@@ -1442,7 +1442,7 @@ impl Store for SqliteStore {
                         "processing" => {
                             let live = until.as_deref().is_some_and(|u| u >= at.as_str());
                             if let Some(h) = holder.filter(|h| *h != owner && live) {
-                                return Ok(ClaimStep::Not(SubmissionClaim::Held { owner: h }));
+                                return Ok(ClaimStep::Held(h));
                             }
                         }
                         _ => {}
@@ -1469,7 +1469,7 @@ impl Store for SqliteStore {
         Ok(match outcome {
             ClaimStep::Finished => SubmissionClaim::Finished(submission().await?),
             ClaimStep::Claimed => SubmissionClaim::Claimed(submission().await?),
-            ClaimStep::Not(other) => other,
+            ClaimStep::Held(owner) => SubmissionClaim::Held { owner },
         })
     }
 
