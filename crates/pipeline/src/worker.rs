@@ -177,9 +177,13 @@ impl Worker {
 
         // Keep the delivery alive while the submission is processed.
         let keep_alive = self.config.ack_wait / 3;
-        let work =
-            self.pipeline
-                .process_message(id, owner, Some(&message_id), Arc::new(NoProgress));
+        let work = self.pipeline.process_message(
+            id,
+            owner,
+            Some(&message_id),
+            self.config.max_attempts,
+            Arc::new(NoProgress),
+        );
         tokio::pin!(work);
         let mut ticker = tokio::time::interval(keep_alive);
         ticker.tick().await;
@@ -279,12 +283,16 @@ pub struct ProcessFailure {
 }
 
 impl Pipeline {
-    /// Processes submission `id` for a broker message, as worker `owner`.
+    /// Processes submission `id` for a broker message, as worker `owner`. A submission
+    /// claimed more than `max_attempts` times is not processed again (its workers died each
+    /// time, which no error reports): it is a failure with its attempts, for the caller to give
+    /// up on.
     pub async fn process_message(
         &self,
         id: i64,
         owner: &str,
         message_id: Option<&str>,
+        max_attempts: u32,
         progress: Arc<dyn crate::Progress>,
     ) -> Result<Processed, ProcessFailure> {
         let claimed = match self.store().claim_submission(id, owner, self.lease).await {
@@ -299,6 +307,15 @@ impl Pipeline {
             }
         };
         let attempts = claimed.attempts;
+        if attempts > max_attempts {
+            return Err(ProcessFailure {
+                error: format!(
+                    "claimed {} times without finishing: its workers died or stalled each time",
+                    attempts - 1
+                ),
+                attempts,
+            });
+        }
         match self.run_claimed(claimed, owner, message_id, progress).await {
             Ok(done) => Ok(Processed::Finished(Box::new(done))),
             Err(PipelineError::Busy(_)) => Ok(Processed::Held),
