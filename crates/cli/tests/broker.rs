@@ -130,7 +130,9 @@ async fn metrics_count_records_and_events_and_dlq_handles_a_poison_message() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        if ids.len() == 1 && ids[0]["id"].to_string() != dead_id {
+        if ids.len() == 1
+            && ids[0]["id"].as_u64().map(|n| n.to_string()).as_deref() != Some(dead_id.as_str())
+        {
             assert_ne!(ids[0]["message_id"], "poison-1");
             break;
         }
