@@ -58,7 +58,14 @@ pub enum StoreError {
     Invalid(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Reading or writing a document's bytes (the file they come from or go to).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
+
+/// The size of the rows a document's content is stored in (the last one is shorter): a file
+/// of a gigabyte is a thousand round trips, and a chunk in flight costs little memory.
+pub const DOCUMENT_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// How a claim's transaction ended; the submission is read after it commits.
 pub(crate) enum ClaimStep {
@@ -173,6 +180,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records that a document (raw payload) with this hash is stored.
     async fn record_document(&self, sha256: &str, size_bytes: u64) -> Result<()>;
+    /// Whether the store holds documents' content, so that processes on other machines can
+    /// read a document received here (PostgreSQL). When false (SQLite, one machine),
+    /// documents live only in the data directory and the two methods below do nothing.
+    fn shares_documents(&self) -> bool;
+    /// Records the document and stores its content, read from `content` in chunks of
+    /// [`DOCUMENT_CHUNK_BYTES`] (never whole), in one transaction: a document's content is
+    /// stored entirely or not at all. Content already stored is neither read nor stored
+    /// again, also when another process stores it at the same moment. True when this call
+    /// stored it. Fails, storing nothing, when `content` does not hold `size_bytes` bytes.
+    /// The caller vouches that `sha256` is the content's hash (readers verify it).
+    async fn store_document_content(
+        &self,
+        sha256: &str,
+        size_bytes: u64,
+        content: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+    ) -> Result<bool>;
+    /// Writes a document's stored content to `sink`, a chunk at a time, and returns its size.
+    /// `NotFound` when the store holds no content for it (never stored, received before the
+    /// store shared documents, or a store that does not share them).
+    async fn read_document_content(
+        &self,
+        sha256: &str,
+        sink: &mut (dyn tokio::io::AsyncWrite + Send + Unpin),
+    ) -> Result<u64>;
 
     /// Records a received submission, and in the same transaction its `submission.received`
     /// event (the outbox relay publishes it; a worker consuming it processes the submission).

@@ -20,12 +20,18 @@
 //! batch is then resolved in memory, record by record, exactly as the SQLite store resolves it,
 //! and written with one multi-row statement per table: each column travels as one array
 //! parameter and `UNNEST` turns the arrays back into rows.
+//!
+//! **Documents.** The store shares raw payloads' bytes (`document_chunks`), so that a worker
+//! on another machine can process a file an API replica received. A document's chunks are
+//! written in one transaction, chunk 0 first: a second process storing the same bytes at the
+//! same moment waits on chunk 0's key, then finds it stored and stops, so the content is kept
+//! once and a document is never half there.
 
 use crate::cursor::page_of;
 use crate::idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotentResponse};
 use crate::schema::{self, MigrationInfo};
 use crate::types::*;
-use crate::{redact_url, ClaimStep, Result, Store, StoreError};
+use crate::{redact_url, ClaimStep, Result, Store, StoreError, DOCUMENT_CHUNK_BYTES};
 use async_trait::async_trait;
 use carrierhub_model::{
     derive_claim_transactions, derive_premium_transactions, CanonicalRecord, CarrierId, Claim,
@@ -40,6 +46,7 @@ use sqlx::{Connection, Postgres, QueryBuilder, Row};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -2132,6 +2139,111 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    fn shares_documents(&self) -> bool {
+        true
+    }
+
+    async fn store_document_content(
+        &self,
+        sha256: &str,
+        size_bytes: u64,
+        content: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<bool> {
+        let stored: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM document_chunks WHERE sha256 = $1 AND seq = 0)",
+        )
+        .bind(sha256)
+        .fetch_one(&self.pool)
+        .await?;
+        if stored {
+            return Ok(false);
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO documents (sha256, size_bytes, stored_at) VALUES ($1, $2, clock_timestamp()) \
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(sha256)
+        .bind(size_bytes as i64)
+        .execute(&mut *tx)
+        .await?;
+        let mut chunk = Vec::with_capacity(DOCUMENT_CHUNK_BYTES);
+        let mut total = 0u64;
+        for seq in 0i32.. {
+            chunk.clear();
+            let n = (&mut *content)
+                .take(DOCUMENT_CHUNK_BYTES as u64)
+                .read_to_end(&mut chunk)
+                .await
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot read document {sha256}: {e}"))
+                })?;
+            if n == 0 && seq > 0 {
+                break;
+            }
+            let written = sqlx::query(
+                "INSERT INTO document_chunks (sha256, seq, bytes) VALUES ($1, $2, $3) \
+                 ON CONFLICT (sha256, seq) DO NOTHING",
+            )
+            .bind(sha256)
+            .bind(seq)
+            .bind(&chunk[..])
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if written == 0 {
+                // Another process stored these bytes meanwhile (this insert waited for its
+                // commit): keep its copy, write nothing (the transaction rolls back).
+                return Ok(false);
+            }
+            total += n as u64;
+            if n < DOCUMENT_CHUNK_BYTES {
+                break;
+            }
+        }
+        if total != size_bytes {
+            return Err(StoreError::Invalid(format!(
+                "document {sha256} has {total} bytes, not the {size_bytes} recorded: not stored"
+            )));
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn read_document_content(
+        &self,
+        sha256: &str,
+        sink: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<u64> {
+        // One chunk per query, in order, until there is none: memory holds one chunk, and a
+        // document's chunks never change once committed.
+        let mut total = 0u64;
+        for seq in 0i32.. {
+            let chunk: Option<Vec<u8>> = sqlx::query_scalar(
+                "SELECT bytes FROM document_chunks WHERE sha256 = $1 AND seq = $2",
+            )
+            .bind(sha256)
+            .bind(seq)
+            .fetch_optional(&self.pool)
+            .await?;
+            match chunk {
+                Some(bytes) => {
+                    sink.write_all(&bytes).await?;
+                    total += bytes.len() as u64;
+                }
+                None if seq == 0 => {
+                    return Err(StoreError::NotFound(format!(
+                        "document {sha256} is not in the store (received before it shared \
+                         documents? it is in the data directory that received it)"
+                    )))
+                }
+                None => break,
+            }
+        }
+        sink.flush().await?;
+        Ok(total)
     }
 
     async fn create_submission(&self, s: NewSubmission<'_>) -> Result<i64> {

@@ -1378,6 +1378,30 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// SQLite is one machine: documents stay in the data directory alone.
+    fn shares_documents(&self) -> bool {
+        false
+    }
+
+    async fn store_document_content(
+        &self,
+        _sha256: &str,
+        _size_bytes: u64,
+        _content: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+    ) -> Result<bool> {
+        Ok(false)
+    }
+
+    async fn read_document_content(
+        &self,
+        sha256: &str,
+        _sink: &mut (dyn tokio::io::AsyncWrite + Send + Unpin),
+    ) -> Result<u64> {
+        Err(StoreError::NotFound(format!(
+            "document {sha256}: a SQLite store keeps documents in the data directory only"
+        )))
+    }
+
     async fn create_submission(&self, s: NewSubmission<'_>) -> Result<i64> {
         let carrier = s.carrier.as_str().to_owned();
         let mapping_id = s.mapping_id;

@@ -44,6 +44,7 @@ conformance!(
     an_idempotency_key_replays_its_response_and_refuses_another_request,
     an_idempotency_key_is_claimed_by_exactly_one_of_concurrent_requests,
     released_abandoned_and_expired_idempotency_keys_are_free_again,
+    document_content_is_stored_once_in_chunks_and_read_back_whole,
 );
 
 async fn versions_transactions_and_events_follow_the_changes(target: Target) {
@@ -2299,4 +2300,115 @@ async fn released_abandoned_and_expired_idempotency_keys_are_free_again(target: 
             .unwrap(),
         IdempotencyClaim::Completed(response)
     );
+}
+
+/// Bytes that differ from chunk to chunk (a chunk read twice or out of order shows).
+fn document_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+async fn read_document(store: &Arc<dyn Store>, sha256: &str) -> Result<Vec<u8>> {
+    let mut sink = Vec::new();
+    let size = store.read_document_content(sha256, &mut sink).await?;
+    assert_eq!(size, sink.len() as u64);
+    Ok(sink)
+}
+
+async fn document_content_is_stored_once_in_chunks_and_read_back_whole(target: Target) {
+    let store = target.store().await;
+    // The store does not hash: any identifier stands for the content's SHA-256 here.
+    let sha = "d0c5".repeat(16);
+    let content = document_bytes(DOCUMENT_CHUNK_BYTES * 5 / 2);
+    let size = content.len() as u64;
+    if !store.shares_documents() {
+        // One machine: documents live in the data directory only; the store keeps no bytes.
+        assert_eq!(target.kind, Kind::Sqlite);
+        let mut reader = &content[..];
+        assert!(!store
+            .store_document_content(&sha, size, &mut reader)
+            .await
+            .unwrap());
+        assert!(matches!(
+            read_document(&store, &sha).await,
+            Err(StoreError::NotFound(_))
+        ));
+        return;
+    }
+    assert_eq!(target.kind, Kind::Postgres);
+    assert!(matches!(
+        read_document(&store, &sha).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Content shorter than its recorded size is refused, and nothing of it is kept.
+    let err = store
+        .store_document_content(&sha, size + 1, &mut &content[..])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.contains("not stored")),
+        "{err}"
+    );
+    assert!(matches!(
+        read_document(&store, &sha).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Two processes storing the same new document at once: one stores it, the other waits
+    // and finds it stored.
+    let other = target.store().await;
+    let (mut first, mut second) = (&content[..], &content[..]);
+    let (a, b) = tokio::join!(
+        store.store_document_content(&sha, size, &mut first),
+        other.store_document_content(&sha, size, &mut second),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a ^ b, "exactly one stores it: {a} {b}");
+    assert!(read_document(&other, &sha).await.unwrap() == content);
+
+    // Sent again: the content is not even read, and stays one copy of three chunks.
+    let mut again = &content[..];
+    assert!(!store
+        .store_document_content(&sha, size, &mut again)
+        .await
+        .unwrap());
+    assert_eq!(
+        again.len(),
+        content.len(),
+        "stored content is not read again"
+    );
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&target.locator)
+        .await
+        .unwrap();
+    let (chunks, stored_size): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM document_chunks WHERE sha256 = $1), \
+                (SELECT size_bytes FROM documents WHERE sha256 = $1)",
+    )
+    .bind(&sha)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((chunks, stored_size), (3, size as i64));
+    assert!(read_document(&store, &sha).await.unwrap() == content);
+
+    // Edge sizes: empty, and an exact number of chunks.
+    for (len, chunks) in [(0, 1), (DOCUMENT_CHUNK_BYTES * 2, 2)] {
+        let sha = format!("{len:064x}");
+        let content = document_bytes(len);
+        assert!(store
+            .store_document_content(&sha, len as u64, &mut &content[..])
+            .await
+            .unwrap());
+        assert!(
+            read_document(&store, &sha).await.unwrap() == content,
+            "{len} bytes"
+        );
+        let stored: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM document_chunks WHERE sha256 = $1")
+                .bind(&sha)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(stored, chunks, "{len} bytes");
+    }
 }
