@@ -263,3 +263,58 @@ fn a_nul_character_rejects_its_record_not_the_batch() {
         "{text}"
     );
 }
+
+#[test]
+fn a_worker_with_its_own_data_directory_processes_an_upload_of_the_api() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let Some(database) = runtime.block_on(TestDatabase::create_or_skip(
+        "postgres::a_worker_with_its_own_data_directory_processes_an_upload_of_the_api",
+    )) else {
+        return;
+    };
+    // Two machines on one database: nothing on disk in common.
+    let api_machine = Env::with_database(database.url());
+    let worker_machine = Env::with_database(database.url());
+    let (feeds, _, _) = feeds(api_machine.dir.path());
+    let feed = std::fs::read(&feeds.d1).expect("read the feed");
+    let api = api_machine.serve_with(&["--role", "api,relay"]);
+    let _worker = worker_machine.serve_with(&["--role", "worker"]);
+
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(feed.clone()).file_name("d1.csv"),
+            )
+            .text(
+                "mapping_file",
+                std::fs::read_to_string(&feeds.policy_mapping).unwrap(),
+            );
+        let r = client
+            .post(api.url(&format!("/v1/carriers/{CARRIER}/submissions")))
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(r.status(), 202);
+        let accepted: serde_json::Value = r.json().await.unwrap();
+        let id = accepted["id"].as_i64().unwrap();
+        let sha = accepted["document_sha256"].as_str().unwrap().to_owned();
+
+        let done = api.wait_for_submission(&client, id).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        let n = POLICIES as u64;
+        assert_eq!(counts(&done), [n, n, 0, 0, 0]);
+        // The worker read the document from the store into its own data directory.
+        let fetched = worker_machine
+            .data_dir()
+            .join("documents/sha256")
+            .join(&sha[..2])
+            .join(&sha);
+        assert!(
+            std::fs::read(&fetched).expect("the worker holds the document") == feed,
+            "the worker's copy equals the upload"
+        );
+    });
+}

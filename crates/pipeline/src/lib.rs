@@ -2,7 +2,9 @@
 //!
 //! Architecture invariants:
 //! - The raw payload is stored (content-addressed) and checked against its mapping *before*
-//!   a submission exists: a payload that cannot be read leaves nothing behind.
+//!   a submission exists: a payload that cannot be read leaves nothing behind. When the
+//!   store shares documents (PostgreSQL), the payload's bytes are in the store before the
+//!   submission is, so a worker on any machine can read every submission's document.
 //! - Parsing and mapping stream record by record on a blocking thread; batches cross a
 //!   bounded channel to the committer, so memory is flat whatever the file size.
 //! - Each batch commits with the submission's progress (`committed_through`), so a worker
@@ -186,6 +188,16 @@ impl Pipeline {
                 text: &delivery.mapping.text,
             })
             .await?;
+        if self.store.shares_documents() {
+            let mut file = tokio::fs::File::open(&document.path).await?;
+            let shared = self
+                .store
+                .store_document_content(&document.sha256, document.size_bytes, &mut file)
+                .await?;
+            if shared {
+                tracing::debug!(sha256 = %document.sha256, bytes = document.size_bytes, "document shared in the store");
+            }
+        }
         self.store
             .record_document(&document.sha256, document.size_bytes)
             .await?;
@@ -262,7 +274,10 @@ impl Pipeline {
             carrier,
             mapping: spec,
             file_name: original.file_name.clone(),
-            path: self.documents.path_of(&original.document_sha256),
+            path: self
+                .documents
+                .local_path(self.store.as_ref(), &original.document_sha256)
+                .await?,
             spooled: false,
             received_via: "replay".to_owned(),
             replay_of: Some(submission_id),
@@ -358,10 +373,15 @@ impl Pipeline {
             "processing submission"
         );
 
+        // Fetched first when this machine lacks it; the lease is renewed meanwhile.
+        let path = self
+            .documents
+            .local_path(self.store.as_ref(), &submission.document_sha256)
+            .await?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(Batch, u64)>(2);
+        progress.started(documents::file_size(&path));
         let job = ParseJob {
-            documents: self.documents.clone(),
-            sha256: submission.document_sha256.clone(),
+            path,
             file_name: submission.file_name.clone(),
             spec,
             carrier,
@@ -372,9 +392,6 @@ impl Pipeline {
             batch_size: self.batch_size,
             message_id: message_id.map(str::to_owned),
         };
-        progress.started(documents::file_size(
-            &self.documents.path_of(&submission.document_sha256),
-        ));
         let parser = tokio::task::spawn_blocking(move || job.run(tx));
 
         let mut counts = submission.counts;
@@ -505,8 +522,8 @@ fn preflight(
 
 /// The blocking half of processing: reads, maps and validates, and hands batches over.
 struct ParseJob {
-    documents: DocumentStore,
-    sha256: String,
+    /// The document's local file.
+    path: PathBuf,
     file_name: String,
     spec: MappingSpec,
     carrier: CarrierId,
@@ -534,11 +551,7 @@ impl ParseJob {
     }
 
     fn run(self, tx: tokio::sync::mpsc::Sender<(Batch, u64)>) -> Result<(), PipelineError> {
-        let (mut reader, bound) = open_bound(
-            &self.documents.path_of(&self.sha256),
-            &self.spec,
-            &self.file_name,
-        )?;
+        let (mut reader, bound) = open_bound(&self.path, &self.spec, &self.file_name)?;
         let mut batch = self.empty_batch();
         let mut pending = 0usize;
         let mut sheet: Option<Arc<str>> = None;
