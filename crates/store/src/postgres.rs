@@ -2169,17 +2169,24 @@ impl Store for PgStore {
         .bind(size_bytes as i64)
         .execute(&mut *tx)
         .await?;
-        let mut chunk = Vec::with_capacity(DOCUMENT_CHUNK_BYTES);
+        let mut chunk = vec![0u8; DOCUMENT_CHUNK_BYTES];
         let mut total = 0u64;
         for seq in 0i32.. {
-            chunk.clear();
-            let n = (&mut *content)
-                .take(DOCUMENT_CHUNK_BYTES as u64)
-                .read_to_end(&mut chunk)
-                .await
-                .map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("cannot read document {sha256}: {e}"))
-                })?;
+            // Fill the chunk (a read may return less), short only at the end of the content.
+            let mut n = 0;
+            while n < chunk.len() {
+                match content.read(&mut chunk[n..]).await {
+                    Ok(0) => break,
+                    Ok(read) => n += read,
+                    Err(e) => {
+                        return Err(std::io::Error::new(
+                            e.kind(),
+                            format!("cannot read document {sha256}: {e}"),
+                        )
+                        .into())
+                    }
+                }
+            }
             if n == 0 && seq > 0 {
                 break;
             }
@@ -2189,7 +2196,7 @@ impl Store for PgStore {
             )
             .bind(sha256)
             .bind(seq)
-            .bind(&chunk[..])
+            .bind(&chunk[..n])
             .execute(&mut *tx)
             .await?
             .rows_affected();
