@@ -70,7 +70,7 @@ cleanup() {
 trap cleanup EXIT
 
 log "building release binary and the latency subscriber"
-cargo build --release -p carrierhub --example event_latency
+cargo build --release -p carrierhub --bins --example event_latency
 mkdir -p "$OUT"
 W="$OUT/broker"
 rm -rf "$W"
@@ -127,6 +127,11 @@ upload_all() { # upload_all BASE
 # wait_done COUNT_SQL_COMMAND...: polls until no submission is unfinished.
 unfinished_pg() { sql "$1" "SELECT count(*) FROM submissions WHERE status IN ('received','processing')"; }
 
+# lat_cells JSON: "p50 | p99 | events" from the subscriber's report.
+lat_cells() {
+    python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.1f | %.1f | %d" % (d["p50_ms"], d["p99_ms"], d["events"]))' "$1"
+}
+
 rows_md=()
 run_distributed() { # run_distributed WORKERS
     local workers=$1 db="${DB_PREFIX}_w$1" dir="$W/w$1"
@@ -169,7 +174,7 @@ run_distributed() { # run_distributed WORKERS
     local lat
     lat=$(tail -1 "$dir/latency.out")
     log "$workers worker(s): $records records in ${secs}s; latency $lat"
-    rows_md+=("| NATS + PostgreSQL, $workers worker process(es) | $secs | $(rate "$records" "$secs") | $(ratio "$base_s" "$secs") | $(echo "$lat" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"p50_ms\"]:.1f} | {d[\"p99_ms\"]:.1f} | {d[\"events\"]}")') |")
+    rows_md+=("| NATS + PostgreSQL, $workers worker process(es) | $secs | $(rate "$records" "$secs") | $(ratio "$base_s" "$secs") | $(lat_cells "$lat") |")
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     PIDS=()
@@ -199,7 +204,7 @@ run_embedded() {
     local lat
     lat=$(tail -1 "$dir/latency.out")
     log "embedded: $records records in ${secs}s; latency $lat"
-    rows_md+=("| embedded (SQLite), 1 process | $secs | $(rate "$records" "$secs") | $(ratio "$base_s" "$secs") | $(echo "$lat" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"p50_ms\"]:.1f} | {d[\"p99_ms\"]:.1f} | {d[\"events\"]}")') |")
+    rows_md+=("| embedded (SQLite), 1 process | $secs | $(rate "$records" "$secs") | $(ratio "$base_s" "$secs") | $(lat_cells "$lat") |")
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     PIDS=()
