@@ -151,6 +151,14 @@ impl Policy {
     pub fn content_hash(&self) -> String {
         content_hash(self)
     }
+
+    /// The policy's canonical JSON and its content hash (the hash of exactly that text), for
+    /// a writer that stores the JSON as well: the record is serialised once, not twice.
+    pub fn canonical_json_and_hash(&self) -> (String, String) {
+        let json = serde_json::to_string(self).expect("canonical records always serialise");
+        let hash = hex::encode(Sha256::digest(json.as_bytes()));
+        (json, hash)
+    }
 }
 
 impl Claim {
@@ -243,6 +251,14 @@ mod tests {
             effective_date: NaiveDate::from_ymd_opt(2025, 6, 1).unwrap(),
             premium,
         }
+    }
+
+    #[test]
+    fn the_canonical_json_hashes_as_the_content_hash() {
+        let p = policy();
+        let (json, hash) = p.canonical_json_and_hash();
+        assert_eq!(hash, p.content_hash());
+        assert_eq!(serde_json::from_str::<Policy>(&json).unwrap(), p);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::{redact_url, ClaimStep, Result, Store, StoreError, DOCUMENT_CHUNK_BYT
 use async_trait::async_trait;
 use carrierhub_model::{
     derive_claim_transactions, derive_premium_transactions, CanonicalRecord, CarrierId, Claim,
-    Currency, Money, Policy, PolicyStatus, PolicyTransaction, RecordKind,
+    Currency, Money, Policy, PolicyNumber, PolicyStatus, PolicyTransaction, RecordKind,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -479,6 +479,18 @@ struct PendingEvent {
     payload: String,
 }
 
+/// A policy event's payload, serialised straight to text (JSONB orders its keys itself).
+#[derive(serde::Serialize)]
+struct PolicyEventPayload<'p> {
+    policy_id: i64,
+    carrier: &'p CarrierId,
+    number: &'p PolicyNumber,
+    version: i64,
+    status: &'p PolicyStatus,
+    premium: &'p Money,
+    submission_id: i64,
+}
+
 struct PendingApplied {
     policy_id: i64,
     reference: String,
@@ -500,6 +512,8 @@ struct BatchState<'b> {
     at: DateTime<Utc>,
     /// Content hash of each record of the batch (policies and claims), in batch order.
     hashes: Vec<Option<String>>,
+    /// A policy record's canonical JSON, serialised with its hash; taken when it is written.
+    policy_json: Vec<Option<String>>,
     /// Policies the batch writes or reads for a transaction: the ones stored (locked), and
     /// the ones it creates, from the moment it creates them.
     policies: HashMap<Key, CurrentPolicy>,
@@ -586,15 +600,20 @@ async fn allocate_ids(
 impl<'b> BatchState<'b> {
     /// Locks and reads everything the batch needs from the database, a few queries in all.
     async fn load(conn: &mut PgConnection, batch: &'b Batch) -> BatchResult<Self> {
-        let hashes: Vec<Option<String>> = batch
-            .records
-            .iter()
-            .map(|s| match &s.record {
-                CanonicalRecord::Policy(p) => Some(p.content_hash()),
-                CanonicalRecord::Claim(c) => Some(c.content_hash()),
-                CanonicalRecord::Transaction(_) => None,
-            })
-            .collect();
+        let mut hashes: Vec<Option<String>> = Vec::with_capacity(batch.records.len());
+        let mut policy_json: Vec<Option<String>> = Vec::with_capacity(batch.records.len());
+        for staged in &batch.records {
+            let (json, hash) = match &staged.record {
+                CanonicalRecord::Policy(p) => {
+                    let (json, hash) = p.canonical_json_and_hash();
+                    (Some(json), Some(hash))
+                }
+                CanonicalRecord::Claim(c) => (None, Some(c.content_hash())),
+                CanonicalRecord::Transaction(_) => (None, None),
+            };
+            hashes.push(hash);
+            policy_json.push(json);
+        }
 
         let mut policy_keys = HashSet::new();
         let mut claim_keys = HashSet::new();
@@ -614,12 +633,79 @@ impl<'b> BatchState<'b> {
             }
         }
 
+        // The stored policies, read without locks first: a policy every record of the batch
+        // finds unchanged (its hash is the stored one, and no transaction of the batch
+        // applies to it) is neither written nor locked. A re-sent file then locks nothing:
+        // locking a row writes it (its page and the log), which is most of a re-send's cost.
+        // Reporting it unchanged is right as of this read; a writer that changes it
+        // meanwhile is ordered after this batch, which did not write it. Keys not stored are
+        // not locked either: a writer creating one first makes this batch's insert conflict,
+        // and the batch runs again (`write_policies`).
+        let mut unlocked: HashMap<Key, (i64, i64, String)> = HashMap::new();
+        if !policy_keys.is_empty() {
+            let (carriers, numbers) = key_arrays(&policy_keys);
+            let rows = sqlx::query(
+                "SELECT p.id, p.carrier_id, p.policy_number, p.version, p.content_hash \
+                 FROM policies p \
+                 WHERE (p.carrier_id, p.policy_number) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+            )
+            .bind(&carriers)
+            .bind(&numbers)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                unlocked.insert(
+                    (row.try_get("carrier_id")?, row.try_get("policy_number")?),
+                    (
+                        row.try_get("id")?,
+                        row.try_get("version")?,
+                        row.try_get("content_hash")?,
+                    ),
+                );
+            }
+        }
+        let mut to_lock: HashSet<Key> = HashSet::new();
+        for (staged, hash) in batch.records.iter().zip(&hashes) {
+            let key = match &staged.record {
+                CanonicalRecord::Policy(p) => {
+                    let key = policy_key(p);
+                    match unlocked.get(&key) {
+                        Some((_, _, stored)) if hash.as_deref() == Some(stored.as_str()) => {
+                            continue
+                        }
+                        _ => key,
+                    }
+                }
+                CanonicalRecord::Transaction(t) => transaction_key(t),
+                CanonicalRecord::Claim(_) => continue,
+            };
+            if unlocked.contains_key(&key) {
+                to_lock.insert(key);
+            }
+        }
+
         // Locks first, in id order; then the reads, as new statements that see what the
         // writers we waited for committed.
-        let policy_ids = lock_rows(conn, "policies", "policy_number", &policy_keys).await?;
+        let policy_ids = lock_rows(conn, "policies", "policy_number", &to_lock).await?;
         let claim_ids = lock_rows(conn, "claims", "claim_number", &claim_keys).await?;
 
         let mut policies = HashMap::with_capacity(policy_keys.len());
+        for (key, (id, version, content_hash)) in unlocked {
+            if !to_lock.contains(&key) {
+                policies.insert(
+                    key,
+                    CurrentPolicy {
+                        id,
+                        version,
+                        content_hash,
+                        record: None,
+                        has_transactions: false,
+                        stored_version: Some(version),
+                        open_pending: None,
+                    },
+                );
+            }
+        }
         if !policy_ids.is_empty() {
             let rows = sqlx::query(
                 "SELECT p.id, p.carrier_id, p.policy_number, p.version, p.content_hash, \
@@ -823,6 +909,24 @@ impl<'b> BatchState<'b> {
                 CanonicalRecord::Transaction(_) => {}
             }
         }
+        // The carriers of the policies the batch creates must exist: the schema leaves this
+        // to the writer (postgres/0008), one query per batch instead of a check per row.
+        let mut carriers: Vec<&str> = created.iter().map(|(c, _)| c.as_str()).collect();
+        carriers.sort_unstable();
+        carriers.dedup();
+        if !carriers.is_empty() {
+            let known: Vec<String> =
+                sqlx::query_scalar("SELECT id FROM carriers WHERE id = ANY($1)")
+                    .bind(&carriers)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            if let Some(missing) = carriers.iter().find(|c| !known.iter().any(|k| k == *c)) {
+                return Err(StoreError::Invalid(format!(
+                    "carrier '{missing}' does not exist; register it before ingesting its policies"
+                ))
+                .into());
+            }
+        }
         let new_policy_ids = allocate_ids(conn, "policies", created.len()).await?;
         let new_claim_ids = allocate_ids(conn, "claims", new_claims.len()).await?;
 
@@ -836,6 +940,7 @@ impl<'b> BatchState<'b> {
             batch,
             at,
             hashes,
+            policy_json,
             policies,
             referenced_policies,
             claims,
@@ -977,9 +1082,9 @@ impl<'b> BatchState<'b> {
         staged: &StagedRecord,
         policy: &Policy,
         hash: String,
+        json: Option<String>,
     ) -> BatchResult<Upsert> {
         let key = policy_key(policy);
-        let record = to_json(policy, format_args!("policy '{}'", policy.number))?;
         let index = self.policy_versions.len();
         let (policy_id, version, previous, outcome) = match self.policies.get(&key) {
             Some(cur) => {
@@ -1027,6 +1132,10 @@ impl<'b> BatchState<'b> {
                 (id, 1, None, Upsert::Inserted)
             }
         };
+        let record = match json {
+            Some(json) => json,
+            None => to_json(policy, format_args!("policy '{}'", policy.number))?,
+        };
         self.policy_versions.push(PendingVersion {
             owner_id: policy_id,
             version,
@@ -1066,16 +1175,18 @@ impl<'b> BatchState<'b> {
             event_type,
             carrier: policy.carrier.as_str().to_owned(),
             subject_id: policy_id,
-            payload: serde_json::json!({
-                "policy_id": policy_id,
-                "carrier": policy.carrier,
-                "number": policy.number,
-                "version": version,
-                "status": policy.status.value,
-                "premium": policy.premium,
-                "submission_id": self.batch.submission_id,
-            })
-            .to_string(),
+            payload: to_json(
+                &PolicyEventPayload {
+                    policy_id,
+                    carrier: &policy.carrier,
+                    number: &policy.number,
+                    version,
+                    status: &policy.status.value,
+                    premium: &policy.premium,
+                    submission_id: self.batch.submission_id,
+                },
+                format_args!("policy '{}''s event", policy.number),
+            )?,
         });
         Ok(outcome)
     }
@@ -1131,7 +1242,9 @@ impl<'b> BatchState<'b> {
         }
         let first_premium = self.premiums.len();
         let next_hash = next.content_hash();
-        let outcome = self.upsert_policy(conn, staged, &next, next_hash).await?;
+        let outcome = self
+            .upsert_policy(conn, staged, &next, next_hash, None)
+            .await?;
         let version = self
             .policies
             .get(&key)
@@ -1290,7 +1403,8 @@ impl<'b> BatchState<'b> {
             let outcome = match &staged.record {
                 CanonicalRecord::Policy(p) => {
                     let hash = hash.ok_or_else(|| internal("a policy's hash is missing"))?;
-                    self.upsert_policy(conn, staged, p, hash).await?
+                    let json = self.policy_json.get_mut(i).and_then(Option::take);
+                    self.upsert_policy(conn, staged, p, hash, json).await?
                 }
                 CanonicalRecord::Claim(c) => {
                     let hash = hash.ok_or_else(|| internal("a claim's hash is missing"))?;
