@@ -29,6 +29,7 @@
 mod embedded;
 mod nats;
 mod subject;
+pub mod testing;
 
 pub use embedded::EmbeddedBroker;
 pub use nats::NatsBroker;

@@ -8,9 +8,9 @@
 //! server, or the binary, the tests skip with a notice, except under `CI=true`, where they fail.
 
 use async_nats::jetstream;
+use carrierhub_broker::testing::{free_port, NatsServer};
 use carrierhub_broker::*;
 use carrierhub_store::testing::running_in_ci;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -270,93 +270,9 @@ async fn connecting_to_no_server_is_unavailable() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
-/// A `nats-server` of the test's own, on a free port, with its store in a temporary directory.
-struct PrivateServer {
-    binary: String,
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl PrivateServer {
-    fn start_or_skip() -> Option<Self> {
-        let binary =
-            std::env::var("CARRIERHUB_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-        let found = Command::new(&binary)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            if running_in_ci() {
-                panic!("the nats-server binary ('{binary}') is required under CI=true");
-            }
-            eprintln!("skipping: no nats-server binary ('{binary}')");
-            return None;
-        }
-        let mut server = Self {
-            binary,
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        server.start();
-        Some(server)
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn start(&mut self) {
-        let child = Command::new(&self.binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_fail_during_an_outage_and_work_again_after_it() {
-    let Some(mut server) = PrivateServer::start_or_skip() else {
+    let Some(mut server) = NatsServer::start_or_skip() else {
         return;
     };
     let broker = NatsBroker::connect_namespaced(&server.url(), "outage")
@@ -365,7 +281,7 @@ async fn calls_fail_during_an_outage_and_work_again_after_it() {
     let mut consumer = broker.consumer(config("g", "events.>")).await.unwrap();
     broker.publish(msg("events.a", "before")).await.unwrap();
 
-    server.stop();
+    server.kill();
     let started = Instant::now();
     assert!(matches!(
         broker.publish(msg("events.a", "during")).await,

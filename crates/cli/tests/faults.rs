@@ -18,15 +18,15 @@
 
 mod common;
 
+use carrierhub_broker::testing::NatsServer;
 use carrierhub_broker::{Broker, ConsumerConfig, EmbeddedBroker, NatsBroker};
-use carrierhub_store::testing::{running_in_ci, TestDatabase};
+use carrierhub_store::testing::TestDatabase;
 use common::Env;
 use rand::Rng;
 use rust_decimal::Decimal;
-use sqlx::Row;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -191,30 +191,19 @@ fn row_text(key: String, amount: String) -> String {
 
 impl Snapshot {
     async fn take(store: &str) -> Self {
+        let db = Db::open(store).await;
         let mut tables = BTreeMap::new();
-        if store.starts_with("postgres") {
-            let pool = sqlx::PgPool::connect(store).await.unwrap();
-            for (name, sql) in QUERIES {
-                let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
-                let mut rows: Vec<String> =
-                    rows.iter().map(|r| row_text(r.get(0), r.get(1))).collect();
-                rows.sort();
-                tables.insert(*name, rows);
-            }
-            pool.close().await;
-        } else {
-            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{store}"))
+        for (name, sql) in QUERIES {
+            let mut rows: Vec<String> = db
+                .pairs(sql)
                 .await
-                .unwrap();
-            for (name, sql) in QUERIES {
-                let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
-                let mut rows: Vec<String> =
-                    rows.iter().map(|r| row_text(r.get(0), r.get(1))).collect();
-                rows.sort();
-                tables.insert(*name, rows);
-            }
-            pool.close().await;
+                .into_iter()
+                .map(|(key, amount)| row_text(key, amount))
+                .collect();
+            rows.sort();
+            tables.insert(*name, rows);
         }
+        db.close().await;
         Self { tables }
     }
 
@@ -237,92 +226,6 @@ impl Snapshot {
                 );
             }
         }
-    }
-}
-
-/// A NATS server of the test's own, with JetStream in a directory that outlives restarts.
-struct Nats {
-    binary: PathBuf,
-    port: u16,
-    store: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Nats {
-    fn binary() -> Option<PathBuf> {
-        if let Ok(p) = std::env::var("CARRIERHUB_TEST_NATS_SERVER") {
-            return Some(PathBuf::from(p));
-        }
-        let from_path = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("nats-server"))
-                .find(|p| p.exists())
-        });
-        from_path.or_else(|| {
-            let sbin = PathBuf::from("/usr/sbin/nats-server");
-            sbin.exists().then_some(sbin)
-        })
-    }
-
-    fn start_or_skip() -> Option<Self> {
-        let Some(binary) = Self::binary() else {
-            assert!(!running_in_ci(), "nats-server is required under CI=true");
-            eprintln!("skipping: nats-server not found");
-            return None;
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut nats = Self {
-            binary,
-            port,
-            store: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        nats.start();
-        Some(nats)
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn start(&mut self) {
-        let child = Command::new(&self.binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -350,42 +253,65 @@ async fn upload_all(client: &reqwest::Client, base: &str, feeds: &[Feed]) -> Vec
     ids
 }
 
+/// Either backend's database, for the few queries the comparison needs.
+enum Db {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl Db {
+    async fn open(store: &str) -> Self {
+        if store.starts_with("postgres") {
+            Self::Postgres(sqlx::PgPool::connect(store).await.unwrap())
+        } else {
+            Self::Sqlite(
+                sqlx::SqlitePool::connect(&format!("sqlite://{store}"))
+                    .await
+                    .unwrap(),
+            )
+        }
+    }
+
+    /// The rows of a query selecting two text columns.
+    async fn pairs(&self, sql: &str) -> Vec<(String, String)> {
+        match self {
+            Self::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await.unwrap(),
+            Self::Sqlite(pool) => sqlx::query_as(sql).fetch_all(pool).await.unwrap(),
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Self::Postgres(pool) => pool.close().await,
+            Self::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
 /// Whether every submission is finished, read from the store (the API may be down).
 async fn all_finished(store: &str) -> bool {
-    let sql = "SELECT COUNT(*) FROM submissions WHERE status IN ('received', 'processing')";
-    let open: i64 = if store.starts_with("postgres") {
-        let pool = sqlx::PgPool::connect(store).await.unwrap();
-        let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
-        pool.close().await;
-        n
-    } else {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{store}"))
-            .await
-            .unwrap();
-        let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
-        pool.close().await;
-        n
-    };
-    open == 0
+    let db = Db::open(store).await;
+    let open = db
+        .pairs(
+            "SELECT CAST(COUNT(*) AS TEXT), '' FROM submissions \
+             WHERE status IN ('received', 'processing')",
+        )
+        .await;
+    db.close().await;
+    open[0].0 == "0"
 }
 
 /// Every outbox event's id, and whether all are marked published.
 async fn outbox_ids(store: &str) -> (HashSet<String>, bool) {
-    let sql = "SELECT id, published_at IS NOT NULL FROM outbox";
-    let rows: Vec<(i64, bool)> = if store.starts_with("postgres") {
-        let pool = sqlx::PgPool::connect(store).await.unwrap();
-        let rows = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
-        pool.close().await;
-        rows
-    } else {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{store}"))
-            .await
-            .unwrap();
-        let rows = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
-        pool.close().await;
-        rows
-    };
-    let all_published = rows.iter().all(|(_, p)| *p);
+    let db = Db::open(store).await;
+    let rows = db
+        .pairs(
+            "SELECT CAST(id AS TEXT), CASE WHEN published_at IS NULL THEN 'no' ELSE 'yes' END \
+             FROM outbox",
+        )
+        .await;
+    db.close().await;
+    let all_published = rows.iter().all(|(_, p)| p == "yes");
     (
         rows.into_iter()
             .map(|(id, _)| format!("event-{id}"))
@@ -462,7 +388,7 @@ async fn distributed(restart_nats: bool) {
     let Some(db) = TestDatabase::create_or_skip("fault injection").await else {
         return;
     };
-    let Some(mut nats) = Nats::start_or_skip() else {
+    let Some(mut nats) = NatsServer::start_or_skip() else {
         return;
     };
     let env = Env::with_database(db.url());

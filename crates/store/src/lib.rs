@@ -74,6 +74,28 @@ pub(crate) enum ClaimStep {
     Held(String),
 }
 
+/// The payload of a submission's events (`submission.received`, `.completed`, `.failed`).
+pub(crate) fn submission_event(
+    id: i64,
+    carrier: &str,
+    file_name: &str,
+    status: Option<&str>,
+    error: Option<&str>,
+) -> serde_json::Value {
+    let mut event = serde_json::json!({
+        "submission_id": id,
+        "carrier": carrier,
+        "file_name": file_name,
+    });
+    if let Some(status) = status {
+        event["status"] = status.into();
+    }
+    if let Some(error) = error {
+        event["error"] = error.into();
+    }
+    event
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Which backend a URL or path names.

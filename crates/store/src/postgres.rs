@@ -31,7 +31,9 @@ use crate::cursor::page_of;
 use crate::idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotentResponse};
 use crate::schema::{self, MigrationInfo};
 use crate::types::*;
-use crate::{redact_url, ClaimStep, Result, Store, StoreError, DOCUMENT_CHUNK_BYTES};
+use crate::{
+    redact_url, submission_event, ClaimStep, Result, Store, StoreError, DOCUMENT_CHUNK_BYTES,
+};
 use async_trait::async_trait;
 use carrierhub_model::{
     derive_claim_transactions, derive_premium_transactions, CanonicalRecord, CarrierId, Claim,
@@ -2040,28 +2042,6 @@ async fn write_versions(
 }
 
 /// One attempt at a batch, inside the caller's transaction.
-/// The payload of a submission's events.
-fn submission_event(
-    id: i64,
-    carrier: &str,
-    file_name: &str,
-    status: Option<&str>,
-    error: Option<&str>,
-) -> serde_json::Value {
-    let mut event = serde_json::json!({
-        "submission_id": id,
-        "carrier": carrier,
-        "file_name": file_name,
-    });
-    if let Some(status) = status {
-        event["status"] = status.into();
-    }
-    if let Some(error) = error {
-        event["error"] = error.into();
-    }
-    event
-}
-
 async fn insert_submission_event(
     conn: &mut PgConnection,
     event_type: &str,

@@ -11,7 +11,7 @@ use crate::cursor::page_of;
 use crate::idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotentResponse};
 use crate::schema::{self, MigrationInfo};
 use crate::types::*;
-use crate::{ClaimStep, Result, Store, StoreError};
+use crate::{submission_event, ClaimStep, Result, Store, StoreError};
 use async_trait::async_trait;
 use carrierhub_model::{
     derive_claim_transactions, derive_premium_transactions, CanonicalRecord, CarrierId, Claim,
@@ -397,28 +397,6 @@ async fn insert_rejection(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// The payload of a submission's events.
-fn submission_event(
-    id: i64,
-    carrier: &CarrierId,
-    file_name: &str,
-    status: Option<&str>,
-    error: Option<&str>,
-) -> serde_json::Value {
-    let mut event = serde_json::json!({
-        "submission_id": id,
-        "carrier": carrier.as_str(),
-        "file_name": file_name,
-    });
-    if let Some(status) = status {
-        event["status"] = status.into();
-    }
-    if let Some(error) = error {
-        event["error"] = error.into();
-    }
-    event
 }
 
 async fn insert_event(
@@ -1430,7 +1408,7 @@ impl Store for SqliteStore {
                     "submission.received",
                     &carrier,
                     id,
-                    submission_event(id, &carrier, &file, None, None),
+                    submission_event(id, carrier.as_str(), &file, None, None),
                     &now(),
                 )
                 .await?;
@@ -1593,7 +1571,7 @@ impl Store for SqliteStore {
                     kind,
                     &carrier,
                     id,
-                    submission_event(id, &carrier, &file, Some(status), error.as_deref()),
+                    submission_event(id, carrier.as_str(), &file, Some(status), error.as_deref()),
                     &now(),
                 )
                 .await?;
