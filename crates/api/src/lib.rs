@@ -3,6 +3,7 @@
 //! Architecture invariant: handlers translate HTTP to store and pipeline calls and back;
 //! they hold no business rules. Every error leaves as RFC 9457 problem+json.
 
+mod caller;
 mod diff;
 mod idempotency;
 mod params;
@@ -10,6 +11,7 @@ mod problem;
 mod routes;
 mod uploads;
 
+pub use caller::{AuthMethod, Caller};
 pub use idempotency::DEFAULT_TTL as DEFAULT_IDEMPOTENCY_TTL;
 pub use problem::Problem;
 

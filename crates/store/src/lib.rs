@@ -15,6 +15,7 @@
 //!   as-of reads return. Each version also carries, in columns, the values as-of reads
 //!   filter and sum on (carrier, line, status, premium; a claim's policy).
 
+mod access;
 mod cursor;
 mod idempotency;
 mod postgres;
@@ -23,6 +24,7 @@ mod sqlite;
 pub mod testing;
 mod types;
 
+pub use access::*;
 pub use cursor::Cursor;
 pub use idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotentResponse};
 pub use postgres::PgStore;
