@@ -40,3 +40,21 @@ impl Caller {
         }
     }
 }
+
+/// Handlers take the caller as an argument; the auth layer put it in the request's
+/// extensions. A request that reached a handler without one is refused (a routing mistake
+/// must not serve data unauthenticated).
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = crate::Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(crate::Problem::unauthenticated)
+    }
+}

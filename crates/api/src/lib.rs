@@ -3,6 +3,7 @@
 //! Architecture invariant: handlers translate HTTP to store and pipeline calls and back;
 //! they hold no business rules. Every error leaves as RFC 9457 problem+json.
 
+mod auth;
 mod caller;
 mod diff;
 mod idempotency;
@@ -11,6 +12,7 @@ mod problem;
 mod routes;
 mod uploads;
 
+pub use auth::{role_allows, Auth};
 pub use caller::{AuthMethod, Caller};
 pub use idempotency::DEFAULT_TTL as DEFAULT_IDEMPOTENCY_TTL;
 pub use problem::Problem;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub max_upload_bytes: usize,
     /// How long an `Idempotency-Key` and its response are kept.
     pub idempotency_ttl: std::time::Duration,
+    /// How callers are authenticated.
+    pub auth: Auth,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -77,6 +81,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/portfolio", get(routes::portfolio))
         .merge(uploads)
+        // A route layer: it sees the matched route, and unmatched paths skip it.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(TraceLayer::new_for_http())

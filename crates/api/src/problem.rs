@@ -54,6 +54,25 @@ impl Problem {
         )
     }
 
+    /// 401: no credentials, or credentials that do not hold.
+    pub fn unauthenticated() -> Self {
+        Self::unauthorized("this request needs an API key or a bearer token")
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Authentication required",
+            detail,
+        )
+    }
+
+    /// 403: the caller is known, and its role does not allow this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+
     pub fn unprocessable(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,

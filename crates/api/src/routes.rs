@@ -2,7 +2,7 @@
 
 use crate::params::{path_id, Params};
 use crate::problem::Problem;
-use crate::AppState;
+use crate::{AppState, Caller};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -66,9 +66,13 @@ pub async fn method_not_allowed(uri: Uri) -> Problem {
     )
 }
 
-pub async fn list_carriers(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
+pub async fn list_carriers(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Q,
+) -> ApiResult<Value> {
     Params::new(q, &[])?;
-    let carriers = state.store.list_carriers().await?;
+    let carriers = state.store.list_carriers(&caller.scope).await?;
     Ok(Json(json!({ "items": carriers })))
 }
 
@@ -91,7 +95,11 @@ fn body(value: impl serde::Serialize, as_of: Option<DateTime<Utc>>) -> Value {
     body
 }
 
-pub async fn list_policies(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
+pub async fn list_policies(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Q,
+) -> ApiResult<Value> {
     let p = Params::with_prefixes(
         q,
         &[
@@ -114,12 +122,13 @@ pub async fn list_policies(State(state): State<AppState>, Query(q): Q) -> ApiRes
         include_extras: p.includes("extras", &["extras"])?,
         page: p.page()?,
     };
-    let page = state.store.list_policies(&filter).await?;
+    let page = state.store.list_policies(&caller.scope, &filter).await?;
     Ok(Json(body(page, filter.as_of)))
 }
 
 pub async fn get_policy(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Q,
 ) -> ApiResult<Value> {
@@ -135,15 +144,19 @@ pub async fn get_policy(
     let Some(as_of) = p.as_of()? else {
         let policy = state
             .store
-            .get_policy(id)
+            .get_policy(id, &caller.scope)
             .await?
             .ok_or_else(|| Problem::not_found(format!("no policy with id '{id}'")))?;
         return Ok(Json(body(shown(policy), None)));
     };
-    match state.store.get_policy_as_of(id, as_of).await? {
+    match state
+        .store
+        .get_policy_as_of(id, as_of, &caller.scope)
+        .await?
+    {
         Some(policy) => Ok(Json(body(shown(policy), Some(as_of)))),
         None => {
-            let versions = state.store.list_policy_versions(id).await?;
+            let versions = state.store.list_policy_versions(id, &caller.scope).await?;
             Err(Problem::not_found(match versions.first() {
                 None => format!("no policy with id '{id}'"),
                 Some(first) => format!(
@@ -162,10 +175,11 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 pub async fn list_policy_versions(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Value> {
     let id = path_id("policy", &id)?;
-    let versions = state.store.list_policy_versions(id).await?;
+    let versions = state.store.list_policy_versions(id, &caller.scope).await?;
     if versions.is_empty() {
         return Err(Problem::not_found(format!("no policy with id '{id}'")));
     }
@@ -176,12 +190,13 @@ pub async fn list_policy_versions(
 /// previous and the current one).
 pub async fn diff_policy_versions(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Q,
 ) -> ApiResult<Value> {
     let id = path_id("policy", &id)?;
     let p = Params::new(q, &["from", "to"])?;
-    let versions = state.store.list_policy_versions(id).await?;
+    let versions = state.store.list_policy_versions(id, &caller.scope).await?;
     let Some(latest) = versions.last() else {
         return Err(Problem::not_found(format!("no policy with id '{id}'")));
     };
@@ -204,7 +219,11 @@ pub async fn diff_policy_versions(
     })))
 }
 
-pub async fn list_claims(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
+pub async fn list_claims(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Q,
+) -> ApiResult<Value> {
     let p = Params::with_prefixes(
         q,
         &[
@@ -227,23 +246,29 @@ pub async fn list_claims(State(state): State<AppState>, Query(q): Q) -> ApiResul
         include_extras: p.includes("extras", &["extras"])?,
         page: p.page()?,
     };
-    let page = state.store.list_claims(&filter).await?;
+    let page = state.store.list_claims(&caller.scope, &filter).await?;
     Ok(Json(body(page, filter.as_of)))
 }
 
-pub async fn list_submissions(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
+pub async fn list_submissions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Q,
+) -> ApiResult<Value> {
     let p = Params::new(q, &["carrier", "limit", "cursor"])?;
     let filter = SubmissionFilter {
         carrier: p.text("carrier"),
         page: p.page()?,
     };
     Ok(Json(
-        serde_json::to_value(state.store.list_submissions(&filter).await?).expect("serialise"),
+        serde_json::to_value(state.store.list_submissions(&caller.scope, &filter).await?)
+            .expect("serialise"),
     ))
 }
 
 pub async fn list_carrier_submissions(
     State(state): State<AppState>,
+    caller: Caller,
     Path(carrier): Path<String>,
     Query(q): Q,
 ) -> ApiResult<Value> {
@@ -253,7 +278,8 @@ pub async fn list_carrier_submissions(
         page: p.page()?,
     };
     Ok(Json(
-        serde_json::to_value(state.store.list_submissions(&filter).await?).expect("serialise"),
+        serde_json::to_value(state.store.list_submissions(&caller.scope, &filter).await?)
+            .expect("serialise"),
     ))
 }
 
@@ -271,18 +297,20 @@ pub(crate) fn submission_body(s: &Submission) -> Value {
 
 pub async fn get_submission(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Value> {
     let id = path_id("submission", &id)?;
     let submission = state
         .store
-        .get_submission(id)
+        .get_submission(id, &caller.scope)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no submission with id '{id}'")))?;
     let errors = state
         .store
         .list_rejections(
             id,
+            &caller.scope,
             &carrierhub_store::PageRequest {
                 after_id: None,
                 limit: INLINE_ERRORS,
@@ -297,24 +325,37 @@ pub async fn get_submission(
 
 pub async fn list_submission_errors(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Q,
 ) -> ApiResult<Value> {
     let id = path_id("submission", &id)?;
     let p = Params::new(q, &["limit", "cursor"])?;
-    if state.store.get_submission(id).await?.is_none() {
+    if state
+        .store
+        .get_submission(id, &caller.scope)
+        .await?
+        .is_none()
+    {
         return Err(Problem::not_found(format!("no submission with id '{id}'")));
     }
-    let page = state.store.list_rejections(id, &p.page()?).await?;
+    let page = state
+        .store
+        .list_rejections(id, &caller.scope, &p.page()?)
+        .await?;
     Ok(Json(serde_json::to_value(page).expect("serialise")))
 }
 
-pub async fn portfolio(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
+pub async fn portfolio(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Q,
+) -> ApiResult<Value> {
     let p = Params::new(q, &["as_of"])?;
     let as_of = p.as_of()?;
     let lines = match as_of {
-        Some(t) => state.store.portfolio_as_of(t).await?,
-        None => state.store.portfolio().await?,
+        Some(t) => state.store.portfolio_as_of(t, &caller.scope).await?,
+        None => state.store.portfolio(&caller.scope).await?,
     };
     Ok(Json(body(json!({ "items": lines }), as_of)))
 }

@@ -6,7 +6,7 @@ use crate::idempotency::{self, Fingerprint};
 use crate::params::Params;
 use crate::problem::Problem;
 use crate::routes::submission_body;
-use crate::AppState;
+use crate::{AppState, Caller};
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -221,12 +221,17 @@ async fn upload_mapping(
 
 pub async fn create_submission(
     State(state): State<AppState>,
+    caller: Caller,
     Path(carrier): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     request: Request<Body>,
 ) -> Result<Response, Problem> {
     let carrier = CarrierId::parse(&carrier).map_err(|e| Problem::bad_request(e.to_string()))?;
+    // A carrier outside the caller's scope is one that does not exist, for it.
+    if !caller.scope.allows_carrier_wide(carrier.as_str()) {
+        return Err(Problem::not_found(format!("no carrier '{carrier}'")));
+    }
     let query = idempotency::canonical_query(&q);
     let params = Params::new(q, &["mapping", "file_name"])?;
     let key = idempotency::key_of(&headers)?;
@@ -240,7 +245,11 @@ pub async fn create_submission(
         &query,
     );
     upload.fingerprint(&mut fingerprint);
-    let scope = format!("carrier={carrier} route=POST /v1/carriers/{{carrier}}/submissions");
+    // Keys are the caller's own: another caller's key never replays this one's response.
+    let scope = format!(
+        "caller={} carrier={carrier} route=POST /v1/carriers/{{carrier}}/submissions",
+        caller.subject
+    );
     let work = {
         let state = state.clone();
         async move { submit(state, carrier, upload).await.into_response() }
@@ -288,6 +297,7 @@ fn accepted(state: &AppState, receipt: &carrierhub_pipeline::Receipt) -> Respons
 /// `POST /v1/mappings/check`: a dry run of a mapping on a payload; writes nothing.
 pub async fn check_mapping(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     request: Request<Body>,
@@ -312,10 +322,25 @@ pub async fn check_mapping(
             "a stored mapping is named per carrier: give 'carrier' too, or send 'mapping_file'",
         ));
     }
+    let hidden = |c: &CarrierId| !caller.scope.allows_carrier_wide(c.as_str());
+    if named_carrier.as_ref().is_some_and(hidden) {
+        return Err(Problem::not_found(format!(
+            "no carrier '{}'",
+            named_carrier
+                .as_ref()
+                .map(CarrierId::as_str)
+                .unwrap_or_default()
+        )));
+    }
     let spec = upload_mapping(&state, &lookup_carrier, &mut upload).await?;
+    let anonymous = named_carrier.is_none() && spec.carrier.is_none();
     let carrier = named_carrier
         .or_else(|| spec.carrier.clone())
         .unwrap_or(lookup_carrier);
+    // The known-policy check below reads the carrier's policies: only the caller's own.
+    if !anonymous && hidden(&carrier) {
+        return Err(Problem::not_found(format!("no carrier '{carrier}'")));
+    }
     let file_name = upload
         .file_name
         .clone()
@@ -351,6 +376,7 @@ pub async fn check_mapping(
 /// or else the latest revision of the mapping it used.
 pub async fn replay_submission(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -362,7 +388,7 @@ pub async fn replay_submission(
     let key = idempotency::key_of(&headers)?;
     let original = state
         .store
-        .get_submission(id)
+        .get_submission(id, &caller.scope)
         .await?
         .ok_or_else(|| Problem::not_found(format!("submission {id} does not exist")))?;
     let carrier = CarrierId::parse(&original.carrier).map_err(|e| Problem::internal(&e))?;
@@ -372,7 +398,10 @@ pub async fn replay_submission(
     let mut fingerprint =
         Fingerprint::new(&format!("/v1/submissions/{id}/replay"), &carrier, &query);
     fingerprint.body(&Sha256::digest(body.as_bytes()));
-    let scope = format!("carrier={carrier} route=POST /v1/submissions/{{id}}/replay");
+    let scope = format!(
+        "caller={} carrier={carrier} route=POST /v1/submissions/{{id}}/replay",
+        caller.subject
+    );
     let work = {
         let state = state.clone();
         async move {

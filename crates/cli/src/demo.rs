@@ -6,6 +6,7 @@ use crate::report::{print_portfolio, print_submission};
 use crate::serve::{serve_app, ServeArgs};
 use anyhow::Context;
 use carrierhub_model::CarrierId;
+use carrierhub_store::Scope;
 use carrierhub_synth::{carriers, generate, generate_portfolio, CarrierSelection, GenOptions};
 use clap::Args;
 use std::path::PathBuf;
@@ -49,7 +50,7 @@ pub async fn run(location: &Location, args: DemoArgs) -> anyhow::Result<ExitCode
         }
     }
     println!("\nPortfolio (current versions):\n");
-    print_portfolio(&app.store.portfolio().await?);
+    print_portfolio(&app.store.portfolio(&Scope::all()).await?);
     if args.no_serve {
         return Ok(ExitCode::SUCCESS);
     }

@@ -3,6 +3,7 @@
 use crate::app::{App, Location};
 use carrierhub_broker::DeadLetter;
 use carrierhub_pipeline::WORKER_GROUP;
+use carrierhub_store::Scope;
 use clap::Subcommand;
 use std::process::ExitCode;
 
@@ -73,7 +74,7 @@ pub async fn run(location: &Location, command: DlqCommand) -> anyhow::Result<Exi
             };
             if letter.group == WORKER_GROUP {
                 if let Some(submission) = submission_of(&letter) {
-                    let s = app.store.get_submission(submission).await?;
+                    let s = app.store.get_submission(submission, &Scope::all()).await?;
                     if s.is_some_and(|s| s.status == carrierhub_store::SubmissionStatus::Failed) {
                         app.store.requeue_submission(submission).await?;
                         println!("submission {submission} is receivable again");

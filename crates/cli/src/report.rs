@@ -1,6 +1,7 @@
 //! Read-only reports: a submission's rejected records, submissions, the portfolio.
 
 use crate::app::{App, Location};
+use carrierhub_store::Scope;
 use carrierhub_store::{parse_as_of, PageRequest, PortfolioLine, Submission, SubmissionFilter};
 use chrono::{DateTime, Utc};
 use clap::Args;
@@ -54,7 +55,11 @@ pub struct ErrorsArgs {
 
 pub async fn errors(location: &Location, args: ErrorsArgs) -> anyhow::Result<ExitCode> {
     let app = App::open(location).await?;
-    let Some(submission) = app.store.get_submission(args.submission).await? else {
+    let Some(submission) = app
+        .store
+        .get_submission(args.submission, &Scope::all())
+        .await?
+    else {
         anyhow::bail!("no submission {}", args.submission);
     };
     let mut page = PageRequest {
@@ -63,7 +68,10 @@ pub async fn errors(location: &Location, args: ErrorsArgs) -> anyhow::Result<Exi
     };
     let mut shown = 0;
     loop {
-        let rejections = app.store.list_rejections(submission.id, &page).await?;
+        let rejections = app
+            .store
+            .list_rejections(submission.id, &Scope::all(), &page)
+            .await?;
         for r in &rejections.items {
             shown += 1;
             if args.json {
@@ -121,7 +129,7 @@ pub async fn submissions(location: &Location, args: SubmissionsArgs) -> anyhow::
         },
     };
     loop {
-        let page = app.store.list_submissions(&filter).await?;
+        let page = app.store.list_submissions(&Scope::all(), &filter).await?;
         for s in &page.items {
             print_submission(s);
         }
@@ -147,8 +155,8 @@ pub struct PortfolioArgs {
 pub async fn portfolio(location: &Location, args: PortfolioArgs) -> anyhow::Result<ExitCode> {
     let app = App::open(location).await?;
     let lines = match args.as_of {
-        Some(t) => app.store.portfolio_as_of(t).await?,
-        None => app.store.portfolio().await?,
+        Some(t) => app.store.portfolio_as_of(t, &Scope::all()).await?,
+        None => app.store.portfolio(&Scope::all()).await?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&lines)?);

@@ -28,6 +28,7 @@ pub use worker::{
 use carrierhub_formats::{FormatError, RecordError, RecordReader};
 use carrierhub_mapping::{BoundMapping, FieldError, Mapped, MappingError, MappingSpec};
 use carrierhub_model::CarrierId;
+use carrierhub_store::Scope;
 use carrierhub_store::{
     Batch, Counts, NewMapping, NewRejection, NewSubmission, StagedRecord, Store, StoreError,
     Submission, SubmissionClaim,
@@ -214,7 +215,7 @@ impl Pipeline {
             .await?;
         let submission = self
             .store
-            .get_submission(id)
+            .get_submission(id, &Scope::all())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("submission {id} vanished")))?;
         tracing::info!(
@@ -243,7 +244,7 @@ impl Pipeline {
     ) -> Result<Receipt, PipelineError> {
         let original = self
             .store
-            .get_submission(submission_id)
+            .get_submission(submission_id, &Scope::all())
             .await?
             .ok_or(PipelineError::NoSuchSubmission(submission_id))?;
         let carrier =

@@ -5,6 +5,7 @@ use carrierhub_mapping::MappingSpec;
 use carrierhub_model::CarrierId;
 use carrierhub_pipeline::{Delivery, DocumentStore, NoProgress, Pipeline, Progress};
 use carrierhub_store::testing::TestDatabase;
+use carrierhub_store::Scope;
 use carrierhub_store::{open_store, Counts, PolicyFilter, SqliteStore, Store, SubmissionStatus};
 use carrierhub_synth::{carrier, demo_defects, write_policy_feed, FeedOptions};
 use std::path::Path;
@@ -41,7 +42,7 @@ async fn snapshot(p: &Pipeline) -> Vec<(String, i64, String, String)> {
     let mut filter = PolicyFilter::default();
     filter.page.limit = 10_000;
     p.store()
-        .list_policies(&filter)
+        .list_policies(&Scope::all(), &filter)
         .await
         .unwrap()
         .items
@@ -125,7 +126,7 @@ async fn resumes_to_the_same_result(
     assert!(died.is_err(), "the first worker dies");
     let midway = interrupted
         .store()
-        .get_submission(id)
+        .get_submission(id, &Scope::all())
         .await
         .unwrap()
         .unwrap();
@@ -148,7 +149,7 @@ async fn resumes_to_the_same_result(
             limit: 500,
         };
         p.store()
-            .list_rejections(id, &page)
+            .list_rejections(id, &Scope::all(), &page)
             .await
             .unwrap()
             .items

@@ -8,6 +8,7 @@ use carrierhub_model::CarrierId;
 use carrierhub_pipeline::{
     Delivery, DocumentStore, Pipeline, Relay, Worker, WorkerConfig, WORKER_GROUP,
 };
+use carrierhub_store::Scope;
 use carrierhub_store::{SqliteStore, Store, SubmissionStatus};
 use carrierhub_synth::{carrier, write_policy_feed, Defects, FeedOptions};
 use std::path::Path;
@@ -81,7 +82,11 @@ async fn receive(s: &Setup, path: &Path) -> i64 {
 async fn wait_for(store: &Arc<dyn Store>, id: i64) -> carrierhub_store::Submission {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let s = store.get_submission(id).await.unwrap().unwrap();
+        let s = store
+            .get_submission(id, &Scope::all())
+            .await
+            .unwrap()
+            .unwrap();
         if matches!(
             s.status,
             SubmissionStatus::Completed | SubmissionStatus::Failed

@@ -186,7 +186,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 
     async fn ensure_carrier(&self, id: &CarrierId, name: &str) -> Result<()>;
-    async fn list_carriers(&self) -> Result<Vec<CarrierSummary>>;
+    /// The carriers in `scope`, with counts of what `scope` lets the caller see.
+    async fn list_carriers(&self, scope: &Scope) -> Result<Vec<CarrierSummary>>;
 
     /// Records a mapping's text; the same text for the same carrier and name is one revision.
     async fn register_mapping(&self, mapping: NewMapping<'_>) -> Result<MappingRef>;
@@ -263,8 +264,13 @@ pub trait Store: Send + Sync + 'static {
     /// Makes a failed submission receivable again (a dead letter redriven): status
     /// `received`, attempts and error cleared; its progress is kept, so it resumes.
     async fn requeue_submission(&self, id: i64) -> Result<Submission>;
-    async fn get_submission(&self, id: i64) -> Result<Option<Submission>>;
-    async fn list_submissions(&self, filter: &SubmissionFilter) -> Result<Page<Submission>>;
+    /// The submission, if `scope` covers it (see [`Scope::allows_carrier_wide`]).
+    async fn get_submission(&self, id: i64, scope: &Scope) -> Result<Option<Submission>>;
+    async fn list_submissions(
+        &self,
+        scope: &Scope,
+        filter: &SubmissionFilter,
+    ) -> Result<Page<Submission>>;
     /// Submissions received or interrupted mid-processing, oldest first.
     async fn unfinished_submissions(&self) -> Result<Vec<Submission>>;
 
@@ -273,22 +279,37 @@ pub trait Store: Send + Sync + 'static {
     /// submission. Records failing a referential check become rejections here.
     async fn commit_batch(&self, batch: Batch) -> Result<BatchOutcome>;
 
-    async fn list_rejections(&self, submission: i64, page: &PageRequest)
-        -> Result<Page<Rejection>>;
+    /// A submission's rejections; empty when `scope` does not cover the submission.
+    async fn list_rejections(
+        &self,
+        submission: i64,
+        scope: &Scope,
+        page: &PageRequest,
+    ) -> Result<Page<Rejection>>;
 
     /// Current versions of policies, or with `filter.as_of` the versions current at that
     /// instant (policies that did not exist yet are absent), in id order.
-    async fn list_policies(&self, filter: &PolicyFilter) -> Result<Page<PolicySummary>>;
-    async fn get_policy(&self, id: i64) -> Result<Option<PolicyDetail>>;
+    async fn list_policies(
+        &self,
+        scope: &Scope,
+        filter: &PolicyFilter,
+    ) -> Result<Page<PolicySummary>>;
+    async fn get_policy(&self, id: i64, scope: &Scope) -> Result<Option<PolicyDetail>>;
     /// The policy as it was at `as_of`: the version current then, with the claims as they
     /// were then. `None` when no such policy existed at that instant (see
     /// [`Store::list_policy_versions`] to tell "not yet" from "never").
-    async fn get_policy_as_of(&self, id: i64, as_of: DateTime<Utc>)
-        -> Result<Option<PolicyDetail>>;
-    async fn list_policy_versions(&self, id: i64) -> Result<Vec<PolicyVersion>>;
+    async fn get_policy_as_of(
+        &self,
+        id: i64,
+        as_of: DateTime<Utc>,
+        scope: &Scope,
+    ) -> Result<Option<PolicyDetail>>;
+    /// A policy's versions, oldest first; empty when the policy, as it is now, is outside
+    /// `scope`.
+    async fn list_policy_versions(&self, id: i64, scope: &Scope) -> Result<Vec<PolicyVersion>>;
     /// Current versions of claims, or with `filter.as_of` the versions current at that
     /// instant, in id order.
-    async fn list_claims(&self, filter: &ClaimFilter) -> Result<Page<ClaimSummary>>;
+    async fn list_claims(&self, scope: &Scope, filter: &ClaimFilter) -> Result<Page<ClaimSummary>>;
 
     /// Outbox events not yet published, oldest first.
     async fn unpublished_events(&self, limit: usize) -> Result<Vec<OutboxEvent>>;
@@ -299,9 +320,13 @@ pub trait Store: Send + Sync + 'static {
     async fn take_lease(&self, name: &str, owner: &str, ttl: std::time::Duration) -> Result<bool>;
 
     /// Policies and premium by carrier, line and currency, over current versions.
-    async fn portfolio(&self) -> Result<Vec<PortfolioLine>>;
+    async fn portfolio(&self, scope: &Scope) -> Result<Vec<PortfolioLine>>;
     /// The same summary over the versions that were current at `as_of`.
-    async fn portfolio_as_of(&self, as_of: DateTime<Utc>) -> Result<Vec<PortfolioLine>>;
+    async fn portfolio_as_of(
+        &self,
+        as_of: DateTime<Utc>,
+        scope: &Scope,
+    ) -> Result<Vec<PortfolioLine>>;
 
     // Idempotency keys (see the `idempotency` module): claimed, then completed or released.
 

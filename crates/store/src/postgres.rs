@@ -32,7 +32,7 @@ use crate::idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotentRespons
 use crate::schema::{self, MigrationInfo};
 use crate::types::*;
 use crate::{
-    redact_url, submission_event, ClaimStep, Result, Store, StoreError, DOCUMENT_CHUNK_BYTES,
+    redact_url, submission_event, ClaimStep, Result, Scope, Store, StoreError, DOCUMENT_CHUNK_BYTES,
 };
 use async_trait::async_trait;
 use carrierhub_model::{
@@ -324,6 +324,34 @@ const CLAIM_VERSION_SELECT: &str =
 /// aliased `v`: it began at or before, and had not ended by then.
 fn current_at(param: u8) -> String {
     format!("v.valid_from <= ${param} AND (v.valid_to IS NULL OR v.valid_to > ${param})")
+}
+
+/// `AND column = ANY(carriers)` when `scope` restricts carriers.
+fn push_carriers(q: &mut QueryBuilder<'_, Postgres>, scope: &Scope, column: &str) {
+    if let Some(carriers) = scope.carrier_list() {
+        q.push(format!(" AND {column} = ANY("))
+            .push_bind(carriers)
+            .push(")");
+    }
+}
+
+/// `AND producer = ANY(books)` when `scope` restricts books (a policy without a producer is
+/// in no book).
+fn push_books(q: &mut QueryBuilder<'_, Postgres>, scope: &Scope, producer: &str) {
+    if let Some(books) = scope.book_list() {
+        q.push(format!(" AND {producer} = ANY("))
+            .push_bind(books)
+            .push(")");
+    }
+}
+
+/// The scope of objects that span books (submissions and their rejections): the carriers,
+/// and nothing at all under a book restriction.
+fn push_carrier_wide(q: &mut QueryBuilder<'_, Postgres>, scope: &Scope, column: &str) {
+    if scope.books.is_some() {
+        q.push(" AND FALSE");
+    }
+    push_carriers(q, scope, column);
 }
 
 /// A policy as one of its versions (`policy_id`, `version`, `record`, `valid_from`) shows it,
@@ -2107,16 +2135,24 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn list_carriers(&self) -> Result<Vec<CarrierSummary>> {
-        let rows = sqlx::query(
+    async fn list_carriers(&self, scope: &Scope) -> Result<Vec<CarrierSummary>> {
+        // Counts are of what the scope lets the caller see, never of the whole carrier.
+        let mut q = QueryBuilder::<Postgres>::new(
             "SELECT c.id, c.name, c.created_at, \
-             (SELECT COUNT(*) FROM policies p WHERE p.carrier_id = c.id) AS policies, \
-             (SELECT COUNT(*) FROM claims k WHERE k.carrier_id = c.id) AS claims, \
-             (SELECT COUNT(*) FROM submissions s WHERE s.carrier_id = c.id) AS submissions \
-             FROM carriers c ORDER BY c.id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+             (SELECT COUNT(*) FROM policies p WHERE p.carrier_id = c.id",
+        );
+        push_books(&mut q, scope, "p.producer");
+        q.push(
+            ") AS policies, (SELECT COUNT(*) FROM claims k JOIN policies p ON p.id = k.policy_id \
+             WHERE k.carrier_id = c.id",
+        );
+        push_books(&mut q, scope, "p.producer");
+        q.push(") AS claims, (SELECT COUNT(*) FROM submissions s WHERE s.carrier_id = c.id");
+        push_carrier_wide(&mut q, scope, "s.carrier_id");
+        q.push(") AS submissions FROM carriers c WHERE TRUE");
+        push_carriers(&mut q, scope, "c.id");
+        q.push(" ORDER BY c.id");
+        let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(CarrierSummary {
@@ -2414,7 +2450,7 @@ impl Store for PgStore {
         };
         tx.commit().await?;
         let submission = || async {
-            self.get_submission(id)
+            self.get_submission(id, &Scope::all())
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("submission {id} does not exist")))
         };
@@ -2492,7 +2528,7 @@ impl Store for PgStore {
         )
         .await?;
         tx.commit().await?;
-        self.get_submission(id)
+        self.get_submission(id, &Scope::all())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("submission {id} does not exist")))
     }
@@ -2510,22 +2546,27 @@ impl Store for PgStore {
                 "submission {id} cannot be queued again: it does not exist or has not failed"
             )));
         }
-        self.get_submission(id)
+        self.get_submission(id, &Scope::all())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("submission {id} does not exist")))
     }
 
-    async fn get_submission(&self, id: i64) -> Result<Option<Submission>> {
-        let row = sqlx::query(&format!("{SUBMISSION_SELECT} WHERE s.id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+    async fn get_submission(&self, id: i64, scope: &Scope) -> Result<Option<Submission>> {
+        let mut q = QueryBuilder::<Postgres>::new(SUBMISSION_SELECT);
+        q.push(" WHERE s.id = ").push_bind(id);
+        push_carrier_wide(&mut q, scope, "s.carrier_id");
+        let row = q.build().fetch_optional(&self.pool).await?;
         row.map(|r| Self::submission_from_row(&r)).transpose()
     }
 
-    async fn list_submissions(&self, filter: &SubmissionFilter) -> Result<Page<Submission>> {
+    async fn list_submissions(
+        &self,
+        scope: &Scope,
+        filter: &SubmissionFilter,
+    ) -> Result<Page<Submission>> {
         let mut q = QueryBuilder::<Postgres>::new(SUBMISSION_SELECT);
         q.push(" WHERE 1 = 1");
+        push_carrier_wide(&mut q, scope, "s.carrier_id");
         if let Some(c) = &filter.carrier {
             q.push(" AND s.carrier_id = ").push_bind(c.clone());
         }
@@ -2583,6 +2624,7 @@ impl Store for PgStore {
     async fn list_rejections(
         &self,
         submission: i64,
+        scope: &Scope,
         page: &PageRequest,
     ) -> Result<Page<Rejection>> {
         let mut q = QueryBuilder::<Postgres>::new(
@@ -2590,11 +2632,16 @@ impl Store for PgStore {
              WHERE r.submission_id = ",
         );
         q.push_bind(submission);
+        push_carrier_wide(&mut q, scope, "s.carrier_id");
         self.keyset_page(q, "r.id", page, rejection_from_row, |r| r.id)
             .await
     }
 
-    async fn list_policies(&self, filter: &PolicyFilter) -> Result<Page<PolicySummary>> {
+    async fn list_policies(
+        &self,
+        scope: &Scope,
+        filter: &PolicyFilter,
+    ) -> Result<Page<PolicySummary>> {
         if let Some(as_of) = filter.as_of {
             // The version of each policy current then, with the values it had then.
             let mut q = QueryBuilder::<Postgres>::new(
@@ -2605,6 +2652,8 @@ impl Store for PgStore {
                 .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
                 .push_bind(as_of)
                 .push(")");
+            push_carriers(&mut q, scope, "v.carrier_id");
+            push_books(&mut q, scope, "v.record ->> 'producer'");
             if let Some(c) = &filter.carrier {
                 q.push(" AND v.carrier_id = ").push_bind(c.clone());
             }
@@ -2630,6 +2679,8 @@ impl Store for PgStore {
             return self.with_extras(page, filter.include_extras).await;
         }
         let mut q = QueryBuilder::<Postgres>::new("SELECT * FROM policies WHERE 1 = 1");
+        push_carriers(&mut q, scope, "carrier_id");
+        push_books(&mut q, scope, "producer");
         if let Some(c) = &filter.carrier {
             q.push(" AND carrier_id = ").push_bind(c.clone());
         }
@@ -2657,17 +2708,18 @@ impl Store for PgStore {
         self.with_extras(page, filter.include_extras).await
     }
 
-    async fn get_policy(&self, id: i64) -> Result<Option<PolicyDetail>> {
-        let Some(row) = sqlx::query(
+    async fn get_policy(&self, id: i64, scope: &Scope) -> Result<Option<PolicyDetail>> {
+        let mut q = QueryBuilder::<Postgres>::new(
             "SELECT p.*, v.record, v.submission_id, v.record_number, v.source_line, \
              (SELECT COUNT(*) FROM policy_versions x WHERE x.policy_id = p.id) AS versions \
              FROM policies p JOIN policy_versions v ON v.policy_id = p.id AND v.version = p.version \
-             WHERE p.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
+             WHERE p.id = ",
+        );
+        q.push_bind(id);
+        push_carriers(&mut q, scope, "p.carrier_id");
+        push_books(&mut q, scope, "p.producer");
+        // The claims below are this policy's: in scope when it is.
+        let Some(row) = q.build().fetch_optional(&self.pool).await? else {
             return Ok(None);
         };
         let summary = Self::policy_summary_from_row(&row)?;
@@ -2705,19 +2757,25 @@ impl Store for PgStore {
         &self,
         id: i64,
         as_of: DateTime<Utc>,
+        scope: &Scope,
     ) -> Result<Option<PolicyDetail>> {
-        let Some(row) = sqlx::query(&format!(
+        let mut q = QueryBuilder::<Postgres>::new(
             "SELECT v.policy_id, v.version, v.record, v.valid_from, v.submission_id, \
              v.record_number, v.source_line, p.created_at \
              FROM policy_versions v JOIN policies p ON p.id = v.policy_id \
-             WHERE v.policy_id = $1 AND {} ORDER BY v.valid_from DESC LIMIT 1",
-            current_at(2)
-        ))
-        .bind(id)
-        .bind(as_of)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
+             WHERE v.policy_id = ",
+        );
+        q.push_bind(id)
+            .push(" AND v.valid_from <= ")
+            .push_bind(as_of)
+            .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
+            .push_bind(as_of)
+            .push(")");
+        // In scope as it was then: the carrier never changes, the book may have.
+        push_carriers(&mut q, scope, "v.carrier_id");
+        push_books(&mut q, scope, "v.record ->> 'producer'");
+        q.push(" ORDER BY v.valid_from DESC LIMIT 1");
+        let Some(row) = q.build().fetch_optional(&self.pool).await? else {
             return Ok(None);
         };
         let (summary, record) = policy_version(&row)?;
@@ -2751,7 +2809,16 @@ impl Store for PgStore {
         }))
     }
 
-    async fn list_policy_versions(&self, id: i64) -> Result<Vec<PolicyVersion>> {
+    async fn list_policy_versions(&self, id: i64, scope: &Scope) -> Result<Vec<PolicyVersion>> {
+        if !scope.is_unrestricted() {
+            let mut q = QueryBuilder::<Postgres>::new("SELECT id FROM policies WHERE id = ");
+            q.push_bind(id);
+            push_carriers(&mut q, scope, "carrier_id");
+            push_books(&mut q, scope, "producer");
+            if q.build().fetch_optional(&self.pool).await?.is_none() {
+                return Ok(Vec::new());
+            }
+        }
         let rows =
             sqlx::query("SELECT * FROM policy_versions WHERE policy_id = $1 ORDER BY version")
                 .bind(id)
@@ -2817,7 +2884,7 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn list_claims(&self, filter: &ClaimFilter) -> Result<Page<ClaimSummary>> {
+    async fn list_claims(&self, scope: &Scope, filter: &ClaimFilter) -> Result<Page<ClaimSummary>> {
         if let Some(as_of) = filter.as_of {
             let mut q = QueryBuilder::<Postgres>::new(CLAIM_VERSION_SELECT);
             q.push(" WHERE v.valid_from <= ")
@@ -2825,6 +2892,20 @@ impl Store for PgStore {
                 .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
                 .push_bind(as_of)
                 .push(")");
+            push_carriers(&mut q, scope, "v.carrier_id");
+            if let Some(books) = scope.book_list() {
+                // The claim's policy as it was then is in one of the books.
+                q.push(
+                    " AND EXISTS (SELECT 1 FROM policy_versions w WHERE w.policy_id = v.policy_id \
+                     AND w.valid_from <= ",
+                )
+                .push_bind(as_of)
+                .push(" AND (w.valid_to IS NULL OR w.valid_to > ")
+                .push_bind(as_of)
+                .push(") AND w.record ->> 'producer' = ANY(")
+                .push_bind(books)
+                .push("))");
+            }
             if let Some(c) = &filter.carrier {
                 q.push(" AND v.carrier_id = ").push_bind(c.clone());
             }
@@ -2847,6 +2928,8 @@ impl Store for PgStore {
         }
         let mut q = QueryBuilder::<Postgres>::new(CLAIM_SELECT);
         q.push(" WHERE 1 = 1");
+        push_carriers(&mut q, scope, "c.carrier_id");
+        push_books(&mut q, scope, "p.producer");
         if let Some(c) = &filter.carrier {
             q.push(" AND c.carrier_id = ").push_bind(c.clone());
         }
@@ -2922,12 +3005,16 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn portfolio(&self) -> Result<Vec<PortfolioLine>> {
-        self.sum_portfolio(None).await
+    async fn portfolio(&self, scope: &Scope) -> Result<Vec<PortfolioLine>> {
+        self.sum_portfolio(None, scope).await
     }
 
-    async fn portfolio_as_of(&self, as_of: DateTime<Utc>) -> Result<Vec<PortfolioLine>> {
-        self.sum_portfolio(Some(as_of)).await
+    async fn portfolio_as_of(
+        &self,
+        as_of: DateTime<Utc>,
+        scope: &Scope,
+    ) -> Result<Vec<PortfolioLine>> {
+        self.sum_portfolio(Some(as_of), scope).await
     }
 
     async fn claim_idempotency_key(
@@ -3037,26 +3124,39 @@ impl Store for PgStore {
 impl PgStore {
     /// The portfolio over the current versions (`policies`), or over the versions current at
     /// `as_of` (columns the `policy_versions_as_of` index holds).
-    async fn sum_portfolio(&self, as_of: Option<DateTime<Utc>>) -> Result<Vec<PortfolioLine>> {
-        let source = match as_of {
-            None => "policies v".to_owned(),
-            Some(_) => format!("policy_versions v WHERE {}", current_at(2)),
-        };
+    async fn sum_portfolio(
+        &self,
+        as_of: Option<DateTime<Utc>>,
+        scope: &Scope,
+    ) -> Result<Vec<PortfolioLine>> {
         // NUMERIC sums are exact. Groups sort byte by byte, as the SQLite store sorts them.
-        let sql = format!(
+        let mut q = QueryBuilder::<Postgres>::new(
             "SELECT v.carrier_id, v.line_of_business, v.currency, COUNT(*) AS policies, \
-             COUNT(*) FILTER (WHERE v.status = $1) AS in_force, SUM(v.premium) AS premium \
-             FROM {source} GROUP BY v.carrier_id, v.line_of_business, v.currency \
-             ORDER BY v.carrier_id COLLATE \"C\", v.line_of_business COLLATE \"C\", \
-             v.currency COLLATE \"C\""
+             COUNT(*) FILTER (WHERE v.status = ",
         );
-        let query = sqlx::query(&sql).bind(PolicyStatus::Active.code());
-        let rows = match as_of {
-            Some(t) => query.bind(t),
-            None => query,
+        q.push_bind(PolicyStatus::Active.code())
+            .push(") AS in_force, SUM(v.premium) AS premium FROM ");
+        match as_of {
+            None => {
+                q.push("policies v WHERE TRUE");
+                push_books(&mut q, scope, "v.producer");
+            }
+            Some(t) => {
+                q.push("policy_versions v WHERE v.valid_from <= ")
+                    .push_bind(t)
+                    .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
+                    .push_bind(t)
+                    .push(")");
+                push_books(&mut q, scope, "v.record ->> 'producer'");
+            }
         }
-        .fetch_all(&self.pool)
-        .await?;
+        push_carriers(&mut q, scope, "v.carrier_id");
+        q.push(
+            " GROUP BY v.carrier_id, v.line_of_business, v.currency \
+             ORDER BY v.carrier_id COLLATE \"C\", v.line_of_business COLLATE \"C\", \
+             v.currency COLLATE \"C\"",
+        );
+        let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 let carrier: String = r.try_get("carrier_id")?;

@@ -11,7 +11,7 @@ use crate::cursor::page_of;
 use crate::idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotentResponse};
 use crate::schema::{self, MigrationInfo};
 use crate::types::*;
-use crate::{submission_event, ClaimStep, Result, Store, StoreError};
+use crate::{submission_event, ClaimStep, Result, Scope, Store, StoreError};
 use async_trait::async_trait;
 use carrierhub_model::{
     derive_claim_transactions, derive_premium_transactions, CanonicalRecord, CarrierId, Claim,
@@ -304,6 +304,44 @@ impl SqliteStore {
 /// aliased `v`: it began at or before, and had not ended by then.
 fn current_at(param: u8) -> String {
     format!("v.valid_from <= ?{param} AND (v.valid_to IS NULL OR v.valid_to > ?{param})")
+}
+
+/// `AND expr IN (values)`; an empty list matches nothing.
+fn push_in(q: &mut QueryBuilder<'_, Sqlite>, expr: &str, values: Vec<String>) {
+    if values.is_empty() {
+        q.push(" AND 0");
+        return;
+    }
+    q.push(format!(" AND {expr} IN ("));
+    let mut list = q.separated(", ");
+    for v in values {
+        list.push_bind(v);
+    }
+    q.push(")");
+}
+
+/// `AND column IN (carriers)` when `scope` restricts carriers.
+fn push_carriers(q: &mut QueryBuilder<'_, Sqlite>, scope: &Scope, column: &str) {
+    if let Some(carriers) = scope.carrier_list() {
+        push_in(q, column, carriers);
+    }
+}
+
+/// `AND producer IN (books)` when `scope` restricts books (a policy without a producer is in
+/// no book).
+fn push_books(q: &mut QueryBuilder<'_, Sqlite>, scope: &Scope, producer: &str) {
+    if let Some(books) = scope.book_list() {
+        push_in(q, producer, books);
+    }
+}
+
+/// The scope of objects that span books (submissions and their rejections): the carriers,
+/// and nothing at all under a book restriction.
+fn push_carrier_wide(q: &mut QueryBuilder<'_, Sqlite>, scope: &Scope, column: &str) {
+    if scope.books.is_some() {
+        q.push(" AND 0");
+    }
+    push_carriers(q, scope, column);
 }
 
 fn policy_record(id: i64, version: i64, json: &str) -> Result<Policy> {
@@ -1209,16 +1247,24 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_carriers(&self) -> Result<Vec<CarrierSummary>> {
-        let rows = sqlx::query(
+    async fn list_carriers(&self, scope: &Scope) -> Result<Vec<CarrierSummary>> {
+        // Counts are of what the scope lets the caller see, never of the whole carrier.
+        let mut q = QueryBuilder::<Sqlite>::new(
             "SELECT c.id, c.name, c.created_at, \
-             (SELECT COUNT(*) FROM policies p WHERE p.carrier_id = c.id) AS policies, \
-             (SELECT COUNT(*) FROM claims k WHERE k.carrier_id = c.id) AS claims, \
-             (SELECT COUNT(*) FROM submissions s WHERE s.carrier_id = c.id) AS submissions \
-             FROM carriers c ORDER BY c.id",
-        )
-        .fetch_all(&self.read)
-        .await?;
+             (SELECT COUNT(*) FROM policies p WHERE p.carrier_id = c.id",
+        );
+        push_books(&mut q, scope, "p.producer");
+        q.push(
+            ") AS policies, (SELECT COUNT(*) FROM claims k JOIN policies p ON p.id = k.policy_id \
+             WHERE k.carrier_id = c.id",
+        );
+        push_books(&mut q, scope, "p.producer");
+        q.push(") AS claims, (SELECT COUNT(*) FROM submissions s WHERE s.carrier_id = c.id");
+        push_carrier_wide(&mut q, scope, "s.carrier_id");
+        q.push(") AS submissions FROM carriers c WHERE 1 = 1");
+        push_carriers(&mut q, scope, "c.id");
+        q.push(" ORDER BY c.id");
+        let rows = q.build().fetch_all(&self.read).await?;
         rows.iter()
             .map(|r| {
                 Ok(CarrierSummary {
@@ -1464,7 +1510,7 @@ impl Store for SqliteStore {
             })
             .await?;
         let submission = || async {
-            self.get_submission(id)
+            self.get_submission(id, &Scope::all())
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("submission {id} does not exist")))
         };
@@ -1524,7 +1570,7 @@ impl Store for SqliteStore {
             })
         })
         .await?;
-        self.get_submission(id)
+        self.get_submission(id, &Scope::all())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("submission {id} does not exist")))
     }
@@ -1579,22 +1625,27 @@ impl Store for SqliteStore {
             })
         })
         .await?;
-        self.get_submission(id)
+        self.get_submission(id, &Scope::all())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("submission {id} does not exist")))
     }
 
-    async fn get_submission(&self, id: i64) -> Result<Option<Submission>> {
-        let row = sqlx::query(&format!("{SUBMISSION_SELECT} WHERE s.id = ?"))
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
+    async fn get_submission(&self, id: i64, scope: &Scope) -> Result<Option<Submission>> {
+        let mut q = QueryBuilder::<Sqlite>::new(SUBMISSION_SELECT);
+        q.push(" WHERE s.id = ").push_bind(id);
+        push_carrier_wide(&mut q, scope, "s.carrier_id");
+        let row = q.build().fetch_optional(&self.read).await?;
         row.map(|r| Self::submission_from_row(&r)).transpose()
     }
 
-    async fn list_submissions(&self, filter: &SubmissionFilter) -> Result<Page<Submission>> {
+    async fn list_submissions(
+        &self,
+        scope: &Scope,
+        filter: &SubmissionFilter,
+    ) -> Result<Page<Submission>> {
         let mut q = QueryBuilder::<Sqlite>::new(SUBMISSION_SELECT);
         q.push(" WHERE 1 = 1");
+        push_carrier_wide(&mut q, scope, "s.carrier_id");
         if let Some(c) = &filter.carrier {
             q.push(" AND s.carrier_id = ").push_bind(c.clone());
         }
@@ -1619,6 +1670,7 @@ impl Store for SqliteStore {
     async fn list_rejections(
         &self,
         submission: i64,
+        scope: &Scope,
         page: &PageRequest,
     ) -> Result<Page<Rejection>> {
         let mut q = QueryBuilder::<Sqlite>::new(
@@ -1626,11 +1678,16 @@ impl Store for SqliteStore {
              WHERE r.submission_id = ",
         );
         q.push_bind(submission);
+        push_carrier_wide(&mut q, scope, "s.carrier_id");
         self.keyset_page(q, "r.id", page, rejection_from_row, |r| r.id)
             .await
     }
 
-    async fn list_policies(&self, filter: &PolicyFilter) -> Result<Page<PolicySummary>> {
+    async fn list_policies(
+        &self,
+        scope: &Scope,
+        filter: &PolicyFilter,
+    ) -> Result<Page<PolicySummary>> {
         if let Some(as_of) = filter.as_of {
             // The version of each policy current then, with the values it had then. The as-of
             // index filters without reading the records (the planner would walk the primary
@@ -1644,6 +1701,8 @@ impl Store for SqliteStore {
                 .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
                 .push_bind(at)
                 .push(")");
+            push_carriers(&mut q, scope, "v.carrier_id");
+            push_books(&mut q, scope, "json_extract(v.record, '$.producer')");
             if let Some(c) = &filter.carrier {
                 q.push(" AND v.carrier_id = ").push_bind(c.clone());
             }
@@ -1675,6 +1734,8 @@ impl Store for SqliteStore {
             return self.with_extras(page, filter.include_extras).await;
         }
         let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM policies WHERE 1 = 1");
+        push_carriers(&mut q, scope, "carrier_id");
+        push_books(&mut q, scope, "producer");
         if let Some(c) = &filter.carrier {
             q.push(" AND carrier_id = ").push_bind(c.clone());
         }
@@ -1705,17 +1766,18 @@ impl Store for SqliteStore {
         self.with_extras(page, filter.include_extras).await
     }
 
-    async fn get_policy(&self, id: i64) -> Result<Option<PolicyDetail>> {
-        let Some(row) = sqlx::query(
+    async fn get_policy(&self, id: i64, scope: &Scope) -> Result<Option<PolicyDetail>> {
+        let mut q = QueryBuilder::<Sqlite>::new(
             "SELECT p.*, v.record, v.submission_id, v.record_number, v.source_line, \
              (SELECT COUNT(*) FROM policy_versions x WHERE x.policy_id = p.id) AS versions \
              FROM policies p JOIN policy_versions v ON v.policy_id = p.id AND v.version = p.version \
-             WHERE p.id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await?
-        else {
+             WHERE p.id = ",
+        );
+        q.push_bind(id);
+        push_carriers(&mut q, scope, "p.carrier_id");
+        push_books(&mut q, scope, "p.producer");
+        // The claims below are this policy's: in scope when it is.
+        let Some(row) = q.build().fetch_optional(&self.read).await? else {
             return Ok(None);
         };
         let summary = Self::policy_summary_from_row(&row)?;
@@ -1752,20 +1814,26 @@ impl Store for SqliteStore {
         &self,
         id: i64,
         as_of: DateTime<Utc>,
+        scope: &Scope,
     ) -> Result<Option<PolicyDetail>> {
         let at = instant(as_of);
-        let Some(row) = sqlx::query(&format!(
+        let mut q = QueryBuilder::<Sqlite>::new(
             "SELECT v.policy_id, v.version, v.record, v.valid_from, v.submission_id, \
              v.record_number, v.source_line, p.created_at \
              FROM policy_versions v JOIN policies p ON p.id = v.policy_id \
-             WHERE v.policy_id = ?1 AND {} ORDER BY v.valid_from DESC LIMIT 1",
-            current_at(2)
-        ))
-        .bind(id)
-        .bind(&at)
-        .fetch_optional(&self.read)
-        .await?
-        else {
+             WHERE v.policy_id = ",
+        );
+        q.push_bind(id)
+            .push(" AND v.valid_from <= ")
+            .push_bind(at.clone())
+            .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
+            .push_bind(at.clone())
+            .push(")");
+        // In scope as it was then: the carrier never changes, the book may have.
+        push_carriers(&mut q, scope, "v.carrier_id");
+        push_books(&mut q, scope, "json_extract(v.record, '$.producer')");
+        q.push(" ORDER BY v.valid_from DESC LIMIT 1");
+        let Some(row) = q.build().fetch_optional(&self.read).await? else {
             return Ok(None);
         };
         let version: i64 = row.try_get("version")?;
@@ -1802,7 +1870,16 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn list_policy_versions(&self, id: i64) -> Result<Vec<PolicyVersion>> {
+    async fn list_policy_versions(&self, id: i64, scope: &Scope) -> Result<Vec<PolicyVersion>> {
+        if !scope.is_unrestricted() {
+            let mut q = QueryBuilder::<Sqlite>::new("SELECT id FROM policies WHERE id = ");
+            q.push_bind(id);
+            push_carriers(&mut q, scope, "carrier_id");
+            push_books(&mut q, scope, "producer");
+            if q.build().fetch_optional(&self.read).await?.is_none() {
+                return Ok(Vec::new());
+            }
+        }
         let rows =
             sqlx::query("SELECT * FROM policy_versions WHERE policy_id = ? ORDER BY version")
                 .bind(id)
@@ -1865,7 +1942,7 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn list_claims(&self, filter: &ClaimFilter) -> Result<Page<ClaimSummary>> {
+    async fn list_claims(&self, scope: &Scope, filter: &ClaimFilter) -> Result<Page<ClaimSummary>> {
         if let Some(as_of) = filter.as_of {
             let mut q = QueryBuilder::<Sqlite>::new(if filter.policy_id.is_some() {
                 POLICY_CLAIM_VERSION_LIST
@@ -1876,8 +1953,22 @@ impl Store for SqliteStore {
             q.push(" WHERE v.valid_from <= ")
                 .push_bind(at.clone())
                 .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
+                .push_bind(at.clone())
+                .push(")");
+            push_carriers(&mut q, scope, "v.carrier_id");
+            if let Some(books) = scope.book_list() {
+                // The claim's policy as it was then is in one of the books.
+                q.push(
+                    " AND EXISTS (SELECT 1 FROM policy_versions w WHERE w.policy_id = v.policy_id \
+                     AND w.valid_from <= ",
+                )
+                .push_bind(at.clone())
+                .push(" AND (w.valid_to IS NULL OR w.valid_to > ")
                 .push_bind(at)
                 .push(")");
+                push_in(&mut q, "json_extract(w.record, '$.producer')", books);
+                q.push(")");
+            }
             if let Some(c) = &filter.carrier {
                 q.push(" AND v.carrier_id = ").push_bind(c.clone());
             }
@@ -1906,6 +1997,8 @@ impl Store for SqliteStore {
         }
         let mut q = QueryBuilder::<Sqlite>::new(CLAIM_SELECT);
         q.push(" WHERE 1 = 1");
+        push_carriers(&mut q, scope, "c.carrier_id");
+        push_books(&mut q, scope, "p.producer");
         if let Some(c) = &filter.carrier {
             q.push(" AND c.carrier_id = ").push_bind(c.clone());
         }
@@ -2003,12 +2096,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn portfolio(&self) -> Result<Vec<PortfolioLine>> {
-        self.sum_portfolio(None).await
+    async fn portfolio(&self, scope: &Scope) -> Result<Vec<PortfolioLine>> {
+        self.sum_portfolio(None, scope).await
     }
 
-    async fn portfolio_as_of(&self, as_of: DateTime<Utc>) -> Result<Vec<PortfolioLine>> {
-        self.sum_portfolio(Some(as_of)).await
+    async fn portfolio_as_of(
+        &self,
+        as_of: DateTime<Utc>,
+        scope: &Scope,
+    ) -> Result<Vec<PortfolioLine>> {
+        self.sum_portfolio(Some(as_of), scope).await
     }
 
     async fn claim_idempotency_key(
@@ -2159,22 +2256,33 @@ fn from_now(span: Duration) -> String {
 impl SqliteStore {
     /// The portfolio over the current versions (`policies`), or over the versions current at
     /// `as_of` (read from the `policy_versions_as_of` index alone).
-    async fn sum_portfolio(&self, as_of: Option<DateTime<Utc>>) -> Result<Vec<PortfolioLine>> {
+    async fn sum_portfolio(
+        &self,
+        as_of: Option<DateTime<Utc>>,
+        scope: &Scope,
+    ) -> Result<Vec<PortfolioLine>> {
         // Premium is summed in Rust: SQLite's SUM would go through floating point.
         let mut lines: BTreeMap<(String, String, String), PortfolioLine> = BTreeMap::new();
-        let sql = match as_of {
-            None => "SELECT carrier_id, line_of_business, currency, status, premium FROM policies"
-                .to_owned(),
-            Some(_) => format!(
-                "SELECT v.carrier_id, v.line_of_business, v.currency, v.status, v.premium \
-                 FROM policy_versions v WHERE {}",
-                current_at(1)
-            ),
-        };
-        let mut query = sqlx::query(&sql);
-        if let Some(t) = as_of {
-            query = query.bind(instant(t));
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT v.carrier_id, v.line_of_business, v.currency, v.status, v.premium FROM ",
+        );
+        match as_of {
+            None => {
+                q.push("policies v WHERE 1 = 1");
+                push_books(&mut q, scope, "v.producer");
+            }
+            Some(t) => {
+                let at = instant(t);
+                q.push("policy_versions v WHERE v.valid_from <= ")
+                    .push_bind(at.clone())
+                    .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
+                    .push_bind(at)
+                    .push(")");
+                push_books(&mut q, scope, "json_extract(v.record, '$.producer')");
+            }
         }
+        push_carriers(&mut q, scope, "v.carrier_id");
+        let query = q.build();
         let mut rows = query.fetch(&self.read);
         while let Some(row) = rows.try_next().await? {
             let carrier: String = row.try_get("carrier_id")?;

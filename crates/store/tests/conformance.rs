@@ -10,6 +10,7 @@
 mod common;
 
 use carrierhub_model::*;
+use carrierhub_store::Scope;
 use carrierhub_store::*;
 use common::*;
 use rust_decimal::prelude::ToPrimitive;
@@ -45,6 +46,7 @@ conformance!(
     an_idempotency_key_is_claimed_by_exactly_one_of_concurrent_requests,
     released_abandoned_and_expired_idempotency_keys_are_free_again,
     document_content_is_stored_once_in_chunks_and_read_back_whole,
+    every_read_returns_only_what_the_scope_allows,
 );
 
 async fn versions_transactions_and_events_follow_the_changes(target: Target) {
@@ -106,7 +108,7 @@ async fn versions_transactions_and_events_follow_the_changes(target: Target) {
     assert!(versions.iter().all(|v| v.lineage.submission_id != second));
     assert_eq!(versions[2].record["premium"]["amount"], "30");
 
-    let detail = store.get_policy(p1).await.unwrap().unwrap();
+    let detail = store.get_policy(p1, &Scope::all()).await.unwrap().unwrap();
     assert_eq!(detail.summary.status.code, "cancelled");
     assert_eq!(detail.summary.premium, eur(3000));
     assert_eq!(
@@ -132,7 +134,11 @@ async fn versions_transactions_and_events_follow_the_changes(target: Target) {
     assert_eq!(events[3].subject_id, p1);
     assert_eq!(events[3].payload["version"], 3);
     assert_eq!(events[3].payload["submission_id"], first);
-    let s = store.get_submission(first).await.unwrap().unwrap();
+    let s = store
+        .get_submission(first, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((s.counts.received, s.committed_through), (4, 4));
     assert_eq!(s.status, SubmissionStatus::Completed);
 }
@@ -194,7 +200,11 @@ async fn upserts_by_natural_key_insert_update_or_leave_unchanged(target: Target)
     for p in &acme {
         assert_consistent_history(&store, p.id).await;
     }
-    let p2 = store.get_policy(acme[1].id).await.unwrap().unwrap();
+    let p2 = store
+        .get_policy(acme[1].id, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         p2.lineage,
         Lineage {
@@ -203,7 +213,11 @@ async fn upserts_by_natural_key_insert_update_or_leave_unchanged(target: Target)
             line: 3
         }
     );
-    let p1 = store.get_policy(acme[0].id).await.unwrap().unwrap();
+    let p1 = store
+        .get_policy(acme[0].id, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         p1.lineage.submission_id, first,
         "an unchanged record adds no lineage"
@@ -218,9 +232,13 @@ async fn upserts_by_natural_key_insert_update_or_leave_unchanged(target: Target)
     .await;
     assert_eq!(beta.len(), 1);
     assert_eq!(beta[0].insured_name, "Bea");
-    assert!(store.get_policy(i64::MAX).await.unwrap().is_none());
     assert!(store
-        .list_policy_versions(i64::MAX)
+        .get_policy(i64::MAX, &Scope::all())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .list_policy_versions(i64::MAX, &Scope::all())
         .await
         .unwrap()
         .is_empty());
@@ -252,10 +270,14 @@ async fn a_batch_for_a_submission_held_by_another_worker_is_refused_whole(target
     assert!(all_policies(&store, PolicyFilter::default())
         .await
         .is_empty());
-    let s = store.get_submission(id).await.unwrap().unwrap();
+    let s = store
+        .get_submission(id, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((s.counts, s.committed_through), (Counts::default(), 0));
     assert!(store
-        .list_rejections(id, &PageRequest::default())
+        .list_rejections(id, &Scope::all(), &PageRequest::default())
         .await
         .unwrap()
         .items
@@ -320,17 +342,24 @@ async fn a_batch_failing_at_its_last_statement_leaves_nothing(target: Target) {
     assert_eq!(versions.len(), 1);
     let policies = all_policies(&store, PolicyFilter::default()).await;
     assert_eq!(policies.len(), 1);
-    let claims = store.list_claims(&ClaimFilter::default()).await.unwrap();
+    let claims = store
+        .list_claims(&Scope::all(), &ClaimFilter::default())
+        .await
+        .unwrap();
     assert_eq!(claims.items.len(), 1);
     assert_eq!(claims.items[0].version, 1);
     assert!(store
-        .list_rejections(id, &PageRequest::default())
+        .list_rejections(id, &Scope::all(), &PageRequest::default())
         .await
         .unwrap()
         .items
         .is_empty());
     assert_eq!(target.outbox().await.len(), events_before);
-    let s = store.get_submission(id).await.unwrap().unwrap();
+    let s = store
+        .get_submission(id, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((s.counts, s.committed_through), (Counts::default(), 0));
     assert_eq!(s.status, SubmissionStatus::Processing);
 
@@ -340,13 +369,17 @@ async fn a_batch_failing_at_its_last_statement_leaves_nothing(target: Target) {
     let outcome = store.commit_batch(ok).await.unwrap();
     // P1 updated, P2 inserted, C1 updated, C2 inserted, C3 rejected, T1 updated.
     assert_eq!(iuur(&outcome.counts), (2, 3, 0, 2));
-    let s = store.get_submission(id).await.unwrap().unwrap();
+    let s = store
+        .get_submission(id, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(s.counts.received, 9);
     assert_eq!(s.counts.skipped, 2);
     assert_eq!(s.committed_through, 8);
     assert_eq!(
         store
-            .list_rejections(id, &PageRequest::default())
+            .list_rejections(id, &Scope::all(), &PageRequest::default())
             .await
             .unwrap()
             .items
@@ -356,7 +389,13 @@ async fn a_batch_failing_at_its_last_statement_leaves_nothing(target: Target) {
     let versions = assert_consistent_history(&store, p1).await;
     assert_eq!(versions.len(), 3);
     assert_eq!(
-        store.get_policy(p1).await.unwrap().unwrap().summary.premium,
+        store
+            .get_policy(p1, &Scope::all())
+            .await
+            .unwrap()
+            .unwrap()
+            .summary
+            .premium,
         eur(15500)
     );
 }
@@ -444,8 +483,16 @@ async fn two_writers_of_the_same_policy_lose_no_update(target: Target) {
         );
     }
     let submissions = [
-        first.get_submission(a).await.unwrap().unwrap(),
-        first.get_submission(b).await.unwrap().unwrap(),
+        first
+            .get_submission(a, &Scope::all())
+            .await
+            .unwrap()
+            .unwrap(),
+        first
+            .get_submission(b, &Scope::all())
+            .await
+            .unwrap()
+            .unwrap(),
     ];
     assert_eq!(submissions[0].counts.received, 2 * ROUNDS as u64);
     assert_eq!(submissions[1].committed_through, ROUNDS as u64);
@@ -495,7 +542,7 @@ async fn paging_is_stable_while_another_task_writes(target: Target) {
     let mut filter = PolicyFilter::default();
     filter.page.limit = 7;
     loop {
-        let page = store.list_policies(&filter).await.unwrap();
+        let page = store.list_policies(&Scope::all(), &filter).await.unwrap();
         seen.extend(page.items.iter().map(|p| p.id));
         match page.next_cursor {
             Some(c) => filter.page.after_id = Some(Cursor::decode(&c).unwrap().after_id),
@@ -558,7 +605,7 @@ async fn transactions_are_applied_once_by_reference(target: Target) {
     .await;
     assert_eq!(iuur(&counts), (0, 2, 0, 2));
     let rejected = store
-        .list_rejections(first, &PageRequest::default())
+        .list_rejections(first, &Scope::all(), &PageRequest::default())
         .await
         .unwrap()
         .items;
@@ -590,7 +637,12 @@ async fn transactions_are_applied_once_by_reference(target: Target) {
     assert_eq!(v3[0].effective_date, date(2025, 9, 1));
     assert_eq!(versions[1].transaction.as_ref().unwrap()["reference"], "T1");
     assert!(versions[0].transaction.is_none());
-    let current = store.get_policy(p1).await.unwrap().unwrap().summary;
+    let current = store
+        .get_policy(p1, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap()
+        .summary;
     assert_eq!(
         (current.premium, current.status.code.as_str()),
         (eur(75_000), "cancelled")
@@ -626,7 +678,7 @@ async fn transactions_are_applied_once_by_reference(target: Target) {
     .await;
     assert_eq!(iuur(&counts), (0, 0, 2, 1));
     let rejected = store
-        .list_rejections(again, &PageRequest::default())
+        .list_rejections(again, &Scope::all(), &PageRequest::default())
         .await
         .unwrap()
         .items;
@@ -674,7 +726,13 @@ async fn transactions_are_applied_once_by_reference(target: Target) {
     let versions = assert_consistent_history(&store, p9).await;
     assert_eq!(versions.len(), 2);
     assert_eq!(
-        store.get_policy(p9).await.unwrap().unwrap().summary.premium,
+        store
+            .get_policy(p9, &Scope::all())
+            .await
+            .unwrap()
+            .unwrap()
+            .summary
+            .premium,
         eur(1_500)
     );
 }
@@ -682,7 +740,11 @@ async fn transactions_are_applied_once_by_reference(target: Target) {
 async fn leases_decide_who_may_work_on_a_submission(target: Target) {
     let store = target.store().await;
     let id = new_submission(&store).await;
-    let s = store.get_submission(id).await.unwrap().unwrap();
+    let s = store
+        .get_submission(id, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(s.status, SubmissionStatus::Received);
     assert!(s.started_at.is_none() && s.finished_at.is_none());
 
@@ -974,7 +1036,7 @@ async fn claims_need_their_policy_and_are_versioned(target: Target) {
     .await;
     assert_eq!(iuur(&counts), (2, 0, 0, 2));
     let rejected = store
-        .list_rejections(first, &PageRequest::default())
+        .list_rejections(first, &Scope::all(), &PageRequest::default())
         .await
         .unwrap()
         .items;
@@ -999,7 +1061,11 @@ async fn claims_need_their_policy_and_are_versioned(target: Target) {
         policy_id: Some(p1),
         ..ClaimFilter::default()
     };
-    let claims = store.list_claims(&filter).await.unwrap().items;
+    let claims = store
+        .list_claims(&Scope::all(), &filter)
+        .await
+        .unwrap()
+        .items;
     let view: Vec<(&str, i64, String, String)> = claims
         .iter()
         .map(|c| {
@@ -1020,8 +1086,13 @@ async fn claims_need_their_policy_and_are_versioned(target: Target) {
     );
     assert!(claims.iter().all(|c| c.policy_number == "P1"));
     filter.status = Some(ClaimStatus::Closed);
-    assert!(store.list_claims(&filter).await.unwrap().items.is_empty());
-    let detail = store.get_policy(p1).await.unwrap().unwrap();
+    assert!(store
+        .list_claims(&Scope::all(), &filter)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let detail = store.get_policy(p1, &Scope::all()).await.unwrap().unwrap();
     assert_eq!(detail.claims.len(), 2);
 
     let events = target.outbox().await;
@@ -1073,7 +1144,11 @@ async fn rejections_keep_their_position_and_sheet(target: Target) {
             skipped: 3
         }
     );
-    let s = store.get_submission(id).await.unwrap().unwrap();
+    let s = store
+        .get_submission(id, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(s.counts, outcome.counts);
     assert_eq!(s.committed_through, 7);
 
@@ -1081,11 +1156,17 @@ async fn rejections_keep_their_position_and_sheet(target: Target) {
         after_id: None,
         limit: 2,
     };
-    let first = store.list_rejections(id, &page).await.unwrap();
+    let first = store
+        .list_rejections(id, &Scope::all(), &page)
+        .await
+        .unwrap();
     assert_eq!(first.items.len(), 2);
     let cursor = Cursor::decode(first.next_cursor.as_deref().unwrap()).unwrap();
     page.after_id = Some(cursor.after_id);
-    let second = store.list_rejections(id, &page).await.unwrap();
+    let second = store
+        .list_rejections(id, &Scope::all(), &page)
+        .await
+        .unwrap();
     assert_eq!(second.items.len(), 1);
     assert!(second.next_cursor.is_none());
     let all: Vec<Rejection> = first.items.into_iter().chain(second.items).collect();
@@ -1102,7 +1183,7 @@ async fn rejections_keep_their_position_and_sheet(target: Target) {
     );
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
     assert!(store
-        .list_rejections(id + 1, &PageRequest::default())
+        .list_rejections(id + 1, &Scope::all(), &PageRequest::default())
         .await
         .unwrap()
         .items
@@ -1168,7 +1249,7 @@ async fn mapping_revisions_and_the_current_one(target: Target) {
         store.get_mapping(i64::MAX).await,
         Err(StoreError::NotFound(_))
     ));
-    let carriers = store.list_carriers().await.unwrap();
+    let carriers = store.list_carriers(&Scope::all()).await.unwrap();
     let names: Vec<(&str, &str)> = carriers
         .iter()
         .map(|c| (c.id.as_str(), c.name.as_str()))
@@ -1229,7 +1310,11 @@ async fn submissions_carriers_and_replays(target: Target) {
         })
         .await
         .unwrap();
-    let original = store.get_submission(first).await.unwrap().unwrap();
+    let original = store
+        .get_submission(first, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap();
     let replay = store
         .create_submission(NewSubmission {
             carrier: &carrier("acme"),
@@ -1241,7 +1326,11 @@ async fn submissions_carriers_and_replays(target: Target) {
         })
         .await
         .unwrap();
-    let replayed = store.get_submission(replay).await.unwrap().unwrap();
+    let replayed = store
+        .get_submission(replay, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(replayed.replay_of, Some(first));
     assert_eq!(replayed.received_via, "replay");
     assert_eq!(replayed.mapping, original.mapping);
@@ -1256,7 +1345,10 @@ async fn submissions_carriers_and_replays(target: Target) {
     };
     let mut acme_ids = Vec::new();
     loop {
-        let page = store.list_submissions(&filter).await.unwrap();
+        let page = store
+            .list_submissions(&Scope::all(), &filter)
+            .await
+            .unwrap();
         acme_ids.extend(page.items.iter().map(|s| s.id));
         match page.next_cursor {
             Some(c) => filter.page.after_id = Some(Cursor::decode(&c).unwrap().after_id),
@@ -1273,7 +1365,7 @@ async fn submissions_carriers_and_replays(target: Target) {
         .collect();
     assert_eq!(unfinished, [beta_submission, replay]);
 
-    let carriers = store.list_carriers().await.unwrap();
+    let carriers = store.list_carriers(&Scope::all()).await.unwrap();
     let view: Vec<(&str, i64, i64, i64)> = carriers
         .iter()
         .map(|c| (c.id.as_str(), c.policies, c.claims, c.submissions))
@@ -1338,7 +1430,7 @@ async fn portfolio_sums_are_exact(target: Target) {
     records.push(policy("H1", 123_456, PolicyStatus::Active));
     ingest(&store, records).await;
 
-    let lines = store.portfolio().await.unwrap();
+    let lines = store.portfolio(&Scope::all()).await.unwrap();
     let view: Vec<(&str, &str, &str, u64, u64, String)> = lines
         .iter()
         .map(|l| {
@@ -1402,7 +1494,7 @@ async fn pagination_with_filters_visits_every_match_once(target: Target) {
     let mut pages = 0;
     let mut numbers = Vec::new();
     loop {
-        let page = store.list_policies(&filter).await.unwrap();
+        let page = store.list_policies(&Scope::all(), &filter).await.unwrap();
         pages += 1;
         assert!(page.items.len() <= 3);
         numbers.extend(page.items.iter().map(|p| p.number.clone()));
@@ -1419,7 +1511,7 @@ async fn pagination_with_filters_visits_every_match_once(target: Target) {
     assert_eq!(pages, expected.len().div_ceil(3));
     filter.carrier = Some("nobody".into());
     filter.page.after_id = None;
-    let empty = store.list_policies(&filter).await.unwrap();
+    let empty = store.list_policies(&Scope::all(), &filter).await.unwrap();
     assert!(empty.items.is_empty() && empty.next_cursor.is_none());
 }
 
@@ -1496,7 +1588,7 @@ async fn claims_view(
     filter: ClaimFilter,
 ) -> Vec<(String, i64, i64, String, Money, Money)> {
     store
-        .list_claims(&filter)
+        .list_claims(&Scope::all(), &filter)
         .await
         .expect("list claims")
         .items
@@ -1566,13 +1658,13 @@ async fn as_of_reads_return_the_versions_current_then(target: Target) {
         ],
     )
     .await;
-    let portfolio_then = store.portfolio().await.unwrap();
+    let portfolio_then = store.portfolio(&Scope::all()).await.unwrap();
     let (p1, p2, p4) = (
         policy_id(&store, "P1").await,
         policy_id(&store, "P2").await,
         policy_id(&store, "P4").await,
     );
-    let t1 = store.list_policy_versions(p1).await.unwrap()[0].valid_from;
+    let t1 = store.list_policy_versions(p1, &Scope::all()).await.unwrap()[0].valid_from;
 
     // Delivery 2: P1 endorsed and moved to another line, P2 cancelled, P3 and B1 new; claim
     // C1 closed and moved to P3.
@@ -1597,7 +1689,7 @@ async fn as_of_reads_return_the_versions_current_then(target: Target) {
     )
     .await;
     let p3 = policy_id(&store, "P3").await;
-    let t2 = store.list_policy_versions(p1).await.unwrap()[1].valid_from;
+    let t2 = store.list_policy_versions(p1, &Scope::all()).await.unwrap()[1].valid_from;
 
     // Delivery 3: a cancellation transaction on P3.
     ingest(
@@ -1611,14 +1703,22 @@ async fn as_of_reads_return_the_versions_current_then(target: Target) {
         )],
     )
     .await;
-    let t3 = store.list_policy_versions(p3).await.unwrap()[1].valid_from;
+    let t3 = store.list_policy_versions(p3, &Scope::all()).await.unwrap()[1].valid_from;
     assert!(t1 < t2 && t2 < t3, "{t1} < {t2} < {t3}");
 
     // Before the first delivery: nothing existed.
     let before = t1 - micro;
     assert!(all_policies(&store, as_of(before)).await.is_empty());
-    assert!(store.get_policy_as_of(p1, before).await.unwrap().is_none());
-    assert!(store.portfolio_as_of(before).await.unwrap().is_empty());
+    assert!(store
+        .get_policy_as_of(p1, before, &Scope::all())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .portfolio_as_of(before, &Scope::all())
+        .await
+        .unwrap()
+        .is_empty());
     let claims_before = ClaimFilter {
         as_of: Some(before),
         ..ClaimFilter::default()
@@ -1637,14 +1737,21 @@ async fn as_of_reads_return_the_versions_current_then(target: Target) {
             ],
             "as of {t}"
         );
-        assert_eq!(store.portfolio_as_of(t).await.unwrap(), portfolio_then);
+        assert_eq!(
+            store.portfolio_as_of(t, &Scope::all()).await.unwrap(),
+            portfolio_then
+        );
     }
     let between = t2 - micro;
     assert_eq!(
-        portfolio_view(&store.portfolio_as_of(between).await.unwrap()),
+        portfolio_view(&store.portfolio_as_of(between, &Scope::all()).await.unwrap()),
         [("acme", "homeowners", "EUR", 3, 3, Decimal::from(320))]
     );
-    let detail = store.get_policy_as_of(p1, between).await.unwrap().unwrap();
+    let detail = store
+        .get_policy_as_of(p1, between, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (
             detail.summary.version,
@@ -1670,7 +1777,11 @@ async fn as_of_reads_return_the_versions_current_then(target: Target) {
         .collect();
     assert_eq!(claims, [("C1", 1, p1)]);
     assert!(
-        store.get_policy_as_of(p3, between).await.unwrap().is_none(),
+        store
+            .get_policy_as_of(p3, between, &Scope::all())
+            .await
+            .unwrap()
+            .is_none(),
         "P3 did not exist yet"
     );
     // Filters apply to the values of the time: the status and the line then.
@@ -1729,7 +1840,7 @@ async fn as_of_reads_return_the_versions_current_then(target: Target) {
     };
     assert_eq!(all_policies(&store, acme_at_t2).await.len(), 4);
     assert_eq!(
-        portfolio_view(&store.portfolio_as_of(t2).await.unwrap()),
+        portfolio_view(&store.portfolio_as_of(t2, &Scope::all()).await.unwrap()),
         [
             ("acme", "homeowners", "EUR", 2, 1, Decimal::from(70)),
             ("acme", "personal_auto", "EUR", 2, 2, Decimal::from(450)),
@@ -1737,13 +1848,17 @@ async fn as_of_reads_return_the_versions_current_then(target: Target) {
         ]
     );
     assert!(store
-        .get_policy_as_of(p1, t2)
+        .get_policy_as_of(p1, t2, &Scope::all())
         .await
         .unwrap()
         .unwrap()
         .claims
         .is_empty());
-    let p3_then = store.get_policy_as_of(p3, t2).await.unwrap().unwrap();
+    let p3_then = store
+        .get_policy_as_of(p3, t2, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap();
     let claims: Vec<(&str, i64, &str)> = p3_then
         .claims
         .iter()
@@ -1769,7 +1884,7 @@ async fn as_of_reads_return_the_versions_current_then(target: Target) {
 
     // The cancellation transaction: active just before, cancelled from then on.
     let p3_before = store
-        .get_policy_as_of(p3, t3 - micro)
+        .get_policy_as_of(p3, t3 - micro, &Scope::all())
         .await
         .unwrap()
         .unwrap();
@@ -1777,7 +1892,11 @@ async fn as_of_reads_return_the_versions_current_then(target: Target) {
         (p3_before.summary.status.code.as_str(), p3_before.versions),
         ("active", 1)
     );
-    let p3_after = store.get_policy_as_of(p3, t3).await.unwrap().unwrap();
+    let p3_after = store
+        .get_policy_as_of(p3, t3, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (
             p3_after.summary.status.code.as_str(),
@@ -1802,8 +1921,11 @@ async fn as_of_reads_return_the_versions_current_then(target: Target) {
     );
     for id in [p1, p2, p3, p4] {
         assert_eq!(
-            store.get_policy_as_of(id, later).await.unwrap(),
-            store.get_policy(id).await.unwrap()
+            store
+                .get_policy_as_of(id, later, &Scope::all())
+                .await
+                .unwrap(),
+            store.get_policy(id, &Scope::all()).await.unwrap()
         );
     }
     let claims_later = ClaimFilter {
@@ -1811,19 +1933,23 @@ async fn as_of_reads_return_the_versions_current_then(target: Target) {
         ..ClaimFilter::default()
     };
     assert_eq!(
-        store.list_claims(&claims_later).await.unwrap().items,
         store
-            .list_claims(&ClaimFilter::default())
+            .list_claims(&Scope::all(), &claims_later)
+            .await
+            .unwrap()
+            .items,
+        store
+            .list_claims(&Scope::all(), &ClaimFilter::default())
             .await
             .unwrap()
             .items
     );
     assert_eq!(
-        store.portfolio_as_of(later).await.unwrap(),
-        store.portfolio().await.unwrap()
+        store.portfolio_as_of(later, &Scope::all()).await.unwrap(),
+        store.portfolio(&Scope::all()).await.unwrap()
     );
     assert!(store
-        .get_policy_as_of(i64::MAX, later)
+        .get_policy_as_of(i64::MAX, later, &Scope::all())
         .await
         .unwrap()
         .is_none());
@@ -1849,8 +1975,12 @@ async fn paging_as_of_a_past_instant_is_stable_while_another_task_writes(target:
     };
     let expected = all_policies(&store, active_now.clone()).await;
     assert_eq!(expected.len(), 45);
-    let portfolio_then = store.portfolio().await.unwrap();
-    let then = store.list_policy_versions(expected[0].id).await.unwrap()[0].valid_from;
+    let portfolio_then = store.portfolio(&Scope::all()).await.unwrap();
+    let then = store
+        .list_policy_versions(expected[0].id, &Scope::all())
+        .await
+        .unwrap()[0]
+        .valid_from;
 
     let writer_store = target.store().await;
     let writer = tokio::spawn(async move {
@@ -1890,7 +2020,7 @@ async fn paging_as_of_a_past_instant_is_stable_while_another_task_writes(target:
     };
     filter.page.limit = 4;
     loop {
-        let page = store.list_policies(&filter).await.unwrap();
+        let page = store.list_policies(&Scope::all(), &filter).await.unwrap();
         assert!(page.items.len() <= 4);
         seen.extend(page.items);
         match page.next_cursor {
@@ -1904,7 +2034,10 @@ async fn paging_as_of_a_past_instant_is_stable_while_another_task_writes(target:
     assert_eq!(seen, expected, "the past does not move while paging");
     filter.page = PageRequest::default();
     assert_eq!(all_policies(&store, filter).await, expected);
-    assert_eq!(store.portfolio_as_of(then).await.unwrap(), portfolio_then);
+    assert_eq!(
+        store.portfolio_as_of(then, &Scope::all()).await.unwrap(),
+        portfolio_then
+    );
     assert_ne!(
         all_policies(&store, active_now).await,
         expected,
@@ -1959,7 +2092,13 @@ async fn extras_are_returned_when_asked_and_filter_current_and_past_versions(tar
             },
             ..Default::default()
         };
-        async move { store.list_policies(&filter).await.unwrap().items }
+        async move {
+            store
+                .list_policies(&Scope::all(), &filter)
+                .await
+                .unwrap()
+                .items
+        }
     };
     let numbers = |items: &[PolicySummary]| -> Vec<String> {
         items.iter().map(|p| p.number.clone()).collect()
@@ -1996,7 +2135,7 @@ async fn extras_are_returned_when_asked_and_filter_current_and_past_versions(tar
     assert_eq!(all[0].extras.as_ref().unwrap().len(), 1);
 
     let p1 = all[0].id;
-    let detail = store.get_policy(p1).await.unwrap().unwrap();
+    let detail = store.get_policy(p1, &Scope::all()).await.unwrap().unwrap();
     assert_eq!(
         detail
             .summary
@@ -2021,15 +2160,18 @@ async fn extras_are_returned_when_asked_and_filter_current_and_past_versions(tar
     )
     .await;
     let claims = store
-        .list_claims(&ClaimFilter {
-            extras: vec![("adjuster".into(), "Lee".into())],
-            include_extras: true,
-            page: PageRequest {
-                after_id: None,
-                limit: 50,
+        .list_claims(
+            &Scope::all(),
+            &ClaimFilter {
+                extras: vec![("adjuster".into(), "Lee".into())],
+                include_extras: true,
+                page: PageRequest {
+                    after_id: None,
+                    limit: 50,
+                },
+                ..Default::default()
             },
-            ..Default::default()
-        })
+        )
         .await
         .unwrap()
         .items;
@@ -2411,4 +2553,275 @@ async fn document_content_is_stored_once_in_chunks_and_read_back_whole(target: T
                 .unwrap();
         assert_eq!(stored, chunks, "{len} bytes");
     }
+}
+
+/// A policy of `carrier_id` in book `producer`.
+fn booked(carrier_id: &str, number: &str, producer: Option<&str>) -> CanonicalRecord {
+    let mut p = policy_of(carrier_id, number, eur(10_000), PolicyStatus::Active);
+    p.producer = producer.map(str::to_owned);
+    CanonicalRecord::Policy(p)
+}
+
+async fn every_read_returns_only_what_the_scope_allows(target: Target) {
+    let store = target.store().await;
+    let (acme_submission, _) = ingest(
+        &store,
+        vec![
+            booked("acme", "P1", Some("AB12")),
+            booked("acme", "P2", Some("ZZ")),
+            booked("acme", "P3", None),
+            claim("C1", "P1", 0, 100),
+            claim("C2", "P2", 0, 200),
+        ],
+    )
+    .await;
+    // Beta's own submission, with a policy in the same book code and a claim.
+    let beta = carrier("beta");
+    store.ensure_carrier(&beta, "Beta").await.unwrap();
+    let mapping = register(&store, &beta, "m", "t").await;
+    let beta_submission = store
+        .create_submission(NewSubmission {
+            carrier: &beta,
+            mapping_id: mapping.id,
+            file_name: "beta.csv",
+            document_sha256: "d",
+            received_via: "test",
+            replay_of: None,
+        })
+        .await
+        .unwrap();
+    store
+        .claim_submission(beta_submission, "w", LEASE)
+        .await
+        .unwrap();
+    let mut beta_claim = claim("BC1", "B1", 0, 300);
+    if let CanonicalRecord::Claim(c) = &mut beta_claim {
+        c.carrier = beta.clone();
+    }
+    let mut b = batch(
+        beta_submission,
+        "w",
+        vec![booked("beta", "B1", Some("AB12")), beta_claim],
+    );
+    b.rejections.push(NewRejection {
+        record_number: 3,
+        source_line: 4,
+        sheet: None,
+        field: Some("premium".into()),
+        source_column: None,
+        value: Some("x".into()),
+        reason: "not a number".into(),
+    });
+    b.rejected_records = 1;
+    b.through_record = 3;
+    store.commit_batch(b).await.unwrap();
+    store
+        .finish_submission(beta_submission, "w", None)
+        .await
+        .unwrap();
+    let t1 = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // P1 moves from book AB12 to ZZ.
+    ingest(&store, vec![booked("acme", "P1", Some("ZZ"))]).await;
+
+    let all = Scope::all();
+    let ids = |items: Vec<PolicySummary>| items.into_iter().map(|p| p.number).collect::<Vec<_>>();
+    let everything = store
+        .list_policies(&all, &PolicyFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(ids(everything.items), ["P1", "P2", "P3", "B1"]);
+    let id_of = |n: &str| {
+        let store = store.clone();
+        let n = n.to_owned();
+        async move {
+            store
+                .list_policies(&Scope::all(), &PolicyFilter::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .find(|p| p.number == n)
+                .unwrap()
+                .id
+        }
+    };
+    let (p1, p2, b1) = (id_of("P1").await, id_of("P2").await, id_of("B1").await);
+
+    // Carrier acme only: nothing of beta's, by id, by list, by filter, in counts or sums.
+    let acme = Scope::carriers(["acme"]);
+    let carriers = store.list_carriers(&acme).await.unwrap();
+    assert_eq!(
+        carriers
+            .iter()
+            .map(|c| (c.id.as_str(), c.policies, c.claims))
+            .collect::<Vec<_>>(),
+        [("acme", 3, 2)]
+    );
+    let listed = store
+        .list_policies(&acme, &PolicyFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(ids(listed.items), ["P1", "P2", "P3"]);
+    let by_filter = PolicyFilter {
+        carrier: Some("beta".into()),
+        ..PolicyFilter::default()
+    };
+    assert!(store
+        .list_policies(&acme, &by_filter)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(store.get_policy(b1, &acme).await.unwrap().is_none());
+    assert!(store.get_policy(b1, &all).await.unwrap().is_some());
+    assert!(store
+        .get_policy_as_of(b1, chrono::Utc::now(), &acme)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .list_policy_versions(b1, &acme)
+        .await
+        .unwrap()
+        .is_empty());
+    let claims = |scope: Scope, filter: ClaimFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .list_claims(&scope, &filter)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|c| c.number)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        claims(acme.clone(), ClaimFilter::default()).await,
+        ["C1", "C2"]
+    );
+    let of_b1 = ClaimFilter {
+        policy_id: Some(b1),
+        ..ClaimFilter::default()
+    };
+    assert!(claims(acme.clone(), of_b1.clone()).await.is_empty());
+    assert_eq!(claims(all.clone(), of_b1).await, ["BC1"]);
+    assert!(store
+        .get_submission(beta_submission, &acme)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .get_submission(acme_submission, &acme)
+        .await
+        .unwrap()
+        .is_some());
+    let page = PageRequest {
+        after_id: None,
+        limit: 10,
+    };
+    assert!(store
+        .list_rejections(beta_submission, &acme, &page)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert_eq!(
+        store
+            .list_rejections(beta_submission, &all, &page)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let submissions = store
+        .list_submissions(&acme, &SubmissionFilter::default())
+        .await
+        .unwrap();
+    assert!(submissions.items.iter().all(|s| s.carrier == "acme"));
+    assert!(!submissions.items.is_empty());
+    let lines = store.portfolio(&acme).await.unwrap();
+    assert!(!lines.is_empty() && lines.iter().all(|l| l.carrier == "acme"));
+    let lines = store.portfolio_as_of(t1, &acme).await.unwrap();
+    assert!(!lines.is_empty() && lines.iter().all(|l| l.carrier == "acme"));
+
+    // Book AB12 of acme: P1 as it was before it moved, never P2 or P3 or beta's B1.
+    let book = Scope::carriers(["acme"]).with_books(["AB12"]);
+    assert!(store
+        .list_policies(&book, &PolicyFilter::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let then = PolicyFilter {
+        as_of: Some(t1),
+        ..PolicyFilter::default()
+    };
+    assert_eq!(
+        ids(store.list_policies(&book, &then).await.unwrap().items),
+        ["P1"]
+    );
+    assert!(store.get_policy(p1, &book).await.unwrap().is_none());
+    assert!(store
+        .get_policy_as_of(p1, t1, &book)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store.get_policy(p2, &book).await.unwrap().is_none());
+    assert!(claims(book.clone(), ClaimFilter::default())
+        .await
+        .is_empty());
+    let claims_then = ClaimFilter {
+        as_of: Some(t1),
+        ..ClaimFilter::default()
+    };
+    assert_eq!(claims(book.clone(), claims_then).await, ["C1"]);
+    // Submissions span books: none is visible under a book restriction.
+    assert!(store
+        .get_submission(acme_submission, &book)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .list_submissions(&book, &SubmissionFilter::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let carriers = store.list_carriers(&book).await.unwrap();
+    assert_eq!(
+        carriers
+            .iter()
+            .map(|c| (c.id.as_str(), c.policies, c.claims, c.submissions))
+            .collect::<Vec<_>>(),
+        [("acme", 0, 0, 0)]
+    );
+    assert!(store.portfolio(&book).await.unwrap().is_empty());
+    let then = store.portfolio_as_of(t1, &book).await.unwrap();
+    assert_eq!(then.iter().map(|l| l.policies).sum::<u64>(), 1);
+    // Book ZZ now: P1 and P2, and their claims.
+    let zz = Scope::carriers(["acme"]).with_books(["ZZ"]);
+    assert_eq!(
+        ids(store
+            .list_policies(&zz, &PolicyFilter::default())
+            .await
+            .unwrap()
+            .items),
+        ["P1", "P2"]
+    );
+    assert_eq!(claims(zz, ClaimFilter::default()).await, ["C1", "C2"]);
+
+    // An empty scope sees nothing at all.
+    let nothing = Scope::carriers(Vec::<String>::new());
+    assert!(store.list_carriers(&nothing).await.unwrap().is_empty());
+    assert!(store
+        .list_policies(&nothing, &PolicyFilter::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(store.portfolio(&nothing).await.unwrap().is_empty());
 }

@@ -7,6 +7,7 @@ mod common;
 
 use carrierhub_model::{CanonicalRecord, CarrierId, PolicyStatus};
 use carrierhub_store::testing::TestDatabase;
+use carrierhub_store::Scope;
 use carrierhub_store::{open_store, ClaimFilter, PolicyFilter, SqliteStore, Store};
 use chrono::{DateTime, Utc};
 use common::{claim, eur, ingest, policy_of};
@@ -80,7 +81,11 @@ async fn a_store_with_data_upgrades_to_the_current_schema() {
         .unwrap()
         .expect("the mapping survives the rebuild");
     assert_eq!(mapping.reference.id, 1);
-    let submission = store.get_submission(2).await.unwrap().unwrap();
+    let submission = store
+        .get_submission(2, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(submission.mapping.name, "acme-policies");
     drop(store);
 
@@ -164,7 +169,7 @@ async fn assert_history_reads(store: &Arc<dyn Store>) {
         let store = store.clone();
         async move {
             store
-                .list_policies(&filter)
+                .list_policies(&Scope::all(), &filter)
                 .await
                 .unwrap()
                 .items
@@ -191,7 +196,10 @@ async fn assert_history_reads(store: &Arc<dyn Store>) {
         .await,
         [("P1".to_owned(), 2, "cancelled".to_owned(), eur(4_000))]
     );
-    let lines = store.portfolio_as_of(at("2025-01-10")).await.unwrap();
+    let lines = store
+        .portfolio_as_of(at("2025-01-10"), &Scope::all())
+        .await
+        .unwrap();
     assert_eq!(
         lines
             .iter()
@@ -206,10 +214,19 @@ async fn assert_history_reads(store: &Arc<dyn Store>) {
             ..ClaimFilter::default()
         };
         assert_eq!(
-            store.list_claims(&filter).await.unwrap().items.len(),
+            store
+                .list_claims(&Scope::all(), &filter)
+                .await
+                .unwrap()
+                .items
+                .len(),
             claims
         );
-        let detail = store.get_policy_as_of(1, at(t)).await.unwrap().unwrap();
+        let detail = store
+            .get_policy_as_of(1, at(t), &Scope::all())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(detail.claims.len(), claims);
     }
 

@@ -5,6 +5,7 @@
 
 use carrierhub_model::*;
 use carrierhub_store::testing::TestDatabase;
+use carrierhub_store::Scope;
 use carrierhub_store::*;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -340,7 +341,10 @@ pub async fn all_policies(store: &Arc<dyn Store>, filter: PolicyFilter) -> Vec<P
     let mut filter = filter;
     let mut out = Vec::new();
     loop {
-        let page = store.list_policies(&filter).await.expect("list policies");
+        let page = store
+            .list_policies(&Scope::all(), &filter)
+            .await
+            .expect("list policies");
         out.extend(page.items);
         match page.next_cursor {
             Some(c) => {
@@ -370,7 +374,10 @@ pub async fn policy_id(store: &Arc<dyn Store>, number: &str) -> i64 {
 /// Checks the version chain of a policy: numbered 1..n, each closed when the next began,
 /// exactly one open (the last), and premium movements adding up to the current premium.
 pub async fn assert_consistent_history(store: &Arc<dyn Store>, id: i64) -> Vec<PolicyVersion> {
-    let versions = store.list_policy_versions(id).await.expect("versions");
+    let versions = store
+        .list_policy_versions(id, &Scope::all())
+        .await
+        .expect("versions");
     assert!(!versions.is_empty(), "policy {id} has versions");
     for (i, v) in versions.iter().enumerate() {
         assert_eq!(
@@ -390,7 +397,11 @@ pub async fn assert_consistent_history(store: &Arc<dyn Store>, id: i64) -> Vec<P
     }
     let open = versions.iter().filter(|v| v.valid_to.is_none()).count();
     assert_eq!(open, 1, "exactly one open version");
-    let detail = store.get_policy(id).await.expect("get").expect("exists");
+    let detail = store
+        .get_policy(id, &Scope::all())
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(detail.versions, versions.len() as i64);
     assert_eq!(detail.summary.version, versions.len() as i64);
     let moved: Decimal = versions
