@@ -4,8 +4,10 @@
 //! they hold no business rules. Every error leaves as RFC 9457 problem+json.
 
 mod auth;
+mod cache;
 mod caller;
 mod diff;
+mod etag;
 mod idempotency;
 mod params;
 mod problem;
@@ -13,6 +15,7 @@ mod routes;
 mod uploads;
 
 pub use auth::{role_allows, Auth};
+pub use cache::ReadCache;
 pub use caller::{AuthMethod, Caller};
 pub use idempotency::DEFAULT_TTL as DEFAULT_IDEMPOTENCY_TTL;
 pub use problem::Problem;
@@ -46,6 +49,8 @@ pub struct AppState {
     pub idempotency_ttl: std::time::Duration,
     /// How callers are authenticated.
     pub auth: Auth,
+    /// Hot reads, checked against the store on every use.
+    pub cache: ReadCache,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -81,7 +86,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/portfolio", get(routes::portfolio))
         .merge(uploads)
-        // A route layer: it sees the matched route, and unmatched paths skip it.
+        // Route layers see the matched route, and unmatched paths skip them. The last one
+        // added runs first: authentication, then conditional GETs.
+        .route_layer(axum::middleware::from_fn(etag::conditional_get))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -143,11 +143,17 @@ pub async fn get_policy(
     };
     let Some(as_of) = p.as_of()? else {
         let policy = state
-            .store
-            .get_policy(id, &caller.scope)
+            .cache
+            .policy(state.store.as_ref(), id, &caller.scope)
             .await?
             .ok_or_else(|| Problem::not_found(format!("no policy with id '{id}'")))?;
-        return Ok(Json(body(shown(policy), None)));
+        let mut body = serde_json::to_value(&*policy).expect("serialise");
+        if !include_extras {
+            if let Some(fields) = body.as_object_mut() {
+                fields.remove("extras");
+            }
+        }
+        return Ok(Json(body));
     };
     match state
         .store

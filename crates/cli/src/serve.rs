@@ -177,6 +177,7 @@ pub async fn serve_app(app: App, broker: Arc<dyn Broker>, args: ServeArgs) -> an
             max_upload_bytes: args.max_upload_mib * 1024 * 1024,
             idempotency_ttl: Duration::from_secs(args.idempotency_ttl_hours * 3600),
             auth: carrierhub_api::Auth::development(),
+            cache: carrierhub_api::ReadCache::new(10_000),
         };
         carrierhub_api::serve(listener, state, shutdown_signal()).await?;
     } else {

@@ -307,6 +307,12 @@ pub trait Store: Send + Sync + 'static {
     /// A policy's versions, oldest first; empty when the policy, as it is now, is outside
     /// `scope`.
     async fn list_policy_versions(&self, id: i64, scope: &Scope) -> Result<Vec<PolicyVersion>>;
+    /// A short text that changes whenever policy `id`'s detail ([`Store::get_policy`])
+    /// does: a new version, or a claim of it created, changed or moved. `None` when there is
+    /// no such policy. Caches check it to serve a detail only while it is current; it is not
+    /// scoped (what it reveals is whether an id exists, which callers get from the cache's
+    /// scoped answer anyway).
+    async fn policy_stamp(&self, id: i64) -> Result<Option<String>>;
     /// Current versions of claims, or with `filter.as_of` the versions current at that
     /// instant, in id order.
     async fn list_claims(&self, scope: &Scope, filter: &ClaimFilter) -> Result<Page<ClaimSummary>>;

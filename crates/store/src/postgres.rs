@@ -2809,6 +2809,19 @@ impl Store for PgStore {
         }))
     }
 
+    async fn policy_stamp(&self, id: i64) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT concat_ws(':', p.version, extract(epoch FROM p.updated_at), \
+             k.n, k.versions, extract(epoch FROM k.latest)) \
+             FROM policies p, LATERAL (SELECT COUNT(*) AS n, COALESCE(SUM(c.version), 0) AS versions, \
+             MAX(c.updated_at) AS latest FROM claims c WHERE c.policy_id = p.id) k \
+             WHERE p.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn list_policy_versions(&self, id: i64, scope: &Scope) -> Result<Vec<PolicyVersion>> {
         if !scope.is_unrestricted() {
             let mut q = QueryBuilder::<Postgres>::new("SELECT id FROM policies WHERE id = ");

@@ -1870,6 +1870,18 @@ impl Store for SqliteStore {
         }))
     }
 
+    async fn policy_stamp(&self, id: i64) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT p.version || ':' || p.updated_at || ':' || \
+             (SELECT COUNT(*) || ':' || COALESCE(SUM(c.version), 0) || ':' || \
+             COALESCE(MAX(c.updated_at), '') FROM claims c WHERE c.policy_id = p.id) \
+             FROM policies p WHERE p.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
     async fn list_policy_versions(&self, id: i64, scope: &Scope) -> Result<Vec<PolicyVersion>> {
         if !scope.is_unrestricted() {
             let mut q = QueryBuilder::<Sqlite>::new("SELECT id FROM policies WHERE id = ");

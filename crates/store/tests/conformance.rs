@@ -47,6 +47,7 @@ conformance!(
     released_abandoned_and_expired_idempotency_keys_are_free_again,
     document_content_is_stored_once_in_chunks_and_read_back_whole,
     every_read_returns_only_what_the_scope_allows,
+    a_policy_stamp_moves_with_every_change_to_its_detail,
 );
 
 async fn versions_transactions_and_events_follow_the_changes(target: Target) {
@@ -2824,4 +2825,45 @@ async fn every_read_returns_only_what_the_scope_allows(target: Target) {
         .items
         .is_empty());
     assert!(store.portfolio(&nothing).await.unwrap().is_empty());
+}
+
+async fn a_policy_stamp_moves_with_every_change_to_its_detail(target: Target) {
+    let store = target.store().await;
+    ingest(
+        &store,
+        vec![
+            policy("P1", 100, PolicyStatus::Active),
+            policy("P2", 100, PolicyStatus::Active),
+        ],
+    )
+    .await;
+    let p1 = policy_id(&store, "P1").await;
+    assert_eq!(store.policy_stamp(p1 + 1000).await.unwrap(), None);
+    let stamp = || async { store.policy_stamp(p1).await.unwrap().expect("P1 exists") };
+    let mut seen = vec![stamp().await];
+    // Unchanged by a delivery that leaves P1 as it is, or changes another policy.
+    ingest(
+        &store,
+        vec![
+            policy("P1", 100, PolicyStatus::Active),
+            policy("P2", 200, PolicyStatus::Active),
+        ],
+    )
+    .await;
+    assert_eq!(stamp().await, seen[0]);
+    // Moved by a new version, a new claim, a changed claim, a claim moved away.
+    ingest(&store, vec![policy("P1", 150, PolicyStatus::Active)]).await;
+    seen.push(stamp().await);
+    ingest(&store, vec![claim("C1", "P1", 0, 10)]).await;
+    seen.push(stamp().await);
+    ingest(&store, vec![claim("C1", "P1", 5, 10)]).await;
+    seen.push(stamp().await);
+    ingest(&store, vec![claim("C1", "P2", 5, 10)]).await;
+    seen.push(stamp().await);
+    // Each change moved it (the last one back to what P1 was before its claim arrived).
+    for pair in seen.windows(2) {
+        assert_ne!(pair[0], pair[1], "every change moves the stamp: {seen:?}");
+    }
+    let distinct: HashSet<&String> = seen[..4].iter().collect();
+    assert_eq!(distinct.len(), 4, "{seen:?}");
 }
