@@ -4,6 +4,7 @@ mod app;
 mod demo;
 mod dlq;
 mod ingest;
+mod keys;
 mod mapping;
 mod report;
 mod serve;
@@ -64,6 +65,9 @@ enum Command {
     Dlq(dlq::DlqCommand),
     /// Ingest one carrier file with its mapping, then print what happened.
     Ingest(ingest::IngestArgs),
+    /// API keys: create (the key is printed once), list, revoke. Each change is audited.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Work with mapping files: `mapping check` is a dry run that writes nothing.
     #[command(subcommand)]
     Mapping(mapping::MappingCommand),
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(&location, args).await,
             Command::Dlq(command) => dlq::run(&location, command).await,
             Command::Ingest(args) => ingest::run(&location, args).await,
+            Command::Keys(command) => keys::run(&location, command).await,
             Command::Mapping(command) => mapping::run(&location, command).await,
             Command::Replay(args) => mapping::replay(&location, args).await,
             Command::Errors(args) => report::errors(&location, args).await,

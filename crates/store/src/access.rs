@@ -6,8 +6,10 @@
 //! indistinguishable from one that does not exist: absent from lists and counts, `None`
 //! from a lookup by id.
 
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
@@ -279,6 +281,187 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
+impl AuditFilter {
+    /// The page size when `limit` is 0 (as in `AuditFilter::default()`).
+    pub const DEFAULT_LIMIT: u32 = 50;
+
+    /// The page size to read: `limit`, or [`Self::DEFAULT_LIMIT`] when it is 0.
+    pub fn page_limit(&self) -> u32 {
+        if self.limit == 0 {
+            Self::DEFAULT_LIMIT
+        } else {
+            self.limit
+        }
+    }
+
+    /// The `before_id` of the page after the one whose `next_cursor` is `cursor`. Cursors are
+    /// opaque ([`crate::Cursor`], as for every other list); a forged one is an error to show
+    /// the caller.
+    pub fn parse_cursor(cursor: &str) -> Result<i64, String> {
+        let c = crate::Cursor::decode(cursor)?;
+        match c.as_of {
+            None => Ok(c.after_id),
+            Some(_) => Err(format!("cursor '{cursor}' is not one of the audit log")),
+        }
+    }
+}
+
+impl NewApiKey {
+    /// What the store refuses: an id not of the form keys are made with (it could never be
+    /// presented, see [`parse_token`]), a hash that is not a lower-case hex SHA-256.
+    pub(crate) fn check(&self) -> Result<(), crate::StoreError> {
+        let id_ok =
+            self.id.len() == KEY_ID_LEN && self.id.bytes().all(|b| ID_ALPHABET.contains(&b));
+        if !id_ok {
+            return Err(crate::StoreError::Invalid(format!(
+                "API key id '{}' is not {KEY_ID_LEN} lower-case base32 characters",
+                self.id
+            )));
+        }
+        let hash_ok = self.secret_sha256.len() == 64
+            && self
+                .secret_sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hash_ok {
+            return Err(crate::StoreError::Invalid(format!(
+                "API key '{}': the secret's hash is not a lower-case hex SHA-256",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A key's scope or rate limits as the JSON the stores keep.
+pub(crate) fn to_stored_json<T: Serialize>(
+    value: &T,
+    what: &str,
+) -> Result<String, crate::StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| crate::StoreError::Invalid(format!("{what} cannot be written as JSON: {e}")))
+}
+
+/// A stored key's scope or rate limits (SQLite's JSON text), read back.
+pub(crate) fn from_stored_json<T: serde::de::DeserializeOwned>(
+    json: &str,
+    what: &str,
+) -> Result<T, crate::StoreError> {
+    serde_json::from_str(json).map_err(|e| crate::StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A stored key's role, read back.
+pub(crate) fn stored_role(text: &str) -> Result<Role, crate::StoreError> {
+    text.parse()
+        .map_err(|e| crate::StoreError::Corrupt(format!("API key role: {e}")))
+}
+
+/// A stored audit status, read back.
+pub(crate) fn stored_status(status: i64) -> Result<u16, crate::StoreError> {
+    u16::try_from(status)
+        .map_err(|_| crate::StoreError::Corrupt(format!("audit entry status {status}")))
+}
+
+/// The status codes of a denied request: unauthenticated, forbidden, over its rate limit.
+pub const DENIED_STATUSES: [u16; 3] = [401, 403, 429];
+
+/// What every API key's text begins with, so that a leaked key is recognisable (and secret
+/// scanners can look for it).
+pub const TOKEN_PREFIX: &str = "chk_";
+/// The length of a key's id: 12 characters of lower-case base32 (60 random bits), enough
+/// that two keys never collide, short enough to read out.
+pub const KEY_ID_LEN: usize = 12;
+/// The bytes of a key's secret part: 256 random bits.
+const SECRET_BYTES: usize = 32;
+/// The length of the secret part: 32 bytes in base64url without padding.
+const SECRET_TEXT_LEN: usize = 43;
+/// RFC 4648 base32 in lower case: no character of it is `_`, which separates the parts.
+const ID_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// A freshly generated API key. `token` is the only copy of the secret: show it to whoever
+/// asked for the key once, then drop it; the store keeps `secret_sha256`.
+#[derive(Clone)]
+pub struct GeneratedKey {
+    pub id: String,
+    /// `chk_<id>_<secret>`: what the client sends (`Authorization: Bearer …`).
+    pub token: String,
+    /// Lower-case hex SHA-256 of `token`, for [`NewApiKey::secret_sha256`].
+    pub secret_sha256: String,
+}
+
+impl fmt::Debug for GeneratedKey {
+    /// Without the token, so that a key never ends up in a log by way of `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeneratedKey")
+            .field("id", &self.id)
+            .field("token", &"<redacted>")
+            .field("secret_sha256", &self.secret_sha256)
+            .finish()
+    }
+}
+
+/// Makes API key material from the operating system's random source.
+pub struct ApiKeySecret;
+
+impl ApiKeySecret {
+    /// A new key: a random id and a random 256-bit secret.
+    ///
+    /// # Panics
+    /// When the operating system has no randomness to give, which leaves nothing safe to do.
+    pub fn generate() -> GeneratedKey {
+        let mut id_bytes = [0u8; KEY_ID_LEN];
+        let mut secret = [0u8; SECRET_BYTES];
+        getrandom::fill(&mut id_bytes)
+            .and_then(|()| getrandom::fill(&mut secret))
+            .expect("the operating system's random source failed");
+        // 32 symbols, so the low 5 bits of each byte are uniform.
+        let id: String = id_bytes
+            .iter()
+            .map(|b| char::from(ID_ALPHABET[usize::from(b & 31)]))
+            .collect();
+        let token = format!(
+            "{TOKEN_PREFIX}{id}_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+        );
+        GeneratedKey {
+            secret_sha256: token_sha256(&token),
+            id,
+            token,
+        }
+    }
+}
+
+/// Lower-case hex SHA-256 of a key's whole text, as the store keeps it.
+pub fn token_sha256(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The id a key's text names, when it has the form of a key (`chk_<id>_<secret>`); the key
+/// is looked up by it, then checked with [`verify_token`]. Says nothing about whether the
+/// secret is right.
+pub fn parse_token(token: &str) -> Option<&str> {
+    let rest = token.strip_prefix(TOKEN_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    let id_ok = id.len() == KEY_ID_LEN && id.bytes().all(|b| ID_ALPHABET.contains(&b));
+    let secret_ok = secret.len() == SECRET_TEXT_LEN
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    (id_ok && secret_ok).then_some(id)
+}
+
+/// Whether `token` is the text of `key`: its SHA-256 equals the stored hash, compared in
+/// constant time (the time taken says nothing about how much of it matched). Checks only
+/// the secret: whether the key may still be used is [`ApiKey::is_active`].
+pub fn verify_token(key: &ApiKey, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let Ok(stored) = hex::decode(&key.secret_sha256) else {
+        return false;
+    };
+    let presented = Sha256::digest(token.as_bytes());
+    stored.len() == presented.len() && bool::from(presented.as_slice().ct_eq(&stored))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +495,93 @@ mod tests {
         assert_eq!("5/30".parse::<RateLimit>().unwrap().window_secs, 30);
         assert!("0/1m".parse::<RateLimit>().is_err());
         assert!("ten/1m".parse::<RateLimit>().is_err());
+    }
+    #[test]
+    fn generated_keys_have_the_documented_form_and_verify() {
+        let g = ApiKeySecret::generate();
+        assert_eq!(g.id.len(), KEY_ID_LEN);
+        assert!(g.id.bytes().all(|b| ID_ALPHABET.contains(&b)), "{}", g.id);
+        assert!(
+            g.token.starts_with(&format!("chk_{}_", g.id)),
+            "{}",
+            g.token
+        );
+        assert_eq!(g.token.len(), 4 + KEY_ID_LEN + 1 + SECRET_TEXT_LEN);
+        assert_eq!(parse_token(&g.token), Some(g.id.as_str()));
+        assert_eq!(g.secret_sha256, token_sha256(&g.token));
+        assert_eq!(g.secret_sha256.len(), 64);
+        assert!(!format!("{g:?}").contains(&g.token));
+
+        let other = ApiKeySecret::generate();
+        assert_ne!(g.id, other.id);
+        assert_ne!(g.token, other.token);
+
+        let key = ApiKey {
+            id: g.id.clone(),
+            secret_sha256: g.secret_sha256.clone(),
+            role: Role::Analyst,
+            scope: Scope::all(),
+            description: None,
+            created_at: Utc::now(),
+            created_by: "test".into(),
+            expires_at: None,
+            revoked_at: None,
+            rate_limits: BTreeMap::new(),
+        };
+        assert!(verify_token(&key, &g.token));
+        assert!(!verify_token(&key, &other.token));
+        // One character of the secret changed.
+        let mut tampered = g.token.clone().into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(!verify_token(&key, &tampered));
+        assert!(!verify_token(&key, ""));
+        // A stored hash that is not hex matches nothing.
+        let broken = ApiKey {
+            secret_sha256: "zz".into(),
+            ..key
+        };
+        assert!(!verify_token(&broken, &g.token));
+    }
+
+    #[test]
+    fn only_key_shaped_text_names_an_id() {
+        let secret = "A".repeat(SECRET_TEXT_LEN);
+        assert_eq!(
+            parse_token(&format!("chk_abcdefgh2345_{secret}")),
+            Some("abcdefgh2345")
+        );
+        // The secret may hold `_` and `-` (base64url): the id ends at the first `_`.
+        let with_underscore = format!("chk_abcdefgh2345_{}_-", "x".repeat(SECRET_TEXT_LEN - 2));
+        assert_eq!(parse_token(&with_underscore), Some("abcdefgh2345"));
+        for bad in [
+            String::new(),
+            "chk_".into(),
+            format!("abc_abcdefgh2345_{secret}"),
+            format!("chk_ABCDEFGH2345_{secret}"),
+            format!("chk_abcdefgh234_{secret}"),
+            format!("chk_abcdefgh2345_{}", &secret[1..]),
+            format!("chk_abcdefgh2345_{secret}="),
+            format!("chk_abcdefgh2345{secret}"),
+        ] {
+            assert_eq!(parse_token(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn audit_cursors_and_limits() {
+        let page = crate::Cursor::after(17).encode();
+        assert_eq!(AuditFilter::parse_cursor(&page), Ok(17));
+        assert!(AuditFilter::parse_cursor("17").is_err());
+        assert_eq!(
+            AuditFilter::default().page_limit(),
+            AuditFilter::DEFAULT_LIMIT
+        );
+        let f = AuditFilter {
+            limit: 3,
+            ..AuditFilter::default()
+        };
+        assert_eq!(f.page_limit(), 3);
     }
 }

@@ -359,6 +359,29 @@ pub trait Store: Send + Sync + 'static {
     async fn release_idempotency_key(&self, scope: &str, key: &str, token: &str) -> Result<()>;
     /// Removes the keys past their time to live; returns how many.
     async fn purge_idempotency_keys(&self) -> Result<u64>;
+
+    // API keys and the audit log (see the `access` module). Unscoped: only administrators
+    // (and the CLI, which has the database) reach them.
+
+    /// Stores a new API key (its hash, never its secret) and returns it as stored, with its
+    /// creation time. `Invalid` when a key with the same id exists, or the hash is not a
+    /// lower-case hex SHA-256.
+    async fn create_api_key(&self, key: &NewApiKey) -> Result<ApiKey>;
+    /// The key with this id, with its `secret_sha256` (for [`verify_token`]), also when it
+    /// is expired or revoked ([`ApiKey::is_active`] tells).
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKey>>;
+    /// Every key, revoked and expired ones too, oldest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
+    /// Revokes a key from now on and returns it; `None` when there is no such key. Revoking
+    /// a revoked key changes nothing: it keeps the time of its first revocation.
+    async fn revoke_api_key(&self, id: &str) -> Result<Option<ApiKey>>;
+    /// Appends an entry to the audit log, stamped with the store's clock; returns its id.
+    async fn record_audit(&self, entry: &NewAuditEntry) -> Result<i64>;
+    /// Audit entries, newest first, `filter.page_limit()` at a time. The next page is the
+    /// one with `before_id` = [`AuditFilter::parse_cursor`] of this page's `next_cursor`.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Page<AuditEntry>>;
+    /// Removes the audit entries recorded before `older_than`; returns how many.
+    async fn purge_audit(&self, older_than: DateTime<Utc>) -> Result<u64>;
 }
 
 #[cfg(test)]

@@ -3132,6 +3132,112 @@ impl Store for PgStore {
                 .await?;
         Ok(done.rows_affected())
     }
+
+    async fn create_api_key(&self, key: &crate::NewApiKey) -> Result<crate::ApiKey> {
+        key.check()?;
+        // `created_at` is truncated to microseconds by the column; the key is returned as
+        // stored, so that it equals what `get_api_key` reads.
+        let row = sqlx::query(
+            "INSERT INTO api_keys (id, secret_sha256, role, scope, description, created_at, \
+             created_by, expires_at, rate_limits) \
+             VALUES ($1, $2, $3, $4, $5, clock_timestamp(), $6, $7, $8) \
+             ON CONFLICT (id) DO NOTHING RETURNING *",
+        )
+        .bind(&key.id)
+        .bind(&key.secret_sha256)
+        .bind(key.role.as_str())
+        .bind(Json(&key.scope))
+        .bind(&key.description)
+        .bind(&key.created_by)
+        .bind(key.expires_at)
+        .bind(Json(&key.rate_limits))
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => api_key_from_row(&row),
+            None => Err(StoreError::Invalid(format!(
+                "an API key with id '{}' exists already",
+                key.id
+            ))),
+        }
+    }
+
+    async fn get_api_key(&self, id: &str) -> Result<Option<crate::ApiKey>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(api_key_from_row).transpose()
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<crate::ApiKey>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(api_key_from_row).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> Result<Option<crate::ApiKey>> {
+        let row = sqlx::query(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, clock_timestamp()) \
+             WHERE id = $1 RETURNING *",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(api_key_from_row).transpose()
+    }
+
+    async fn record_audit(&self, entry: &crate::NewAuditEntry) -> Result<i64> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO audit_log (at, actor, role, action, target, status, client, \
+             request_id, detail) \
+             VALUES (clock_timestamp(), $1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(&entry.actor)
+        .bind(&entry.role)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(i32::from(entry.status))
+        .bind(&entry.client)
+        .bind(&entry.request_id)
+        .bind(&entry.detail)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn list_audit(&self, filter: &crate::AuditFilter) -> Result<Page<crate::AuditEntry>> {
+        let limit = filter.page_limit();
+        let mut q = QueryBuilder::<Postgres>::new("SELECT * FROM audit_log WHERE TRUE");
+        if let Some(actor) = &filter.actor {
+            q.push(" AND actor = ").push_bind(actor.clone());
+        }
+        if filter.denied_only {
+            // Literal, so that the partial index `audit_log_denied` applies.
+            let statuses = crate::DENIED_STATUSES.map(|s| s.to_string()).join(", ");
+            q.push(format!(" AND status IN ({statuses})"));
+        }
+        if let Some(before) = filter.before_id {
+            q.push(" AND id < ").push_bind(before);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let items = rows
+            .iter()
+            .map(audit_entry_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_of(items, limit, |e| e.id))
+    }
+
+    async fn purge_audit(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM audit_log WHERE at < $1")
+            .bind(older_than)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
 }
 
 impl PgStore {
@@ -3291,4 +3397,42 @@ impl PgStore {
 /// A JSONB containment filter for one extras key and value: `{"key": "value"}`.
 fn extras_filter(key: &str, value: &str) -> Json<serde_json::Value> {
     Json(serde_json::json!({ key: value }))
+}
+
+/// A JSONB column read into `T`; a value that is not one is corrupt data.
+fn stored_json<T: serde::de::DeserializeOwned>(r: &PgRow, column: &str, what: &str) -> Result<T> {
+    let Json(value) = r.try_get::<Json<serde_json::Value>, _>(column)?;
+    serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn api_key_from_row(r: &PgRow) -> Result<crate::ApiKey> {
+    Ok(crate::ApiKey {
+        id: r.try_get("id")?,
+        secret_sha256: r.try_get("secret_sha256")?,
+        role: crate::access::stored_role(&r.try_get::<String, _>("role")?)?,
+        scope: stored_json(r, "scope", "API key scope")?,
+        description: r.try_get("description")?,
+        created_at: r.try_get("created_at")?,
+        created_by: r.try_get("created_by")?,
+        expires_at: r.try_get("expires_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        rate_limits: stored_json(r, "rate_limits", "API key rate limits")?,
+    })
+}
+
+fn audit_entry_from_row(r: &PgRow) -> Result<crate::AuditEntry> {
+    Ok(crate::AuditEntry {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        entry: crate::NewAuditEntry {
+            actor: r.try_get("actor")?,
+            role: r.try_get("role")?,
+            action: r.try_get("action")?,
+            target: r.try_get("target")?,
+            status: crate::access::stored_status(i64::from(r.try_get::<i32, _>("status")?))?,
+            client: r.try_get("client")?,
+            request_id: r.try_get("request_id")?,
+            detail: r.try_get("detail")?,
+        },
+    })
 }

@@ -2253,6 +2253,139 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn create_api_key(&self, key: &crate::NewApiKey) -> Result<crate::ApiKey> {
+        key.check()?;
+        let scope = crate::access::to_stored_json(&key.scope, "the key's scope")?;
+        let limits = crate::access::to_stored_json(&key.rate_limits, "the key's rate limits")?;
+        let key = key.clone();
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let row = sqlx::query(
+                    "INSERT INTO api_keys (id, secret_sha256, role, scope, description, \
+                     created_at, created_by, expires_at, rate_limits) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING *",
+                )
+                .bind(&key.id)
+                .bind(&key.secret_sha256)
+                .bind(key.role.as_str())
+                .bind(&scope)
+                .bind(&key.description)
+                .bind(now())
+                .bind(&key.created_by)
+                .bind(key.expires_at.map(instant))
+                .bind(&limits)
+                .fetch_optional(&mut *conn)
+                .await?;
+                match row {
+                    Some(row) => api_key_from_row(&row),
+                    None => Err(StoreError::Invalid(format!(
+                        "an API key with id '{}' exists already",
+                        key.id
+                    ))),
+                }
+            })
+        })
+        .await
+    }
+
+    async fn get_api_key(&self, id: &str) -> Result<Option<crate::ApiKey>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(api_key_from_row).transpose()
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<crate::ApiKey>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(api_key_from_row).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> Result<Option<crate::ApiKey>> {
+        let id = id.to_owned();
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let row = sqlx::query(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? \
+                     RETURNING *",
+                )
+                .bind(now())
+                .bind(&id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                row.as_ref().map(api_key_from_row).transpose()
+            })
+        })
+        .await
+    }
+
+    async fn record_audit(&self, entry: &crate::NewAuditEntry) -> Result<i64> {
+        let entry = entry.clone();
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO audit_log (at, actor, role, action, target, status, client, \
+                     request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(now())
+                .bind(&entry.actor)
+                .bind(&entry.role)
+                .bind(&entry.action)
+                .bind(&entry.target)
+                .bind(i64::from(entry.status))
+                .bind(&entry.client)
+                .bind(&entry.request_id)
+                .bind(&entry.detail)
+                .fetch_one(&mut *conn)
+                .await?;
+                Ok(id)
+            })
+        })
+        .await
+    }
+
+    async fn list_audit(&self, filter: &crate::AuditFilter) -> Result<Page<crate::AuditEntry>> {
+        let limit = filter.page_limit();
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM audit_log WHERE 1 = 1");
+        if let Some(actor) = &filter.actor {
+            q.push(" AND actor = ").push_bind(actor.clone());
+        }
+        if filter.denied_only {
+            q.push(" AND status IN (");
+            let mut statuses = q.separated(", ");
+            for status in crate::DENIED_STATUSES {
+                statuses.push_bind(i64::from(status));
+            }
+            q.push(")");
+        }
+        if let Some(before) = filter.before_id {
+            q.push(" AND id < ").push_bind(before);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows = q.build().fetch_all(&self.read).await?;
+        let items = rows
+            .iter()
+            .map(audit_entry_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_of(items, limit, |e| e.id))
+    }
+
+    async fn purge_audit(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query("DELETE FROM audit_log WHERE at < ?")
+                    .bind(instant(older_than))
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(done.rows_affected())
+            })
+        })
+        .await
+    }
 }
 
 /// The instant `span` from now as the database stores it; spans past the year 9999 end there.
@@ -2423,4 +2556,39 @@ impl SqliteStore {
         }
         Ok(found)
     }
+}
+
+fn api_key_from_row(r: &SqliteRow) -> Result<crate::ApiKey> {
+    Ok(crate::ApiKey {
+        id: r.try_get("id")?,
+        secret_sha256: r.try_get("secret_sha256")?,
+        role: crate::access::stored_role(&r.try_get::<String, _>("role")?)?,
+        scope: crate::access::from_stored_json(&r.try_get::<String, _>("scope")?, "API key scope")?,
+        description: r.try_get("description")?,
+        created_at: ts(&r.try_get::<String, _>("created_at")?)?,
+        created_by: r.try_get("created_by")?,
+        expires_at: opt_ts(r.try_get("expires_at")?)?,
+        revoked_at: opt_ts(r.try_get("revoked_at")?)?,
+        rate_limits: crate::access::from_stored_json(
+            &r.try_get::<String, _>("rate_limits")?,
+            "API key rate limits",
+        )?,
+    })
+}
+
+fn audit_entry_from_row(r: &SqliteRow) -> Result<crate::AuditEntry> {
+    Ok(crate::AuditEntry {
+        id: r.try_get("id")?,
+        at: ts(&r.try_get::<String, _>("at")?)?,
+        entry: crate::NewAuditEntry {
+            actor: r.try_get("actor")?,
+            role: r.try_get("role")?,
+            action: r.try_get("action")?,
+            target: r.try_get("target")?,
+            status: crate::access::stored_status(r.try_get("status")?)?,
+            client: r.try_get("client")?,
+            request_id: r.try_get("request_id")?,
+            detail: r.try_get("detail")?,
+        },
+    })
 }

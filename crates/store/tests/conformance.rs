@@ -48,6 +48,8 @@ conformance!(
     document_content_is_stored_once_in_chunks_and_read_back_whole,
     every_read_returns_only_what_the_scope_allows,
     a_policy_stamp_moves_with_every_change_to_its_detail,
+    api_keys_round_trip_refuse_a_duplicate_id_and_keep_their_first_revocation,
+    the_audit_log_lists_newest_first_by_page_filters_and_purges,
 );
 
 async fn versions_transactions_and_events_follow_the_changes(target: Target) {
@@ -2866,4 +2868,342 @@ async fn a_policy_stamp_moves_with_every_change_to_its_detail(target: Target) {
     }
     let distinct: HashSet<&String> = seen[..4].iter().collect();
     assert_eq!(distinct.len(), 4, "{seen:?}");
+}
+
+/// A new key from fresh key material; the token is returned beside it.
+fn new_key(role: Role, scope: Scope) -> (NewApiKey, String) {
+    let generated = ApiKeySecret::generate();
+    let key = NewApiKey {
+        id: generated.id,
+        secret_sha256: generated.secret_sha256,
+        role,
+        scope,
+        description: None,
+        expires_at: None,
+        rate_limits: Default::default(),
+        created_by: "admin-1".into(),
+    };
+    (key, generated.token)
+}
+
+/// Whole seconds: both backends keep instants to the microsecond.
+fn whole_seconds(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(t.timestamp(), 0).unwrap()
+}
+
+async fn api_keys_round_trip_refuse_a_duplicate_id_and_keep_their_first_revocation(target: Target) {
+    let store = target.store().await;
+    let start = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+    let in_30_days = whole_seconds(chrono::Utc::now() + chrono::Duration::days(30));
+
+    // A carrier's key: two carriers, one book, its own rate limits, an expiry.
+    let (mut carrier_key, carrier_token) = new_key(
+        Role::Carrier,
+        Scope::carriers(["acme", "beta"]).with_books(["AB12"]),
+    );
+    carrier_key.description = Some("acme's feed uploader".into());
+    carrier_key.expires_at = Some(in_30_days);
+    carrier_key.rate_limits = [
+        ("reads".to_owned(), "100/1m".parse().unwrap()),
+        ("uploads".to_owned(), "5/1h".parse().unwrap()),
+    ]
+    .into();
+    let created = store.create_api_key(&carrier_key).await.unwrap();
+    assert_eq!(created.id, carrier_key.id);
+    assert_eq!(created.secret_sha256, carrier_key.secret_sha256);
+    assert_eq!(created.role, Role::Carrier);
+    assert_eq!(created.scope, carrier_key.scope);
+    assert_eq!(created.description.as_deref(), Some("acme's feed uploader"));
+    assert_eq!(created.created_by, "admin-1");
+    assert_eq!(created.expires_at, Some(in_30_days));
+    assert_eq!(created.revoked_at, None);
+    assert_eq!(created.rate_limits, carrier_key.rate_limits);
+    assert_eq!(
+        created.rate_limits["uploads"],
+        RateLimit {
+            limit: 5,
+            window_secs: 3600
+        }
+    );
+    assert!(created.created_at >= start && created.created_at <= chrono::Utc::now());
+    assert!(created.is_active(chrono::Utc::now()));
+    assert!(!created.is_active(in_30_days));
+
+    // Read back as stored, by a second store on the same database, with its hash.
+    let other = target.store().await;
+    let got = other.get_api_key(&carrier_key.id).await.unwrap().unwrap();
+    assert_eq!(got, created);
+    assert!(verify_token(&got, &carrier_token));
+    assert_eq!(parse_token(&carrier_token), Some(got.id.as_str()));
+
+    // An administrator's key, unrestricted; an analyst's that may see nothing (an empty
+    // carrier set is not the absence of a restriction); one that has expired.
+    let (admin_key, admin_token) = new_key(Role::Admin, Scope::all());
+    let admin = store.create_api_key(&admin_key).await.unwrap();
+    assert!(admin.scope.is_unrestricted() && admin.rate_limits.is_empty());
+    assert!(!verify_token(&admin, &carrier_token));
+    assert!(verify_token(&admin, &admin_token));
+    let (nothing_key, _) = new_key(Role::Analyst, Scope::carriers(Vec::<String>::new()));
+    let nothing = store.create_api_key(&nothing_key).await.unwrap();
+    assert_eq!(nothing.scope.carriers, Some(Default::default()));
+    assert!(!nothing.scope.allows_carrier("acme"));
+    let (mut expired_key, _) = new_key(Role::Operator, Scope::carriers(["acme"]));
+    expired_key.expires_at = Some(whole_seconds(chrono::Utc::now()) - chrono::Duration::days(1));
+    let expired = store.create_api_key(&expired_key).await.unwrap();
+    assert!(!expired.is_active(chrono::Utc::now()));
+
+    // A second key with an existing id is refused, and the first one is left as it was.
+    let (mut duplicate, _) = new_key(Role::Admin, Scope::all());
+    duplicate.id = carrier_key.id.clone();
+    let err = store.create_api_key(&duplicate).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.contains(&carrier_key.id)),
+        "{err}"
+    );
+    assert_eq!(
+        store.get_api_key(&carrier_key.id).await.unwrap().unwrap(),
+        created
+    );
+    // Neither a malformed id nor a hash that is not one is stored.
+    let (mut bad_hash, _) = new_key(Role::Admin, Scope::all());
+    bad_hash.secret_sha256 = "not-a-hash".into();
+    assert!(matches!(
+        store.create_api_key(&bad_hash).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let (mut bad_id, _) = new_key(Role::Admin, Scope::all());
+    bad_id.id = "has_underscore".into();
+    assert!(matches!(
+        store.create_api_key(&bad_id).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(store.get_api_key(&bad_hash.id).await.unwrap().is_none());
+
+    // Listed oldest first, exactly as read one by one.
+    let listed = store.list_api_keys().await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            carrier_key.id.as_str(),
+            admin_key.id.as_str(),
+            nothing_key.id.as_str(),
+            expired_key.id.as_str()
+        ]
+    );
+    assert_eq!(listed, vec![created.clone(), admin, nothing, expired]);
+
+    // Revoked from now on; revoking again keeps the first time.
+    let revoked = store
+        .revoke_api_key(&carrier_key.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let first_revocation = revoked.revoked_at.expect("revoked");
+    assert!(first_revocation >= created.created_at && first_revocation <= chrono::Utc::now());
+    assert!(!revoked.is_active(chrono::Utc::now()));
+    assert_eq!(
+        revoked,
+        ApiKey {
+            revoked_at: Some(first_revocation),
+            ..created.clone()
+        }
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let again = store
+        .revoke_api_key(&carrier_key.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.revoked_at, Some(first_revocation));
+    let stored = other.get_api_key(&carrier_key.id).await.unwrap().unwrap();
+    assert_eq!(stored.revoked_at, Some(first_revocation));
+    // The others are untouched.
+    assert!(store
+        .get_api_key(&admin_key.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_none());
+
+    // No such key.
+    assert!(store
+        .revoke_api_key("aaaaaaaaaaaa")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.get_api_key("aaaaaaaaaaaa").await.unwrap().is_none());
+}
+
+fn audit(actor: &str, action: &str, status: u16) -> NewAuditEntry {
+    NewAuditEntry {
+        actor: actor.into(),
+        role: None,
+        action: action.into(),
+        target: None,
+        status,
+        client: None,
+        request_id: None,
+        detail: None,
+    }
+}
+
+/// Every page of `filter`, following the cursors; each page at most `filter.limit` long.
+async fn audit_pages(store: &Arc<dyn Store>, mut filter: AuditFilter) -> Vec<Vec<i64>> {
+    let mut pages = Vec::new();
+    loop {
+        let page = store.list_audit(&filter).await.unwrap();
+        assert!(page.items.len() <= filter.page_limit() as usize);
+        pages.push(page.items.iter().map(|e| e.id).collect());
+        match page.next_cursor {
+            Some(cursor) => filter.before_id = Some(AuditFilter::parse_cursor(&cursor).unwrap()),
+            None => return pages,
+        }
+        assert!(pages.len() < 100, "paging does not end");
+    }
+}
+
+async fn the_audit_log_lists_newest_first_by_page_filters_and_purges(target: Target) {
+    let store = target.store().await;
+    assert!(store
+        .list_audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let start = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+
+    // Every field is kept.
+    let full = NewAuditEntry {
+        actor: "alice".into(),
+        role: Some("operator".into()),
+        action: "POST /v1/carriers/acme/submissions".into(),
+        target: Some("submission:42".into()),
+        status: 201,
+        client: Some("203.0.113.7".into()),
+        request_id: Some("req-1".into()),
+        detail: Some("policies.csv".into()),
+    };
+    let mut ids = vec![store.record_audit(&full).await.unwrap()];
+    for (actor, status) in [
+        ("anonymous", 401),
+        ("bob", 200),
+        ("alice", 403),
+        ("bob", 429),
+        ("alice", 500),
+        ("bob", 404),
+    ] {
+        ids.push(
+            store
+                .record_audit(&audit(actor, "GET /v1/policies", status))
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let newest_first: Vec<i64> = ids.iter().rev().copied().collect();
+
+    let all = store.list_audit(&AuditFilter::default()).await.unwrap();
+    assert!(all.next_cursor.is_none());
+    assert_eq!(
+        all.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        newest_first
+    );
+    let first = all.items.last().unwrap();
+    assert_eq!(first.entry, full);
+    assert!(first.at >= start && first.at <= chrono::Utc::now());
+    assert!(all.items.windows(2).all(|w| w[0].at >= w[1].at));
+    assert_eq!(
+        (all.items[0].entry.actor.as_str(), all.items[0].entry.status),
+        ("bob", 404)
+    );
+
+    // Pages of three, then of one: every entry once, newest first.
+    let pages = audit_pages(
+        &store,
+        AuditFilter {
+            limit: 3,
+            ..AuditFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(pages.len(), 3);
+    assert_eq!(pages.concat(), newest_first);
+    let pages = audit_pages(
+        &store,
+        AuditFilter {
+            limit: 1,
+            ..AuditFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(pages.concat(), newest_first);
+
+    // By actor, and only the denied requests (401, 403, 429; not 404 or 500).
+    let alice = audit_pages(
+        &store,
+        AuditFilter {
+            actor: Some("alice".into()),
+            limit: 2,
+            ..AuditFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(alice.concat(), [ids[5], ids[3], ids[0]]);
+    let denied = store
+        .list_audit(&AuditFilter {
+            denied_only: true,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let statuses: Vec<u16> = denied.items.iter().map(|e| e.entry.status).collect();
+    assert_eq!(statuses, [429, 403, 401]);
+    let denied_bob = audit_pages(
+        &store,
+        AuditFilter {
+            actor: Some("bob".into()),
+            denied_only: true,
+            limit: 1,
+            ..AuditFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(denied_bob.concat(), [ids[4]]);
+    assert!(store
+        .list_audit(&AuditFilter {
+            actor: Some("nobody".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+
+    // Purging removes what was recorded before the instant, and only that.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cutoff = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let later = [
+        store
+            .record_audit(&audit("carol", "key.create", 201))
+            .await
+            .unwrap(),
+        store
+            .record_audit(&audit("carol", "key.revoke", 200))
+            .await
+            .unwrap(),
+    ];
+    assert_eq!(store.purge_audit(cutoff).await.unwrap(), 7);
+    let left = store.list_audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(
+        left.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [later[1], later[0]]
+    );
+    assert_eq!(store.purge_audit(cutoff).await.unwrap(), 0);
+    // Ids keep growing after everything was purged: a cursor never meets a reused id.
+    assert_eq!(store.purge_audit(chrono::Utc::now()).await.unwrap(), 2);
+    let next = store.record_audit(&audit("carol", "x", 200)).await.unwrap();
+    assert!(next > later[1], "{next} after {}", later[1]);
 }
