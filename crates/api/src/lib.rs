@@ -11,6 +11,7 @@ mod etag;
 mod idempotency;
 mod params;
 mod problem;
+pub mod ratelimit;
 mod routes;
 mod uploads;
 
@@ -19,6 +20,10 @@ pub use cache::ReadCache;
 pub use caller::{AuthMethod, Caller};
 pub use idempotency::DEFAULT_TTL as DEFAULT_IDEMPOTENCY_TTL;
 pub use problem::Problem;
+pub use ratelimit::{
+    rate_limit, Decision, OnBackendError, RateLimitConfig, RateLimitError, RateLimiter, RateLimits,
+    RouteClass,
+};
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
