@@ -6,6 +6,7 @@
 mod caller;
 mod diff;
 mod idempotency;
+pub mod oidc;
 mod params;
 mod problem;
 mod routes;
