@@ -9,6 +9,7 @@ mod caller;
 mod diff;
 mod etag;
 mod idempotency;
+pub mod oidc;
 mod params;
 mod problem;
 pub mod ratelimit;
