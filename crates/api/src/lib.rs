@@ -57,6 +57,8 @@ pub struct AppState {
     pub auth: Auth,
     /// Hot reads, checked against the store on every use.
     pub cache: ReadCache,
+    /// Request budgets per caller and route class; `None` turns rate limiting off.
+    pub rate_limits: Option<Arc<RateLimits>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -67,7 +69,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/mappings/check", post(uploads::check_mapping))
         .layer(DefaultBodyLimit::max(state.max_upload_bytes));
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
@@ -91,18 +93,27 @@ pub fn router(state: AppState) -> Router {
             get(routes::list_submission_errors),
         )
         .route("/v1/portfolio", get(routes::portfolio))
+        .route("/v1/audit", get(routes::list_audit))
         .merge(uploads)
         // Route layers see the matched route, and unmatched paths skip them. The last one
-        // added runs first: authentication, then conditional GETs.
-        .route_layer(axum::middleware::from_fn(etag::conditional_get))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        // added runs first: authentication, then the caller's rate limit, then conditional
+        // GETs around the handler.
+        .route_layer(axum::middleware::from_fn(etag::conditional_get));
+    let app = match &state.rate_limits {
+        Some(limits) => app.route_layer(axum::middleware::from_fn_with_state(
+            limits.clone(),
+            ratelimit::rate_limit,
+        )),
+        None => app,
+    };
+    app.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::authenticate,
+    ))
+    .fallback(routes::not_found)
+    .method_not_allowed_fallback(routes::method_not_allowed)
+    .layer(TraceLayer::new_for_http())
+    .with_state(state)
 }
 
 /// Serves `/metrics` and `/healthz` alone, for processes without the API role.
@@ -132,7 +143,8 @@ pub async fn serve(
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "API listening");
     let sweeper = tokio::spawn(idempotency::sweep_expired_keys(state.store.clone()));
-    let served = axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     sweeper.abort();

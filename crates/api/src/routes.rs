@@ -365,3 +365,29 @@ pub async fn portfolio(
     };
     Ok(Json(body(json!({ "items": lines }), as_of)))
 }
+
+/// `GET /v1/audit`: the audit log, newest first (administrators only; see `auth.rs`).
+pub async fn list_audit(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
+    let p = Params::new(q, &["actor", "denied", "limit", "cursor"])?;
+    let limit = p.parsed::<u32>("limit")?.unwrap_or(50);
+    if limit == 0 || limit > crate::params::MAX_LIMIT {
+        return Err(Problem::bad_request(format!(
+            "query parameter 'limit' must be between 1 and {}, not {limit}",
+            crate::params::MAX_LIMIT
+        )));
+    }
+    let filter = carrierhub_store::AuditFilter {
+        actor: p.text("actor"),
+        denied_only: p.parsed::<bool>("denied")?.unwrap_or(false),
+        before_id: p
+            .text("cursor")
+            .map(|c| {
+                carrierhub_store::AuditFilter::parse_cursor(&c)
+                    .map_err(|e| Problem::bad_request(format!("query parameter 'cursor': {e}")))
+            })
+            .transpose()?,
+        limit,
+    };
+    let page = state.store.list_audit(&filter).await?;
+    Ok(Json(serde_json::to_value(page).expect("serialise")))
+}

@@ -1,6 +1,7 @@
 //! `carrierhub`: the one binary. Every verb an operator needs, over the same library crates.
 
 mod app;
+mod config;
 mod demo;
 mod dlq;
 mod ingest;

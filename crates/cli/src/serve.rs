@@ -78,6 +78,26 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=24 * 365)
     )]
     pub idempotency_ttl_hours: u64,
+    /// The settings file (TOML): authentication, OIDC, rate limits. See docs/operations.md.
+    #[arg(long, env = "CARRIERHUB_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Require API keys (made with `carrierhub keys create`); the same as `api_keys = true`
+    /// in the settings file.
+    #[arg(
+        long,
+        env = "CARRIERHUB_API_KEYS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value_t = false,
+        num_args = 0,
+        default_missing_value = "true"
+    )]
+    pub api_keys: bool,
+    /// Share rate limits between API replicas through this Redis server.
+    #[arg(long, env = "CARRIERHUB_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Policies kept in the read cache (0 turns it off).
+    #[arg(long, env = "CARRIERHUB_READ_CACHE_ENTRIES", default_value_t = 10_000)]
+    pub read_cache_entries: usize,
 }
 
 impl ServeArgs {
@@ -163,6 +183,24 @@ pub async fn serve_app(app: App, broker: Arc<dyn Broker>, args: ServeArgs) -> an
     let render: Option<carrierhub_api::MetricsRender> =
         metrics.map(|handle| Arc::new(move || handle.render()) as carrierhub_api::MetricsRender);
     if args.has(Role::Api) {
+        let config = match &args.config {
+            Some(path) => crate::config::Config::load(path)?,
+            None => crate::config::Config::default(),
+        };
+        let auth = auth_of(&args, &config)?;
+        let mut rate_config = config.rate_limits;
+        if args.redis_url.is_some() {
+            rate_config.redis_url = args.redis_url.clone();
+        }
+        let rate_limits = if rate_config.enabled {
+            Some(Arc::new(
+                carrierhub_api::RateLimits::from_config(rate_config)
+                    .await
+                    .context("rate limits")?,
+            ))
+        } else {
+            None
+        };
         let listener = tokio::net::TcpListener::bind(args.bind)
             .await
             .with_context(|| format!("cannot listen on {}", args.bind))?;
@@ -176,8 +214,9 @@ pub async fn serve_app(app: App, broker: Arc<dyn Broker>, args: ServeArgs) -> an
             metrics: render,
             max_upload_bytes: args.max_upload_mib * 1024 * 1024,
             idempotency_ttl: Duration::from_secs(args.idempotency_ttl_hours * 3600),
-            auth: carrierhub_api::Auth::development(),
-            cache: carrierhub_api::ReadCache::new(10_000),
+            auth,
+            cache: carrierhub_api::ReadCache::new(args.read_cache_entries),
+            rate_limits,
         };
         carrierhub_api::serve(listener, state, shutdown_signal()).await?;
     } else {
@@ -193,6 +232,45 @@ pub async fn serve_app(app: App, broker: Arc<dyn Broker>, args: ServeArgs) -> an
         carrierhub_api::serve_admin(listener, render, shutdown_signal()).await?;
     }
     Ok(())
+}
+
+/// Authentication as the flags and the settings file configure it. Without any, development
+/// mode, which only a loopback address may serve.
+fn auth_of(
+    args: &ServeArgs,
+    config: &crate::config::Config,
+) -> anyhow::Result<carrierhub_api::Auth> {
+    let api_keys = args.api_keys || config.auth.api_keys;
+    let oidc = config
+        .auth
+        .oidc
+        .clone()
+        .map(carrierhub_api::oidc::OidcVerifier::new)
+        .transpose()
+        .context("settings [auth.oidc]")?;
+    if !api_keys && oidc.is_none() {
+        if !args.bind.ip().is_loopback() {
+            anyhow::bail!(
+                "refusing to serve on {} without authentication: turn on API keys (--api-keys, \
+                 then `carrierhub keys create`) or OIDC ([auth.oidc] in --config), or bind to a \
+                 loopback address such as 127.0.0.1",
+                args.bind
+            );
+        }
+        tracing::warn!(
+            bind = %args.bind,
+            "development mode: no authentication is configured, and every request is served as an \
+             unrestricted administrator; only loopback clients can connect"
+        );
+        return Ok(carrierhub_api::Auth::development());
+    }
+    let auth = carrierhub_api::Auth::enforced(
+        api_keys,
+        oidc,
+        Duration::from_secs(config.auth.key_cache_secs),
+    );
+    tracing::info!(accepts = %auth.describe(), "authentication required");
+    Ok(auth)
 }
 
 pub async fn run(location: &Location, args: ServeArgs) -> anyhow::Result<ExitCode> {

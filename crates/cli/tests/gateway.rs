@@ -160,7 +160,10 @@ async fn credentials_are_required_checked_and_every_refusal_is_audited() {
     assert!(env.run(&["keys", "revoke", id]).status.success());
     let (status, _, body) = get_as(&client, &server, &revoked, "/v1/carriers").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(body["detail"].as_str().unwrap().contains("revoked"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
 
     // Roles: an analyst reads, and may not upload, replay or read the audit log.
     let r = client
@@ -196,12 +199,18 @@ async fn credentials_are_required_checked_and_every_refusal_is_audited() {
     };
     let upload = find("POST /v1/carriers/{carrier}/submissions", 202);
     assert_eq!(upload.len(), 1, "{audit}");
-    assert_eq!(upload[0]["actor"], format!("key:{}", admin.split('_').nth(1).unwrap()));
+    assert_eq!(
+        upload[0]["actor"],
+        format!("key:{}", admin.split('_').nth(1).unwrap())
+    );
     assert_eq!(upload[0]["role"], "admin");
     assert_eq!(upload[0]["client"], "127.0.0.1");
     assert_eq!(upload[0]["request_id"], "req-upload-1");
     assert_eq!(upload[0]["target"], "/v1/carriers/acme/submissions");
-    assert_eq!(find("POST /v1/carriers/{carrier}/submissions", 403).len(), 1);
+    assert_eq!(
+        find("POST /v1/carriers/{carrier}/submissions", 403).len(),
+        1
+    );
     assert_eq!(find("GET /v1/audit", 403).len(), 1);
     // The unauthenticated and bad-key requests, and the revoked key's.
     assert_eq!(find("GET /v1/policies", 401).len(), 4, "{audit}");
@@ -239,7 +248,10 @@ async fn a_caller_scoped_to_one_carrier_sees_nothing_of_another() {
     let admin = key(&env, &["--role", "admin"]);
     let acme = key(&env, &["--role", "carrier", "--carrier", "acme"]);
     let acme_operator = key(&env, &["--role", "operator", "--carrier", "acme"]);
-    let beta_book = key(&env, &["--role", "analyst", "--carrier", "beta", "--book", "AB12"]);
+    let beta_book = key(
+        &env,
+        &["--role", "analyst", "--carrier", "beta", "--book", "AB12"],
+    );
     let server = env.serve_with(&["--api-keys"]);
     let client = Client::new();
 
@@ -260,7 +272,10 @@ async fn a_caller_scoped_to_one_carrier_sees_nothing_of_another() {
     let (_, _, carriers) = get_as(&client, &server, &acme, "/v1/carriers").await;
     let items = carriers["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{carriers}");
-    assert_eq!((items[0]["id"].as_str(), items[0]["policies"].as_i64()), (Some("acme"), Some(3)));
+    assert_eq!(
+        (items[0]["id"].as_str(), items[0]["policies"].as_i64()),
+        (Some("acme"), Some(3))
+    );
     for path in [
         "/v1/policies",
         "/v1/policies?carrier=beta",
@@ -291,14 +306,24 @@ async fn a_caller_scoped_to_one_carrier_sees_nothing_of_another() {
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
             assert!(!body.to_string().contains("beta"), "{path}: {body}");
         }
-        let (_, _, claims) =
-            get_as(&client, &server, &acme, &format!("/v1/claims?policy_id={id}")).await;
+        let (_, _, claims) = get_as(
+            &client,
+            &server,
+            &acme,
+            &format!("/v1/claims?policy_id={id}"),
+        )
+        .await;
         assert_eq!(claims["items"], serde_json::json!([]));
     }
     // The same id answers the same 404 as one that does not exist at all.
     let (_, _, missing) = get_as(&client, &server, &acme, "/v1/policies/999999").await;
-    let (_, _, hidden) =
-        get_as(&client, &server, &acme, &format!("/v1/policies/{}", beta_ids[0])).await;
+    let (_, _, hidden) = get_as(
+        &client,
+        &server,
+        &acme,
+        &format!("/v1/policies/{}", beta_ids[0]),
+    )
+    .await;
     assert_eq!(
         missing["detail"].as_str().unwrap().replace("999999", "N"),
         hidden["detail"]
@@ -333,7 +358,10 @@ async fn a_caller_scoped_to_one_carrier_sees_nothing_of_another() {
         )
         .await;
         assert_eq!(status, StatusCode::OK);
-        assert!(carriers_of(&body["items"]).iter().all(|c| c == "acme"), "{body}");
+        assert!(
+            carriers_of(&body["items"]).iter().all(|c| c == "acme"),
+            "{body}"
+        );
     }
 
     // Writes: beta's feed and beta's submission do not exist for acme's callers.
@@ -423,12 +451,18 @@ async fn etags_answer_304_and_a_read_after_a_change_is_never_stale() {
     let (status, headers, first) = get_as(&client, &server, "", &path).await;
     assert_eq!(status, StatusCode::OK);
     let tag = headers["etag"].to_str().unwrap().to_owned();
-    assert!(tag.starts_with('"') && tag.ends_with('"'), "a strong tag: {tag}");
+    assert!(
+        tag.starts_with('"') && tag.ends_with('"'),
+        "a strong tag: {tag}"
+    );
     assert_eq!(headers["cache-control"], "private, no-cache");
     // Twice more (the second from the cache): the same bytes, the same tag.
     for _ in 0..2 {
         let (_, headers, again) = get_as(&client, &server, "", &path).await;
-        assert_eq!((headers["etag"].to_str().unwrap(), &again), (tag.as_str(), &first));
+        assert_eq!(
+            (headers["etag"].to_str().unwrap(), &again),
+            (tag.as_str(), &first)
+        );
     }
     let r = client
         .get(server.url(&path))
