@@ -5,6 +5,7 @@
 
 mod caller;
 mod diff;
+pub mod gateway;
 mod idempotency;
 mod params;
 mod problem;
@@ -12,6 +13,7 @@ mod routes;
 mod uploads;
 
 pub use caller::{AuthMethod, Caller};
+pub use gateway::{CorsConfig, GatewayConfig, RequestId};
 pub use idempotency::DEFAULT_TTL as DEFAULT_IDEMPOTENCY_TTL;
 pub use problem::Problem;
 
@@ -23,7 +25,6 @@ use carrierhub_store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tower_http::trace::TraceLayer;
 
 /// Renders metrics for `/metrics`.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
@@ -42,9 +43,12 @@ pub struct AppState {
     pub max_upload_bytes: usize,
     /// How long an `Idempotency-Key` and its response are kept.
     pub idempotency_ttl: std::time::Duration,
+    /// Request ids, tracing, time and body limits, compression, CORS (`gateway.rs`).
+    pub gateway: GatewayConfig,
 }
 
 pub fn router(state: AppState) -> Router {
+    let (gateway, max_upload_bytes) = (state.gateway.clone(), state.max_upload_bytes);
     let uploads = Router::new()
         .route(
             "/v1/carriers/{carrier}/submissions",
@@ -52,7 +56,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/mappings/check", post(uploads::check_mapping))
         .layer(DefaultBodyLimit::max(state.max_upload_bytes));
-    Router::new()
+    let api = Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
@@ -79,8 +83,8 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    gateway::apply(api, &gateway, max_upload_bytes)
 }
 
 /// Serves `/metrics` and `/healthz` alone, for processes without the API role.
