@@ -38,6 +38,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// The request header.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -232,13 +233,17 @@ where
         IdempotencyClaim::Mismatch => return Err(mismatch(&key)),
     }
     let store = state.store.clone();
-    let task = tokio::spawn(async move {
-        let response = match tokio::spawn(work).await {
-            Ok(response) => response,
-            Err(e) => Problem::internal(&e).into_response(),
-        };
-        settle(store, &scope, &key, &token, response).await
-    });
+    // The tasks carry the request's span, so what they log names the request.
+    let task = tokio::spawn(
+        async move {
+            let response = match tokio::spawn(work.in_current_span()).await {
+                Ok(response) => response,
+                Err(e) => Problem::internal(&e).into_response(),
+            };
+            settle(store, &scope, &key, &token, response).await
+        }
+        .in_current_span(),
+    );
     task.await.map_err(|e| Problem::internal(&e))
 }
 

@@ -8,6 +8,7 @@ mod cache;
 mod caller;
 mod diff;
 mod etag;
+pub mod gateway;
 mod idempotency;
 pub mod oidc;
 mod params;
@@ -19,6 +20,7 @@ mod uploads;
 pub use auth::{role_allows, Auth};
 pub use cache::ReadCache;
 pub use caller::{AuthMethod, Caller};
+pub use gateway::{CorsConfig, GatewayConfig, RequestId};
 pub use idempotency::DEFAULT_TTL as DEFAULT_IDEMPOTENCY_TTL;
 pub use problem::Problem;
 pub use ratelimit::{
@@ -34,7 +36,6 @@ use carrierhub_store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tower_http::trace::TraceLayer;
 
 /// Renders metrics for `/metrics`.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
@@ -59,9 +60,12 @@ pub struct AppState {
     pub cache: ReadCache,
     /// Request budgets per caller and route class; `None` turns rate limiting off.
     pub rate_limits: Option<Arc<RateLimits>>,
+    /// Request ids, tracing, time and body limits, compression, CORS (`gateway.rs`).
+    pub gateway: GatewayConfig,
 }
 
 pub fn router(state: AppState) -> Router {
+    let (gateway, max_upload_bytes) = (state.gateway.clone(), state.max_upload_bytes);
     let uploads = Router::new()
         .route(
             "/v1/carriers/{carrier}/submissions",
@@ -69,7 +73,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/mappings/check", post(uploads::check_mapping))
         .layer(DefaultBodyLimit::max(state.max_upload_bytes));
-    let app = Router::new()
+    let api = Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
@@ -99,21 +103,22 @@ pub fn router(state: AppState) -> Router {
         // added runs first: authentication, then the caller's rate limit, then conditional
         // GETs around the handler.
         .route_layer(axum::middleware::from_fn(etag::conditional_get));
-    let app = match &state.rate_limits {
-        Some(limits) => app.route_layer(axum::middleware::from_fn_with_state(
+    let api = match &state.rate_limits {
+        Some(limits) => api.route_layer(axum::middleware::from_fn_with_state(
             limits.clone(),
             ratelimit::rate_limit,
         )),
-        None => app,
+        None => api,
     };
-    app.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::authenticate,
-    ))
-    .fallback(routes::not_found)
-    .method_not_allowed_fallback(routes::method_not_allowed)
-    .layer(TraceLayer::new_for_http())
-    .with_state(state)
+    let api = api
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(state);
+    gateway::apply(api, &gateway, max_upload_bytes)
 }
 
 /// Serves `/metrics` and `/healthz` alone, for processes without the API role.

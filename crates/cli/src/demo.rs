@@ -27,6 +27,7 @@ pub struct DemoArgs {
 }
 
 pub async fn run(location: &Location, args: DemoArgs) -> anyhow::Result<ExitCode> {
+    args.serve.gateway()?;
     let feeds = location.data_dir.join("demo-feeds");
     println!(
         "Generating feeds for {} carriers ({} policies each) in {}",

@@ -3,6 +3,7 @@
 
 use crate::app::{App, Location};
 use anyhow::Context;
+use carrierhub_api::gateway::{self, CorsConfig, GatewayConfig};
 use carrierhub_api::AppState;
 use carrierhub_broker::Broker;
 use carrierhub_pipeline::{Relay, Worker, WorkerConfig, WORKER_GROUP};
@@ -98,11 +99,77 @@ pub struct ServeArgs {
     /// Policies kept in the read cache (0 turns it off).
     #[arg(long, env = "CARRIERHUB_READ_CACHE_ENTRIES", default_value_t = 10_000)]
     pub read_cache_entries: usize,
+    /// Seconds a request may take before it is answered 503 (uploads and replays have
+    /// `--upload-timeout-secs`).
+    #[arg(
+        long,
+        env = "CARRIERHUB_REQUEST_TIMEOUT_SECS",
+        default_value_t = gateway::DEFAULT_REQUEST_TIMEOUT_SECS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub request_timeout_secs: u64,
+    /// Seconds an upload (its body included) or a replay may take before it is answered 503.
+    #[arg(
+        long,
+        env = "CARRIERHUB_UPLOAD_TIMEOUT_SECS",
+        default_value_t = gateway::DEFAULT_UPLOAD_TIMEOUT_SECS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub upload_timeout_secs: u64,
+    /// Largest request body of the routes that are not uploads, in KiB (uploads:
+    /// `--max-upload-mib`).
+    #[arg(
+        long,
+        env = "CARRIERHUB_MAX_BODY_KIB",
+        default_value_t = gateway::DEFAULT_MAX_BODY_BYTES as u64 / 1024,
+        value_parser = clap::value_parser!(u64).range(1..=1024 * 1024)
+    )]
+    pub max_body_kib: u64,
+    /// Do not compress responses (gzip and zstd otherwise, as the client asks).
+    #[arg(
+        long,
+        env = "CARRIERHUB_NO_COMPRESSION",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value_t = false,
+        num_args = 0,
+        default_missing_value = "true"
+    )]
+    pub no_compression: bool,
+    /// A browser origin allowed to call the API (CORS), such as https://app.example.com;
+    /// repeat it for several, or `*` for any. None (the default): CORS is off.
+    #[arg(
+        long = "cors-origin",
+        env = "CARRIERHUB_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Let browsers send credentials (cookies, HTTP authentication) with cross-origin calls;
+    /// refused with `--cors-origin '*'`.
+    #[arg(long)]
+    pub cors_allow_credentials: bool,
 }
 
 impl ServeArgs {
     fn has(&self, role: Role) -> bool {
         self.roles.contains(&role) && !(role == Role::Worker && self.no_worker)
+    }
+
+    /// The API's gateway settings from the flags, the rest at their defaults; checked.
+    pub fn gateway(&self) -> anyhow::Result<GatewayConfig> {
+        let defaults = GatewayConfig::default();
+        let config = GatewayConfig {
+            request_timeout_secs: self.request_timeout_secs,
+            upload_timeout_secs: self.upload_timeout_secs,
+            max_body_bytes: usize::try_from(self.max_body_kib * 1024)?,
+            compression: !self.no_compression,
+            cors: CorsConfig {
+                allowed_origins: self.cors_origins.clone(),
+                allow_credentials: self.cors_allow_credentials,
+                ..defaults.cors
+            },
+        };
+        config.validate()?;
+        Ok(config)
     }
 }
 
@@ -150,6 +217,7 @@ async fn watch_lag(broker: Arc<dyn Broker>) {
 
 /// Starts this process's roles and runs until a shutdown signal.
 pub async fn serve_app(app: App, broker: Arc<dyn Broker>, args: ServeArgs) -> anyhow::Result<()> {
+    let gateway = args.gateway()?;
     let metrics = install_metrics();
     let lease = Duration::from_secs(args.lease_secs.max(1));
     let pipeline = app.pipeline.clone().with_lease(lease);
@@ -217,6 +285,7 @@ pub async fn serve_app(app: App, broker: Arc<dyn Broker>, args: ServeArgs) -> an
             auth,
             cache: carrierhub_api::ReadCache::new(args.read_cache_entries),
             rate_limits,
+            gateway,
         };
         carrierhub_api::serve(listener, state, shutdown_signal()).await?;
     } else {
@@ -274,6 +343,8 @@ fn auth_of(
 }
 
 pub async fn run(location: &Location, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // A setting that cannot work is refused before anything is opened.
+    args.gateway()?;
     let app = App::open_with(location, !args.no_migrate).await?;
     tracing::info!(
         store = %location.describe(),

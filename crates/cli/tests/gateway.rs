@@ -501,3 +501,201 @@ async fn etags_answer_304_and_a_read_after_a_change_is_never_stale() {
     assert_eq!(now["premium"]["amount"], "55.55", "{now}");
     assert_eq!(now["version"], 2);
 }
+
+/// The Redis the rate-limit test shares, or `None` (a skip, except under `CI=true`).
+fn redis_url() -> Option<String> {
+    let url = std::env::var("CARRIERHUB_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let addr = url
+        .trim_start_matches("redis://")
+        .rsplit('@')
+        .next()
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    match std::net::TcpStream::connect(&addr) {
+        Ok(_) => Some(url),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("Redis at {addr} is required under CI=true: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: no Redis at {addr}: {e}");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_processes_share_one_rate_limit_through_redis() {
+    let Some(redis) = redis_url() else { return };
+    let env = Env::new();
+    ingest(&env, "acme", "A");
+    let analyst = key(&env, &["--role", "analyst"]);
+    let config = settings(
+        &env,
+        &format!(
+            "[auth]\napi_keys = true\n[rate_limits]\nredis_url = \"{redis}\"\n\
+             [rate_limits.analyst]\nreads = \"20/60s\"\n"
+        ),
+    );
+    let servers = [
+        env.serve_with(&["--role", "api", "--config", &config]),
+        env.serve_with(&["--role", "api", "--config", &config]),
+    ];
+    let client = Client::new();
+    let started = std::time::Instant::now();
+    let elapsed = std::time::Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for (n, server) in servers.iter().enumerate() {
+        for _ in 0..2 {
+            let (client, url, token) =
+                (client.clone(), server.url("/v1/policies"), analyst.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while started.elapsed() < elapsed {
+                    let r = client.get(&url).bearer_auth(&token).send().await.unwrap();
+                    let limited = r.status() == StatusCode::TOO_MANY_REQUESTS;
+                    if limited {
+                        assert!(r.headers().contains_key("retry-after"));
+                        assert!(r.headers()["ratelimit-policy"]
+                            .to_str()
+                            .unwrap()
+                            .contains("q=20;w=60"));
+                    } else {
+                        assert_eq!(r.status(), StatusCode::OK);
+                    }
+                    seen.push((n, limited));
+                }
+                seen
+            }));
+        }
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.extend(t.await.unwrap());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let allowed = results.iter().filter(|(_, limited)| !limited).count();
+    // A burst of 20, then one every 3 s: the two processes together stay within it.
+    let bound = 20 + (seconds / 3.0).ceil() as usize;
+    assert!(
+        allowed <= bound,
+        "{allowed} allowed in {seconds:.1} s, bound {bound}"
+    );
+    assert!(allowed >= 20, "the burst is allowed: {allowed}");
+    for n in 0..2 {
+        assert!(
+            results.iter().any(|(s, limited)| *s == n && *limited),
+            "server {n} refused some requests: the budget is shared"
+        );
+    }
+}
+
+mod oidc {
+    //! OIDC bearer tokens through the binary: a test identity provider serves a JWKS of a
+    //! real RSA key; tokens signed with it carry role and scope.
+
+    use super::*;
+    use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use serde_json::json;
+
+    const KEY: &[u8] = include_bytes!("../../api/tests/fixtures/test-only-rsa-a.pem");
+    /// Never published by the provider.
+    const OTHER_KEY: &[u8] = include_bytes!("../../api/tests/fixtures/test-only-rsa-c.pem");
+    const ISSUER: &str = "https://id.example.test/realms/hub";
+
+    fn sign(pem: &[u8], kid: &str, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_pem(pem).unwrap()).unwrap()
+    }
+
+    fn claims(exp_from_now: i64, carriers: &[&str]) -> Value {
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        json!({
+            "iss": ISSUER, "aud": "carrierhub", "sub": "sso-user-7",
+            "iat": now - 600, "exp": now + exp_from_now,
+            "carrierhub_role": "carrier", "carrierhub_carriers": carriers,
+        })
+    }
+
+    /// Serves `{"keys": [KEY as kid "a"]}` on a free port; returns the JWKS URL.
+    async fn identity_provider() -> String {
+        let mut jwk =
+            Jwk::from_encoding_key(&EncodingKey::from_rsa_pem(KEY).unwrap(), Algorithm::RS256)
+                .unwrap();
+        jwk.common.key_id = Some("a".into());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        let body = json!({ "keys": [jwk] });
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move { axum::Json(body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tokens_carry_role_and_scope_and_bad_ones_are_refused() {
+        let env = Env::new();
+        ingest(&env, "acme", "A");
+        ingest(&env, "beta", "B");
+        let jwks = identity_provider().await;
+        let config = settings(
+            &env,
+            &format!(
+                "[auth.oidc]\nissuer = \"{ISSUER}\"\naudience = \"carrierhub\"\n\
+                 jwks_url = \"{jwks}\"\nleeway_secs = 5\n"
+            ),
+        );
+        let server = env.serve_with(&["--config", &config]);
+        let client = Client::new();
+
+        let token = sign(KEY, "a", &claims(300, &["acme"]));
+        let (status, _, body) = get_as(&client, &server, &token, "/v1/policies").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            carriers_of(&body["items"]),
+            BTreeSet::from(["acme".to_owned()])
+        );
+        // The carrier role may not replay; API keys are not accepted by this server.
+        let r = client
+            .post(server.url("/v1/submissions/1/replay"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let (status, _, _) =
+            get_as(&client, &server, "chk_aaaaaaaaaaaa_bbbb", "/v1/policies").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        let expired = sign(KEY, "a", &claims(-60, &["acme"]));
+        let forged = sign(OTHER_KEY, "a", &claims(300, &["acme", "beta"]));
+        let unknown_kid = sign(KEY, "z", &claims(300, &["beta"]));
+        let b64 =
+            |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let alg_none = format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "typ": "JWT", "kid": "a"})),
+            b64(&claims(300, &["beta"]))
+        );
+        for (what, bad) in [
+            ("expired", expired),
+            ("forged", forged),
+            ("unknown kid", unknown_kid),
+            ("alg none", alg_none),
+        ] {
+            let (status, _, body) = get_as(&client, &server, &bad, "/v1/policies").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        }
+    }
+}
