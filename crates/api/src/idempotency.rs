@@ -20,8 +20,8 @@
 //!   client is finished all the same (the work does not hang on the connection), and its
 //!   response kept for the retry. A request that fails before the key is claimed (a body
 //!   that cannot be read or is too large, a malformed carrier or parameter) claims nothing.
-//! - Keys are scoped by route and carrier (the caller is to be added with authentication)
-//!   and kept for the configured time to live (24 hours by default); a sweeper removes the
+//! - Keys are scoped by caller, route and carrier (one caller's key never answers with
+//!   another's response) and kept for the configured time to live (24 hours by default); a sweeper removes the
 //!   expired ones.
 
 use crate::problem::Problem;
