@@ -431,3 +431,57 @@ async fn unrelated_sqlite_file(path: &std::path::Path) {
         .unwrap();
     conn.close().await.unwrap();
 }
+
+/// Writes abandoned at random points (a select whose other branch won, a request past its
+/// time limit) never leave the SQLite file's write lock taken: right after them, another
+/// connection that will not wait long can begin a write, and the broker still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_writes_never_keep_the_sqlite_write_lock() {
+    use rand::Rng;
+    use sqlx::{ConnectOptions, Connection};
+    let db = Db::sqlite().await.unwrap();
+    let broker = db.broker().await;
+    let mut consumer = broker
+        .consumer(config("g", "feeds.>", Duration::from_secs(30), 1000))
+        .await
+        .unwrap();
+    let mut held: Option<Delivery> = None;
+    for i in 0..1000 {
+        let pause = Duration::from_micros(rand::rng().random_range(0..3000));
+        let publish = broker.publish(msg("feeds.a", &format!("m{i}")));
+        let progress = async {
+            match &held {
+                Some(d) => d.progress().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = publish => {}
+            next = consumer.next(Duration::ZERO) => {
+                if let Ok(Some(d)) = next {
+                    held = Some(d);
+                }
+            }
+            _ = progress => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+    // An abandoned transaction's rollback may still be on its way to SQLite's worker.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut other = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db.url())
+        .busy_timeout(Duration::from_secs(3))
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("an abandoned write still holds the write lock");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+    tokio::time::timeout(WAIT, broker.publish(msg("feeds.a", "last")))
+        .await
+        .expect("the broker is stuck")
+        .unwrap();
+}

@@ -6,6 +6,11 @@
 //! writes go through a single connection behind a mutex and open with `BEGIN IMMEDIATE`
 //! (so another process writing the same file waits on the busy timeout instead of failing
 //! mid-transaction). Reads use a small pool and never block the writer (WAL).
+//!
+//! A write whose caller is dropped part-way (a request past its time limit) must not leave its
+//! transaction open: it would hold the file's write lock, and so stop the embedded broker on
+//! the same file, until the next write of this store. [`Turn`] rolls such a transaction back
+//! at once, in a task of its own.
 
 use crate::cursor::page_of;
 use crate::idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotentResponse};
@@ -29,14 +34,73 @@ use std::collections::HashSet;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
     read: SqlitePool,
-    writer: Mutex<SqliteConnection>,
+    writer: Arc<Mutex<Writer>>,
+}
+
+/// The one writing connection, and whether a transaction may be open on it.
+struct Writer {
+    conn: SqliteConnection,
+    /// Set before `BEGIN` is sent and cleared once `COMMIT` or `ROLLBACK` has run, so that a
+    /// caller dropped at any point leaves it set.
+    open: bool,
+}
+
+impl Writer {
+    /// Rolls back what a dropped caller left open. A `ROLLBACK` with nothing open fails
+    /// harmlessly (the caller was dropped before its `BEGIN` ran).
+    async fn close(&mut self) {
+        if self.open {
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+            self.open = false;
+        }
+    }
+}
+
+/// A write turn: the writer, held until dropped. Dropped with a transaction open, it hands
+/// the rollback to a task, so that the write lock is released now rather than at the next
+/// write.
+struct Turn {
+    guard: Option<OwnedMutexGuard<Writer>>,
+    writer: Arc<Mutex<Writer>>,
+}
+
+impl Turn {
+    async fn take(writer: &Arc<Mutex<Writer>>) -> Self {
+        Self {
+            guard: Some(writer.clone().lock_owned().await),
+            writer: writer.clone(),
+        }
+    }
+
+    fn writer(&mut self) -> &mut Writer {
+        self.guard
+            .as_mut()
+            .expect("a turn holds the writer until dropped")
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let Some(guard) = self.guard.take() else {
+            return;
+        };
+        if !guard.open {
+            return;
+        }
+        drop(guard);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let writer = self.writer.clone();
+            runtime.spawn(async move { writer.lock().await.close().await });
+        }
+    }
 }
 
 fn now() -> String {
@@ -119,7 +183,10 @@ impl SqliteStore {
             .await?;
         Ok(Self {
             read,
-            writer: Mutex::new(writer),
+            writer: Arc::new(Mutex::new(Writer {
+                conn: writer,
+                open: false,
+            })),
         })
     }
 
@@ -172,19 +239,6 @@ impl SqliteStore {
         Ok(page_of(items, page.limit, id))
     }
 
-    async fn begin(conn: &mut SqliteConnection) -> Result<()> {
-        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-            // A caller dropped mid-transaction leaves it open: roll it back and start afresh.
-            if e.to_string().contains("within a transaction") {
-                sqlx::query("ROLLBACK").execute(&mut *conn).await?;
-                sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-            } else {
-                return Err(e.into());
-            }
-        }
-        Ok(())
-    }
-
     async fn in_transaction<T, F>(&self, work: F) -> Result<T>
     where
         F: for<'c> FnOnce(
@@ -193,18 +247,30 @@ impl SqliteStore {
             Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>,
         >,
     {
-        let mut conn = self.writer.lock().await;
-        Self::begin(&mut conn).await?;
-        match work(&mut conn).await {
-            Ok(value) => {
-                sqlx::query("COMMIT").execute(&mut *conn).await?;
-                Ok(value)
-            }
-            Err(e) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(e)
-            }
+        let mut turn = Turn::take(&self.writer).await;
+        let writer = turn.writer();
+        writer.close().await;
+        writer.open = true;
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut writer.conn)
+            .await
+        {
+            writer.open = false;
+            return Err(e.into());
         }
+        let result = match work(&mut writer.conn).await {
+            Ok(value) => match sqlx::query("COMMIT").execute(&mut writer.conn).await {
+                Ok(_) => {
+                    writer.open = false;
+                    Ok(value)
+                }
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e),
+        };
+        // Whatever did not commit is rolled back here, not left for the next write.
+        writer.close().await;
+        result
     }
 
     fn submission_from_row(row: &SqliteRow) -> Result<Submission> {
@@ -2591,4 +2657,70 @@ fn audit_entry_from_row(r: &SqliteRow) -> Result<crate::AuditEntry> {
             detail: r.try_get("detail")?,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::{ConnectOptions, Connection};
+
+    /// A write whose caller is dropped inside its transaction (a request past its time limit)
+    /// releases the file's write lock at once, not at the store's next write, and leaves
+    /// nothing of its work behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_dropped_midway_releases_the_write_lock_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        let store = SqliteStore::open_with(&path, true).await.unwrap();
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(200),
+            store.in_transaction(|conn| {
+                Box::pin(async move {
+                    sqlx::query("CREATE TABLE scratch (x INTEGER)")
+                        .execute(&mut *conn)
+                        .await?;
+                    std::future::pending::<()>().await;
+                    Ok(())
+                })
+            }),
+        )
+        .await;
+        assert!(dropped.is_err(), "the write was meant to be cut off");
+
+        // Another process's writer, willing to wait a little but not for ever.
+        let mut other = SqliteConnectOptions::new()
+            .filename(&path)
+            .busy_timeout(Duration::from_secs(3))
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .expect("the dropped write still holds the write lock");
+        let scratch: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'scratch'")
+                .fetch_one(&mut other)
+                .await
+                .unwrap();
+        assert_eq!(scratch, 0, "the dropped write's work was kept");
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+        other.close().await.unwrap();
+
+        // The store writes on.
+        let made: i64 = store
+            .in_transaction(|conn| {
+                Box::pin(async move {
+                    sqlx::query("CREATE TABLE scratch (x INTEGER)")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM scratch")
+                        .fetch_one(&mut *conn)
+                        .await?)
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(made, 0);
+    }
 }

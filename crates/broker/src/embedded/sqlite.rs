@@ -114,7 +114,18 @@ impl SqliteEngine {
 
     async fn write(&self) -> Result<Write<'_>> {
         let turn = self.write.lock().await;
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // The `BEGIN` runs in a task of its own. A caller dropped while it waits (a select
+        // whose other branch won, a timed-out request) would otherwise race SQLite's worker:
+        // a `BEGIN` that succeeded after the caller stopped listening leaves a pooled
+        // connection inside a transaction nobody owns, holding the write lock of the file,
+        // store included, until that connection is used again. Here the transaction always
+        // reaches a `Transaction`, whose drop rolls it back.
+        let pool = self.pool.clone();
+        let tx = tokio::spawn(async move { pool.begin_with("BEGIN IMMEDIATE").await })
+            .await
+            .map_err(|e| {
+                BrokerError::Unavailable(format!("{}: cannot begin a write: {e}", self.target))
+            })??;
         Ok(Write { tx, _turn: turn })
     }
 
