@@ -172,7 +172,7 @@ pub async fn list_policies(
 /// `as_of`, as it was then.
 #[utoipa::path(get, path = "/v1/policies/{id}", tag = "policies", operation_id = "get_policy",
     params(
-        ("id" = i64, Path, minimum = 1, description = "The policy's id"),
+        ("id" = i64, Path, minimum = 1, example = 1, description = "The policy's id"),
         ("as_of" = Option<String>, Query, description = "Read the versions current at this instant: RFC 3339 (`2025-12-01T00:00:00Z`), or a date for midnight UTC"),
         ("include" = Option<String>, Query, pattern = "^extras$", description = "`extras`: return the source fields the model has no place for"),
     ),
@@ -236,7 +236,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 /// A policy's history: every version with its lineage, the premium movements it made, and
 /// the transaction that made it.
 #[utoipa::path(get, path = "/v1/policies/{id}/versions", tag = "policies", operation_id = "list_policy_versions",
-    params(("id" = i64, Path, minimum = 1, description = "The policy's id")),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "The policy's id")),
     responses(
         (status = 200, description = "Every version, oldest first", body = PolicyVersionList),
         (status = 404, description = "Not found: no such policy, or one outside the caller's scope", body = Problem, content_type = "application/problem+json"),
@@ -259,7 +259,7 @@ pub async fn list_policy_versions(
 #[utoipa::path(get, path = "/v1/policies/{id}/diff", tag = "policies", operation_id = "diff_policy_versions",
     summary = "What changed between two versions of a policy",
     params(
-        ("id" = i64, Path, minimum = 1, description = "The policy's id"),
+        ("id" = i64, Path, minimum = 1, example = 1, description = "The policy's id"),
         ("from" = Option<i64>, Query, description = "The earlier version (default: the one before `to`)"),
         ("to" = Option<i64>, Query, description = "The later version (default: the current one)"),
     ),
@@ -370,7 +370,7 @@ pub async fn list_submissions(
 /// A carrier's submissions.
 #[utoipa::path(get, path = "/v1/carriers/{carrier}/submissions", tag = "submissions", operation_id = "list_carrier_submissions",
     params(
-        ("carrier" = String, Path, min_length = 1, description = "The carrier's id"),
+        ("carrier" = String, Path, min_length = 1, example = "northwind", description = "The carrier's id"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
     ),
@@ -406,7 +406,7 @@ pub(crate) fn submission_body(s: &Submission) -> Value {
 
 /// A submission: status, counts, and its first rejected records.
 #[utoipa::path(get, path = "/v1/submissions/{id}", tag = "submissions", operation_id = "get_submission",
-    params(("id" = i64, Path, minimum = 1, description = "The submission's id")),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "The submission's id")),
     responses(
         (status = 200, description = "The submission", body = SubmissionBody),
         (status = 404, description = "Not found: no such submission, or one outside the caller's scope", body = Problem, content_type = "application/problem+json"),
@@ -442,7 +442,7 @@ pub async fn get_submission(
 /// The records a submission rejected, and why.
 #[utoipa::path(get, path = "/v1/submissions/{id}/errors", tag = "submissions", operation_id = "list_submission_errors",
     params(
-        ("id" = i64, Path, minimum = 1, description = "The submission's id"),
+        ("id" = i64, Path, minimum = 1, example = 1, description = "The submission's id"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
     ),

@@ -423,7 +423,7 @@ pub async fn check_mapping(
 #[utoipa::path(post, path = "/v1/submissions/{id}/replay", tag = "submissions", operation_id = "replay_submission",
     summary = "Process a submission's document again",
     params(
-        ("id" = i64, Path, minimum = 1, description = "The submission's id"),
+        ("id" = i64, Path, minimum = 1, example = 1, description = "The submission's id"),
         ("mapping" = Option<String>, Query, description = "The name of a stored mapping of the carrier (when the body is empty)"),
         ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "A unique value per request (a UUID): sent again with the same key, the request gets the first response with `Idempotent-Replayed: true`, and nothing new is created"),
     ),
