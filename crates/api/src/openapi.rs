@@ -373,8 +373,12 @@ pub struct Portfolio {
 #[schema(value_type = String, format = Binary)]
 pub struct RawPayload(pub Vec<u8>);
 
+/// A one-record payload of the demo's `northwind` carrier, for the examples.
+const EXAMPLE_CSV: &str = "PolicyNo,LOB,Status,EffDate,ExpDate,GrossPremium,InsuredName,InsuredType,Zip,AgentCode,CovLimit,CovDeductible\nNW-AUTO-0000001,PPA,INF,11/27/2025,11/27/2026,\"1,219.53\",Richard Ramirez,IND,81509,AG-3051,\"500,000\",500\n";
+
 /// An upload as a form: the payload and its mapping, by name or as a file.
 #[derive(ToSchema)]
+#[schema(example = json!({"file": EXAMPLE_CSV, "mapping": "northwind-policies"}))]
 pub struct UploadForm {
     /// The carrier's payload (CSV, fixed-width, XLSX, XLS, JSON, NDJSON, XML).
     #[schema(value_type = String, format = Binary)]
@@ -387,6 +391,7 @@ pub struct UploadForm {
 
 /// A dry run as a form: the payload and its mapping, as a file or by name with `carrier`.
 #[derive(ToSchema)]
+#[schema(example = json!({"file": EXAMPLE_CSV, "mapping": "northwind-policies", "carrier": "northwind"}))]
 pub struct CheckForm {
     /// The payload to try the mapping on.
     #[schema(value_type = String, format = Binary)]

@@ -260,8 +260,8 @@ pub async fn list_policy_versions(
     summary = "What changed between two versions of a policy",
     params(
         ("id" = i64, Path, minimum = 1, example = 1, description = "The policy's id"),
-        ("from" = Option<i64>, Query, description = "The earlier version (default: the one before `to`)"),
-        ("to" = Option<i64>, Query, description = "The later version (default: the current one)"),
+        ("from" = Option<i64>, Query, example = 1, description = "The earlier version (default: the one before `to`)"),
+        ("to" = Option<i64>, Query, example = 1, description = "The later version (default: the current one)"),
     ),
     responses(
         (status = 200, description = "The changes, field by field", body = PolicyDiff),

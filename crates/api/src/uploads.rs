@@ -224,7 +224,7 @@ async fn upload_mapping(
 /// payload is checked against the mapping, stored, and processed in the background.
 #[utoipa::path(post, path = "/v1/carriers/{carrier}/submissions", tag = "submissions", operation_id = "create_submission",
     params(
-        ("carrier" = String, Path, min_length = 1, description = "The carrier's id (a lowercase slug)"),
+        ("carrier" = String, Path, min_length = 1, example = "northwind", description = "The carrier's id (a lowercase slug)"),
         ("mapping" = Option<String>, Query, description = "The name of a mapping stored for the carrier (for a raw body)"),
         ("file_name" = Option<String>, Query, description = "The payload's file name (for a raw body)"),
         ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "A unique value per request (a UUID): sent again with the same key, the request gets the first response with `Idempotent-Replayed: true`, and nothing new is created"),
