@@ -8,6 +8,7 @@ mod cache;
 mod caller;
 mod diff;
 mod etag;
+mod events;
 pub mod gateway;
 mod idempotency;
 pub mod oidc;
@@ -16,6 +17,7 @@ mod problem;
 pub mod ratelimit;
 mod routes;
 mod uploads;
+mod webhooks;
 
 pub use auth::{role_allows, Auth};
 pub use cache::ReadCache;
@@ -62,6 +64,8 @@ pub struct AppState {
     pub rate_limits: Option<Arc<RateLimits>>,
     /// Request ids, tracing, time and body limits, compression, CORS (`gateway.rs`).
     pub gateway: GatewayConfig,
+    /// Accept webhooks whose URL resolves to a private, loopback or link-local address.
+    pub webhooks_allow_private: bool,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -98,6 +102,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/portfolio", get(routes::portfolio))
         .route("/v1/audit", get(routes::list_audit))
+        .route("/v1/events", get(events::stream))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get).delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+            post(webhooks::redeliver),
+        )
         .merge(uploads)
         // Route layers see the matched route, and unmatched paths skip them. The last one
         // added runs first: authentication, then the caller's rate limit, then conditional
