@@ -126,8 +126,14 @@ impl Denied {
     }
 }
 
-/// The credentials of a request: `Authorization: Bearer …`, or `X-Api-Key: …`.
+/// The credentials of a request: `Authorization: Bearer …`, or `X-Api-Key: …`, not both (two
+/// credentials would leave it to the server to pick whose request this is).
 fn credentials(headers: &HeaderMap) -> Result<Option<String>, Denied> {
+    if headers.contains_key(header::AUTHORIZATION) && headers.contains_key("x-api-key") {
+        return Err(Denied::unauthorized(
+            "send the credentials once: Authorization or X-Api-Key, not both",
+        ));
+    }
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let text = value
             .to_str()
@@ -220,9 +226,9 @@ impl Enforced {
     }
 }
 
-/// Routes anyone may call, without credentials.
+/// Routes anyone may call, without credentials (`openapi::ROUTES` marks them).
 fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/openapi.json" | "/docs")
+    crate::openapi::is_public(path)
 }
 
 /// Whether `role` may call `method route` (the route's template, `/v1/policies/{id}`).

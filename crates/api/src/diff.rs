@@ -5,7 +5,7 @@ use serde_json::Value;
 
 /// One field that differs: its path (`premium/amount`, `coverages/1/limit/amount`), the value
 /// before (absent when added) and after (absent when removed).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Change {
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]

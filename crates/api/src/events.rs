@@ -62,6 +62,19 @@ fn position(raw: &str, name: &str) -> Result<i64, Problem> {
         .ok_or_else(|| Problem::bad_request(format!("{name} must be an event id, not '{raw}'")))
 }
 
+#[utoipa::path(get, path = "/v1/events", tag = "events", operation_id = "stream_events",
+    summary = "Change events as Server-Sent Events",
+    description = "An endless `text/event-stream`: each event has `id:` (its position: send it back as `Last-Event-ID` to resume), `event:` its type and `data:` the envelope webhooks carry (JSON). Only events within the caller's scope are sent. Without `Last-Event-ID` or `after` the stream starts with the events published from now on. A comment (`: keep-alive`) is sent every 15 s on an idle stream.",
+    params(
+        ("Last-Event-ID" = Option<String>, Header, pattern = "^[0-9]{1,18}$", description = "Resume after this event (the `id:` of the last event received); wins over `after`"),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Start after this event id; `0` starts from the first event kept"),
+        ("types" = Option<String>, Query, example = "policy.created,claim.created", description = "Only these event types, comma-separated (`policy.created`, `policy.updated`, `policy.cancelled`, `claim.created`, `claim.updated`, `submission.received`, `submission.completed`, `submission.failed`)"),
+        ("carrier" = Option<String>, Query, example = "northwind", description = "Only these carriers' events, comma-separated (the caller's scope still applies)"),
+    ),
+    responses(
+        (status = 200, description = "The stream; it does not end while the client reads it", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Invalid request: an unknown parameter, or `Last-Event-ID`/`after` that is not an event id this server sent", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn stream(
     State(state): State<AppState>,
     caller: Caller,

@@ -6,12 +6,13 @@
 mod auth;
 mod cache;
 mod caller;
-mod diff;
+pub mod diff;
 mod etag;
 mod events;
 pub mod gateway;
 mod idempotency;
 pub mod oidc;
+pub mod openapi;
 mod params;
 mod problem;
 pub mod ratelimit;
@@ -31,7 +32,7 @@ pub use ratelimit::{
 };
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use carrierhub_pipeline::{Pipeline, Relay};
 use carrierhub_store::Store;
@@ -68,52 +69,53 @@ pub struct AppState {
     pub webhooks_allow_private: bool,
 }
 
+/// The handler of one route of [`openapi::ROUTES`]. Every entry of the table has one here;
+/// a route without an entry is not served.
+fn endpoint(route: &openapi::Route, max_upload_bytes: usize) -> MethodRouter<AppState> {
+    let upload_limit = DefaultBodyLimit::max(max_upload_bytes);
+    match (route.method, route.path) {
+        ("GET", "/healthz") => get(routes::healthz),
+        ("GET", "/readyz") => get(routes::readyz),
+        ("GET", "/openapi.json") => get(openapi::openapi_json),
+        ("GET", "/docs") => get(openapi::docs),
+        ("GET", "/metrics") => get(routes::metrics),
+        ("GET", "/v1/carriers") => get(routes::list_carriers),
+        ("GET", "/v1/carriers/{carrier}/submissions") => get(routes::list_carrier_submissions),
+        ("POST", "/v1/carriers/{carrier}/submissions") => {
+            post(uploads::create_submission).layer(upload_limit)
+        }
+        ("GET", "/v1/policies") => get(routes::list_policies),
+        ("GET", "/v1/policies/{id}") => get(routes::get_policy),
+        ("GET", "/v1/policies/{id}/versions") => get(routes::list_policy_versions),
+        ("GET", "/v1/policies/{id}/diff") => get(routes::diff_policy_versions),
+        ("GET", "/v1/claims") => get(routes::list_claims),
+        ("GET", "/v1/submissions") => get(routes::list_submissions),
+        ("GET", "/v1/submissions/{id}") => get(routes::get_submission),
+        ("GET", "/v1/submissions/{id}/errors") => get(routes::list_submission_errors),
+        ("POST", "/v1/submissions/{id}/replay") => post(uploads::replay_submission),
+        ("POST", "/v1/mappings/check") => post(uploads::check_mapping).layer(upload_limit),
+        ("GET", "/v1/portfolio") => get(routes::portfolio),
+        ("GET", "/v1/audit") => get(routes::list_audit),
+        ("GET", "/v1/events") => get(events::stream),
+        ("GET", "/v1/webhooks") => get(webhooks::list),
+        ("POST", "/v1/webhooks") => post(webhooks::create),
+        ("GET", "/v1/webhooks/{id}") => get(webhooks::get),
+        ("DELETE", "/v1/webhooks/{id}") => delete(webhooks::delete),
+        ("GET", "/v1/webhooks/{id}/deliveries") => get(webhooks::deliveries),
+        ("POST", "/v1/webhooks/{id}/deliveries/{delivery}/redeliver") => post(webhooks::redeliver),
+        (method, path) => unreachable!("openapi::ROUTES has {method} {path}, which has no handler"),
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     let (gateway, max_upload_bytes) = (state.gateway.clone(), state.max_upload_bytes);
-    let uploads = Router::new()
-        .route(
-            "/v1/carriers/{carrier}/submissions",
-            post(uploads::create_submission).get(routes::list_carrier_submissions),
-        )
-        .route("/v1/mappings/check", post(uploads::check_mapping))
-        .layer(DefaultBodyLimit::max(state.max_upload_bytes));
-    let api = Router::new()
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(routes::metrics))
-        .route("/v1/carriers", get(routes::list_carriers))
-        .route("/v1/policies", get(routes::list_policies))
-        .route("/v1/policies/{id}", get(routes::get_policy))
-        .route(
-            "/v1/policies/{id}/versions",
-            get(routes::list_policy_versions),
-        )
-        .route("/v1/policies/{id}/diff", get(routes::diff_policy_versions))
-        .route("/v1/claims", get(routes::list_claims))
-        .route("/v1/submissions", get(routes::list_submissions))
-        .route("/v1/submissions/{id}", get(routes::get_submission))
-        .route(
-            "/v1/submissions/{id}/replay",
-            post(uploads::replay_submission),
-        )
-        .route(
-            "/v1/submissions/{id}/errors",
-            get(routes::list_submission_errors),
-        )
-        .route("/v1/portfolio", get(routes::portfolio))
-        .route("/v1/audit", get(routes::list_audit))
-        .route("/v1/events", get(events::stream))
-        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
-        .route(
-            "/v1/webhooks/{id}",
-            get(webhooks::get).delete(webhooks::delete),
-        )
-        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
-        .route(
-            "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
-            post(webhooks::redeliver),
-        )
-        .merge(uploads)
+    // The routes are the table's, and nothing else: the OpenAPI document describes exactly
+    // these (tests/openapi.rs).
+    let api = openapi::ROUTES
+        .iter()
+        .fold(Router::new(), |router, route| {
+            router.route(route.path, endpoint(route, max_upload_bytes))
+        })
         // Route layers see the matched route, and unmatched paths skip them. The last one
         // added runs first: authentication, then the caller's rate limit, then conditional
         // GETs around the handler.

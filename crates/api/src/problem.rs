@@ -6,9 +6,13 @@ use carrierhub_pipeline::PipelineError;
 use carrierhub_store::StoreError;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
+/// An RFC 9457 problem: what went wrong, for people (`title`, `detail`) and programs
+/// (`type`, `status`, and extension members such as `limit_bytes` or `retry_after_secs`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// A URI that identifies the kind of problem.
     #[serde(rename = "type")]
+    #[schema(example = "https://carrierhub.dev/problems/invalid-request")]
     pub kind: String,
     pub title: String,
     pub status: u16,
@@ -18,6 +22,7 @@ pub struct Problem {
     /// Extension members (RFC 9457, section 3.2): more about the problem, by name. Boxed:
     /// few problems have any, and every error result carries a `Problem`.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 

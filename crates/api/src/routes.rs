@@ -1,5 +1,9 @@
 //! Read endpoints: carriers, policies, claims, submissions and their errors.
 
+use crate::openapi::{
+    AuditPage, CarrierList, ClaimPage, Health, PolicyBody, PolicyDiff, PolicyPage,
+    PolicyVersionList, Portfolio, Ready, RejectionPage, SubmissionBody, SubmissionPage,
+};
 use crate::params::{path_id, Params};
 use crate::problem::Problem;
 use crate::{AppState, Caller};
@@ -8,21 +12,38 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use carrierhub_model::{ClaimStatus, LineOfBusiness, PolicyStatus};
+use carrierhub_model::{
+    ClaimStatus as ClaimStatusCode, LineOfBusiness as Lob, PolicyStatus as PolicyStatusCode,
+};
 use carrierhub_store::{ClaimFilter, PolicyFilter, Submission, SubmissionFilter};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-type Q = Query<HashMap<String, String>>;
+pub(crate) type Q = Query<HashMap<String, String>>;
 type ApiResult<T> = Result<Json<T>, Problem>;
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", operation_id = "healthz",
+    responses((status = 200, description = "The process is alive", body = Health)))]
+pub async fn healthz(Query(q): Q) -> Result<Json<Value>, Problem> {
+    Params::new(q, &[])?;
+    Ok(Json(json!({ "status": "ok" })))
 }
 
 /// `GET /metrics`: the process's metrics in the Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    render_metrics(state.metrics.as_ref())
+#[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "metrics",
+    summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "Metrics in the Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 404, description = "This process keeps no metrics", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn metrics(State(state): State<AppState>, Query(q): Q) -> Result<Response, Problem> {
+    Params::new(q, &[])?;
+    if state.metrics.is_none() {
+        return Err(Problem::not_found("this process keeps no metrics"));
+    }
+    Ok(render_metrics(state.metrics.as_ref()))
 }
 
 pub fn render_metrics(render: Option<&crate::MetricsRender>) -> Response {
@@ -39,7 +60,11 @@ pub fn render_metrics(render: Option<&crate::MetricsRender>) -> Response {
     }
 }
 
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+/// Readiness: the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "readyz",
+    responses((status = 200, description = "Ready to serve", body = Ready)))]
+pub async fn readyz(State(state): State<AppState>, Query(q): Q) -> Result<Json<Value>, Problem> {
+    Params::new(q, &[])?;
     state.store.ping().await.map_err(|e| {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -66,6 +91,9 @@ pub async fn method_not_allowed(uri: Uri) -> Problem {
     )
 }
 
+/// Carriers with their policy, claim and submission counts (those the caller may see).
+#[utoipa::path(get, path = "/v1/carriers", tag = "carriers", operation_id = "list_carriers",
+    responses((status = 200, description = "The carriers", body = CarrierList)))]
 pub async fn list_carriers(
     State(state): State<AppState>,
     caller: Caller,
@@ -95,6 +123,20 @@ fn body(value: impl serde::Serialize, as_of: Option<DateTime<Utc>>) -> Value {
     body
 }
 
+/// Current versions of policies; with `as_of`, the versions current at that instant,
+/// filtered on their values then.
+#[utoipa::path(get, path = "/v1/policies", tag = "policies", operation_id = "list_policies",
+    params(
+        ("carrier" = Option<String>, Query, description = "Only this carrier's policies"),
+        ("line_of_business" = Option<Lob>, Query, description = "Only this line of business"),
+        ("status" = Option<PolicyStatusCode>, Query, description = "Only policies with this status"),
+        ("as_of" = Option<String>, Query, description = "Read the versions current at this instant: RFC 3339 (`2025-12-01T00:00:00Z`), or a date for midnight UTC"),
+        ("extra" = Option<Object>, Query, style = Form, explode, description = "`extra.KEY=VALUE` (any number): only records whose extras hold KEY with VALUE"),
+        ("include" = Option<String>, Query, pattern = "^extras$", description = "`extras`: return the source fields the model has no place for"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+    ),
+    responses((status = 200, description = "A page of policies", body = PolicyPage)))]
 pub async fn list_policies(
     State(state): State<AppState>,
     caller: Caller,
@@ -126,6 +168,18 @@ pub async fn list_policies(
     Ok(Json(body(page, filter.as_of)))
 }
 
+/// One policy with insured, coverages, claims, number of versions and lineage; with
+/// `as_of`, as it was then.
+#[utoipa::path(get, path = "/v1/policies/{id}", tag = "policies", operation_id = "get_policy",
+    params(
+        ("id" = i64, Path, minimum = 1, example = 1, description = "The policy's id"),
+        ("as_of" = Option<String>, Query, description = "Read the versions current at this instant: RFC 3339 (`2025-12-01T00:00:00Z`), or a date for midnight UTC"),
+        ("include" = Option<String>, Query, pattern = "^extras$", description = "`extras`: return the source fields the model has no place for"),
+    ),
+    responses(
+        (status = 200, description = "The policy", body = PolicyBody),
+        (status = 404, description = "Not found: no such policy (or none yet at `as_of`), or one outside the caller's scope", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn get_policy(
     State(state): State<AppState>,
     caller: Caller,
@@ -179,6 +233,14 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// A policy's history: every version with its lineage, the premium movements it made, and
+/// the transaction that made it.
+#[utoipa::path(get, path = "/v1/policies/{id}/versions", tag = "policies", operation_id = "list_policy_versions",
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "The policy's id")),
+    responses(
+        (status = 200, description = "Every version, oldest first", body = PolicyVersionList),
+        (status = 404, description = "Not found: no such policy, or one outside the caller's scope", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn list_policy_versions(
     State(state): State<AppState>,
     caller: Caller,
@@ -194,6 +256,17 @@ pub async fn list_policy_versions(
 
 /// `GET /v1/policies/{id}/diff?from=V&to=W`: what changed between two versions (by default the
 /// previous and the current one).
+#[utoipa::path(get, path = "/v1/policies/{id}/diff", tag = "policies", operation_id = "diff_policy_versions",
+    summary = "What changed between two versions of a policy",
+    params(
+        ("id" = i64, Path, minimum = 1, example = 1, description = "The policy's id"),
+        ("from" = Option<i64>, Query, example = 1, description = "The earlier version (default: the one before `to`)"),
+        ("to" = Option<i64>, Query, example = 1, description = "The later version (default: the current one)"),
+    ),
+    responses(
+        (status = 200, description = "The changes, field by field", body = PolicyDiff),
+        (status = 404, description = "Not found: no such policy, or one outside the caller's scope", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn diff_policy_versions(
     State(state): State<AppState>,
     caller: Caller,
@@ -225,6 +298,20 @@ pub async fn diff_policy_versions(
     })))
 }
 
+/// Claims with paid, reserve and incurred; `as_of`, `extra.KEY` and `include=extras` as for
+/// policies.
+#[utoipa::path(get, path = "/v1/claims", tag = "claims", operation_id = "list_claims",
+    params(
+        ("carrier" = Option<String>, Query, description = "Only this carrier's claims"),
+        ("status" = Option<ClaimStatusCode>, Query, description = "Only claims with this status"),
+        ("policy_id" = Option<i64>, Query, description = "Only the claims of this policy"),
+        ("as_of" = Option<String>, Query, description = "Read the versions current at this instant: RFC 3339 (`2025-12-01T00:00:00Z`), or a date for midnight UTC"),
+        ("extra" = Option<Object>, Query, style = Form, explode, description = "`extra.KEY=VALUE` (any number): only records whose extras hold KEY with VALUE"),
+        ("include" = Option<String>, Query, pattern = "^extras$", description = "`extras`: return the source fields the model has no place for"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+    ),
+    responses((status = 200, description = "A page of claims", body = ClaimPage)))]
 pub async fn list_claims(
     State(state): State<AppState>,
     caller: Caller,
@@ -256,6 +343,14 @@ pub async fn list_claims(
     Ok(Json(body(page, filter.as_of)))
 }
 
+/// Submissions with their status and counts, newest last.
+#[utoipa::path(get, path = "/v1/submissions", tag = "submissions", operation_id = "list_submissions",
+    params(
+        ("carrier" = Option<String>, Query, description = "Only this carrier's submissions"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+    ),
+    responses((status = 200, description = "A page of submissions", body = SubmissionPage)))]
 pub async fn list_submissions(
     State(state): State<AppState>,
     caller: Caller,
@@ -272,6 +367,14 @@ pub async fn list_submissions(
     ))
 }
 
+/// A carrier's submissions.
+#[utoipa::path(get, path = "/v1/carriers/{carrier}/submissions", tag = "submissions", operation_id = "list_carrier_submissions",
+    params(
+        ("carrier" = String, Path, min_length = 1, example = "northwind", description = "The carrier's id"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+    ),
+    responses((status = 200, description = "A page of submissions", body = SubmissionPage)))]
 pub async fn list_carrier_submissions(
     State(state): State<AppState>,
     caller: Caller,
@@ -301,6 +404,13 @@ pub(crate) fn submission_body(s: &Submission) -> Value {
     body
 }
 
+/// A submission: status, counts, and its first rejected records.
+#[utoipa::path(get, path = "/v1/submissions/{id}", tag = "submissions", operation_id = "get_submission",
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "The submission's id")),
+    responses(
+        (status = 200, description = "The submission", body = SubmissionBody),
+        (status = 404, description = "Not found: no such submission, or one outside the caller's scope", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn get_submission(
     State(state): State<AppState>,
     caller: Caller,
@@ -329,6 +439,17 @@ pub async fn get_submission(
     Ok(Json(body))
 }
 
+/// The records a submission rejected, and why.
+#[utoipa::path(get, path = "/v1/submissions/{id}/errors", tag = "submissions", operation_id = "list_submission_errors",
+    params(
+        ("id" = i64, Path, minimum = 1, example = 1, description = "The submission's id"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of rejected records", body = RejectionPage),
+        (status = 404, description = "Not found: no such submission, or one outside the caller's scope", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn list_submission_errors(
     State(state): State<AppState>,
     caller: Caller,
@@ -352,6 +473,11 @@ pub async fn list_submission_errors(
     Ok(Json(serde_json::to_value(page).expect("serialise")))
 }
 
+/// Policies, in-force count and written premium by carrier, line of business and currency;
+/// with `as_of`, over the versions current then.
+#[utoipa::path(get, path = "/v1/portfolio", tag = "portfolio", operation_id = "portfolio",
+    params(("as_of" = Option<String>, Query, description = "Read the versions current at this instant: RFC 3339 (`2025-12-01T00:00:00Z`), or a date for midnight UTC"),),
+    responses((status = 200, description = "The portfolio", body = Portfolio)))]
 pub async fn portfolio(
     State(state): State<AppState>,
     caller: Caller,
@@ -367,6 +493,15 @@ pub async fn portfolio(
 }
 
 /// `GET /v1/audit`: the audit log, newest first (administrators only; see `auth.rs`).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", operation_id = "list_audit",
+    summary = "The audit log, newest first",
+    params(
+        ("actor" = Option<String>, Query, description = "Only this actor's entries (`key:ID`, a token's subject, `anonymous`)"),
+        ("denied" = Option<bool>, Query, description = "Only refused requests (401, 403, 429)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+    ),
+    responses((status = 200, description = "A page of entries", body = AuditPage)))]
 pub async fn list_audit(State(state): State<AppState>, Query(q): Q) -> ApiResult<Value> {
     let p = Params::new(q, &["actor", "denied", "limit", "cursor"])?;
     let limit = p.parsed::<u32>("limit")?.unwrap_or(50);

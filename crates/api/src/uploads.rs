@@ -219,6 +219,31 @@ async fn upload_mapping(
     }
 }
 
+/// Upload a carrier's payload: a form with `file` and `mapping` (a stored mapping's name) or
+/// `mapping_file` (the TOML), or the raw payload as the body with `?mapping=NAME`. The
+/// payload is checked against the mapping, stored, and processed in the background.
+#[utoipa::path(post, path = "/v1/carriers/{carrier}/submissions", tag = "submissions", operation_id = "create_submission",
+    params(
+        ("carrier" = String, Path, min_length = 1, example = "northwind", description = "The carrier's id (a lowercase slug)"),
+        ("mapping" = Option<String>, Query, description = "The name of a mapping stored for the carrier (for a raw body)"),
+        ("file_name" = Option<String>, Query, description = "The payload's file name (for a raw body)"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "A unique value per request (a UUID): sent again with the same key, the request gets the first response with `Idempotent-Replayed: true`, and nothing new is created"),
+    ),
+    request_body(description = "The payload", content(
+        (crate::openapi::UploadForm = "multipart/form-data"),
+        (crate::openapi::RawPayload = "application/octet-stream"),
+    )),
+    responses(
+        (status = 202, description = "Received; processed in the background", body = crate::openapi::SubmissionBody,
+            headers(
+                ("Location" = String, description = "The submission: `/v1/submissions/{id}`"),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the first response to the same `Idempotency-Key`, answered again"),
+            )),
+        (status = 404, description = "Not found: no such carrier for the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict: the `Idempotency-Key` was used with another request, or its first request is still in flight (with `Retry-After`)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 422, description = "Unprocessable: the payload cannot be read with the mapping, or the mapping is invalid or unknown", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn create_submission(
     State(state): State<AppState>,
     caller: Caller,
@@ -295,6 +320,27 @@ fn accepted(state: &AppState, receipt: &carrierhub_pipeline::Receipt) -> Respons
 }
 
 /// `POST /v1/mappings/check`: a dry run of a mapping on a payload; writes nothing.
+///
+/// The payload is mapped exactly as ingestion would; the report has the records, the
+/// errors by kind with examples, the source columns nothing reads and the codes no table
+/// translates.
+#[utoipa::path(post, path = "/v1/mappings/check", tag = "mappings", operation_id = "check_mapping",
+    params(
+        ("mapping" = Option<String>, Query, description = "The name of a mapping stored for `carrier`"),
+        ("carrier" = Option<String>, Query, description = "The carrier whose stored mapping `mapping` names"),
+        ("file_name" = Option<String>, Query, description = "The payload's file name (for a raw body)"),
+        ("sample" = Option<u32>, Query, maximum = 1000, description = "Mapped records to show (default 5, at most 1000)"),
+        ("max_records" = Option<u64>, Query, description = "Stop after this many records"),
+    ),
+    request_body(description = "The payload", content(
+        (crate::openapi::CheckForm = "multipart/form-data"),
+        (crate::openapi::RawPayload = "application/octet-stream"),
+    )),
+    responses(
+        (status = 200, description = "The dry run's report", body = carrierhub_pipeline::CheckReport),
+        (status = 404, description = "Not found: no such carrier for the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unprocessable: the payload cannot be read, or the mapping is invalid or unknown", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn check_mapping(
     State(state): State<AppState>,
     caller: Caller,
@@ -374,15 +420,38 @@ pub async fn check_mapping(
 /// `POST /v1/submissions/{id}/replay`: process a submission's document again, with the
 /// mapping sent as the body (TOML), or the named mapping's latest revision (`?mapping=`),
 /// or else the latest revision of the mapping it used.
+#[utoipa::path(post, path = "/v1/submissions/{id}/replay", tag = "submissions", operation_id = "replay_submission",
+    summary = "Process a submission's document again",
+    params(
+        ("id" = i64, Path, minimum = 1, example = 1, description = "The submission's id"),
+        ("mapping" = Option<String>, Query, description = "The name of a stored mapping of the carrier (when the body is empty)"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "A unique value per request (a UUID): sent again with the same key, the request gets the first response with `Idempotent-Replayed: true`, and nothing new is created"),
+    ),
+    request_body(description = "A mapping (TOML), or nothing for the named or the latest one", content(
+        (String = "text/plain"),
+    )),
+    responses(
+        (status = 202, description = "Received as a new submission; processed in the background", body = crate::openapi::SubmissionBody,
+            headers(
+                ("Location" = String, description = "The new submission: `/v1/submissions/{id}`"),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the first response to the same `Idempotency-Key`, answered again"),
+            )),
+        (status = 404, description = "Not found: no such submission for the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict: the `Idempotency-Key` was used with another request, or its first request is still in flight (with `Retry-After`), or the submission is busy", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 422, description = "Unprocessable: the mapping is invalid or unknown, or the document cannot be read with it", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn replay_submission(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: String,
+    body: axum::body::Bytes,
 ) -> Result<Response, Problem> {
     let id = crate::params::path_id("submission", &id)?;
+    let body = String::from_utf8(body.to_vec())
+        .map_err(|_| Problem::bad_request("the body is not UTF-8 text (a mapping is TOML)"))?;
     let query = idempotency::canonical_query(&q);
     let params = Params::new(q, &["mapping"])?;
     let key = idempotency::key_of(&headers)?;

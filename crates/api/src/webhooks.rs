@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use carrierhub_pipeline::webhooks::{check_url, new_secret, UrlError};
-use carrierhub_store::{NewWebhook, Role, Webhook};
+use carrierhub_store::{Delivery, NewWebhook, Role, Webhook};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -29,15 +29,24 @@ pub const EVENT_TYPES: [&str; 8] = [
     "submission.failed",
 ];
 
-#[derive(Deserialize)]
+/// A webhook to create.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
+    /// Where events are POSTed: an absolute http or https URL whose host resolves (within
+    /// 2 s) to public addresses only, unless the server allows private ones.
+    #[schema(example = "https://hooks.example.com/carrierhub")]
     url: String,
+    /// Only these event types; empty or absent: every type.
     #[serde(default)]
+    #[schema(example = json!(["policy.created", "claim.created"]))]
     event_types: Vec<String>,
+    /// Only these carriers' events (within the caller's scope); empty or absent: every one.
     #[serde(default)]
+    #[schema(example = json!(["northwind"]))]
     carriers: Vec<String>,
     #[serde(default)]
+    #[schema(example = "Claims desk")]
     description: Option<String>,
 }
 
@@ -67,6 +76,15 @@ fn refused(e: UrlError) -> Problem {
     }
 }
 
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", operation_id = "create_webhook",
+    summary = "Subscribe a URL to change events",
+    description = "The webhook carries its creator's scope: it never receives an event the creator could not read. Its signing secret is in this answer only.",
+    request_body(content = CreateWebhook, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created, with its secret", body = crate::openapi::WebhookCreated,
+            headers(("Location" = String, description = "The webhook: `/v1/webhooks/{id}`"))),
+        (status = 422, description = "Unprocessable: a body that is not the JSON object described, an unknown event type, a carrier outside the caller's scope, or a URL refused (not http(s), a host that does not resolve within 2 s, or a private, loopback, link-local or metadata address)", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -118,6 +136,9 @@ pub async fn create(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", operation_id = "list_webhooks",
+    summary = "The caller's webhooks (every one for an administrator)",
+    responses((status = 200, description = "Webhooks, oldest first", body = crate::openapi::WebhookList)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -137,6 +158,12 @@ async fn find(state: &AppState, caller: &Caller, raw: &str) -> Result<Webhook, P
         .ok_or_else(|| not_found(id))
 }
 
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", operation_id = "get_webhook",
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "The webhook's id")),
+    responses(
+        (status = 200, description = "The webhook (without its secret)", body = Webhook),
+        (status = 404, description = "Not found: no such webhook, or another caller's", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -145,6 +172,13 @@ pub async fn get(
     Ok(Json(find(&state, &caller, &id).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", operation_id = "delete_webhook",
+    summary = "Delete a webhook",
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "The webhook's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "Not found: no such webhook, or another caller's", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -158,6 +192,17 @@ pub async fn delete(
     }
 }
 
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks", operation_id = "list_webhook_deliveries",
+    summary = "A webhook's deliveries, newest first, with their attempts",
+    params(
+        ("id" = i64, Path, minimum = 1, example = 1, description = "The webhook's id"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of deliveries", body = crate::openapi::DeliveryPage),
+        (status = 404, description = "Not found: no such webhook, or another caller's", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn deliveries(
     State(state): State<AppState>,
     caller: Caller,
@@ -170,6 +215,17 @@ pub async fn deliveries(
     Ok(Json(serde_json::to_value(page).expect("serialise")))
 }
 
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery}/redeliver", tag = "webhooks", operation_id = "redeliver_webhook_delivery",
+    summary = "Send a delivery again",
+    description = "Queues the delivery for an attempt now, whatever its status, with the same `webhook-id`.",
+    params(
+        ("id" = i64, Path, minimum = 1, example = 1, description = "The webhook's id"),
+        ("delivery" = i64, Path, minimum = 1, example = 1, description = "The delivery's id"),
+    ),
+    responses(
+        (status = 202, description = "Queued", body = Delivery),
+        (status = 404, description = "Not found: no such webhook (or another caller's), or no such delivery of it", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn redeliver(
     State(state): State<AppState>,
     caller: Caller,

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("'{value}' is not a {list} code; expected one of: {expected}")]
@@ -14,7 +15,7 @@ pub struct UnknownCode {
 }
 
 /// A normalised value together with the code the carrier actually sent.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct Coded<T> {
     pub value: T,
     pub original: String,
@@ -37,7 +38,7 @@ macro_rules! code_list {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name {
             $( $(#[$vmeta])* $variant ),+

@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 /// A carrier whose feeds CarrierHub receives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,7 +19,7 @@ pub struct Carrier {
 }
 
 /// The person or organisation a policy insures.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct InsuredParty {
     /// The carrier's own reference for the party, when it sends one.
     pub reference: Option<String>,
@@ -30,7 +31,7 @@ pub struct InsuredParty {
 }
 
 /// One cover within a policy: what is insured, up to which limit, above which deductible.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct Coverage {
     pub code: String,
     pub limit: Option<Money>,
@@ -40,7 +41,7 @@ pub struct Coverage {
 
 /// A policy as the carrier reports it at one point in time. Its natural key is
 /// (carrier, number).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct Policy {
     pub carrier: CarrierId,
     pub number: PolicyNumber,
@@ -62,7 +63,7 @@ pub struct Policy {
 
 /// A claim as the carrier reports it, with cumulative paid and outstanding reserve.
 /// Its natural key is (carrier, number).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct Claim {
     pub carrier: CarrierId,
     pub number: ClaimNumber,
@@ -84,7 +85,7 @@ pub struct Claim {
 /// cancellation, a reinstatement) instead of the policy's new state. Applied to the current
 /// version it gives the next one; its natural key is (carrier, policy number, reference), so
 /// the same transaction sent twice is applied once.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct PolicyTransaction {
     pub carrier: CarrierId,
     pub policy_number: PolicyNumber,
@@ -122,7 +123,7 @@ pub enum RecordKind {
 }
 
 /// Any record a mapping can produce.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CanonicalRecord {
     Policy(Policy),

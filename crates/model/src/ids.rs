@@ -22,8 +22,11 @@ pub enum IdError {
 }
 
 /// A carrier's id in CarrierHub: a lowercase slug (`acme-mutual`), used in URLs and scopes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "acme-mutual")]
 pub struct CarrierId(String);
 
 impl CarrierId {
@@ -84,8 +87,20 @@ impl fmt::Display for CarrierId {
 macro_rules! reference_number {
     ($name:ident, $kind:literal) => {
         #[doc = concat!("A carrier's ", $kind, ", trimmed; unique per carrier.")]
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(
+            Debug,
+            Clone,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            Serialize,
+            Deserialize,
+            utoipa::ToSchema,
+        )]
         #[serde(try_from = "String", into = "String")]
+        #[schema(value_type = String)]
         pub struct $name(String);
 
         impl $name {

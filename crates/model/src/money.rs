@@ -175,8 +175,21 @@ const ISO_4217: &[(&str, u8)] = &[
 ];
 
 /// An active ISO 4217 currency code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "EUR")]
 pub struct Currency([u8; 3]);
 
 impl Currency {
@@ -235,8 +248,10 @@ impl fmt::Display for Currency {
 
 /// An exact amount in one currency. Amounts keep the scale the carrier sent; arithmetic is
 /// only defined between equal currencies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Money {
+    /// The amount as a decimal string, exact (never a float): `"1234.50"`.
+    #[schema(example = "1234.5")]
     pub amount: Decimal,
     pub currency: Currency,
 }

@@ -32,7 +32,7 @@ impl Default for CheckOptions {
 }
 
 /// A mapped record of the sample, with where it came from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SampleRecord {
     pub record: u64,
     pub line: u64,
@@ -40,7 +40,7 @@ pub struct SampleRecord {
 }
 
 /// One occurrence of an error.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorExample {
     pub record: u64,
     pub line: u64,
@@ -52,7 +52,7 @@ pub struct ErrorExample {
 }
 
 /// Every occurrence of one distinct error: the same field, source and kind of failure.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorGroup {
     /// The canonical field; `None` for records the reader could not read.
     pub field: Option<String>,
@@ -66,7 +66,7 @@ pub struct ErrorGroup {
 }
 
 /// A carrier code that no code table translates.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UnmappedCode {
     pub field: String,
     pub column: Option<String>,
@@ -75,7 +75,7 @@ pub struct UnmappedCode {
 }
 
 /// What a dry run found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CheckReport {
     pub mapping: String,
     pub format: String,

@@ -67,7 +67,7 @@ impl FromStr for Role {
 /// A book restriction admits a policy whose producer is one of the books, and the claims of
 /// such policies. Submissions and their errors span books, so a caller restricted to books
 /// sees none.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Scope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carriers: Option<BTreeSet<String>>,
@@ -243,7 +243,7 @@ impl ApiKey {
 }
 
 /// One entry of the audit log: a write, a key change or a denied request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewAuditEntry {
     /// Who: the key id or token subject (`anonymous` when unauthenticated).
     pub actor: String,
@@ -262,7 +262,7 @@ pub struct NewAuditEntry {
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: DateTime<Utc>,

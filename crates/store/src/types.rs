@@ -7,8 +7,9 @@ use carrierhub_model::{
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct CarrierSummary {
     pub id: String,
     pub name: String,
@@ -28,7 +29,7 @@ pub struct NewMapping<'a> {
     pub text: &'a str,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct MappingRef {
     pub id: i64,
     pub name: String,
@@ -57,7 +58,7 @@ pub struct NewSubmission<'a> {
     pub replay_of: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SubmissionStatus {
     Received,
@@ -89,7 +90,7 @@ impl SubmissionStatus {
 
 /// Outcome counts of a submission.
 /// `received = inserted + updated + unchanged + rejected + skipped`.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq, ToSchema)]
 pub struct Counts {
     pub received: u64,
     pub inserted: u64,
@@ -111,7 +112,7 @@ impl Counts {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct Submission {
     pub id: i64,
     pub carrier: String,
@@ -222,7 +223,7 @@ pub struct BatchOutcome {
     pub counts: Counts,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct Rejection {
     pub id: i64,
     pub submission_id: i64,
@@ -253,7 +254,7 @@ impl Default for PageRequest {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -314,13 +315,13 @@ pub fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// A normalised code and the carrier's original.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct CodeValue {
     pub code: String,
     pub original: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct PolicySummary {
     pub id: i64,
     pub carrier: String,
@@ -371,14 +372,14 @@ impl PolicySummary {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct Lineage {
     pub submission_id: i64,
     pub record_number: u64,
     pub line: u64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct PolicyDetail {
     #[serde(flatten)]
     pub summary: PolicySummary,
@@ -390,7 +391,7 @@ pub struct PolicyDetail {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct PolicyVersion {
     pub version: i64,
     pub content_hash: String,
@@ -406,14 +407,14 @@ pub struct PolicyVersion {
 }
 
 /// A premium transaction as stored: derived from two consecutive versions.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct PremiumMovement {
     pub kind: String,
     pub amount: Money,
     pub effective_date: NaiveDate,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct ClaimSummary {
     pub id: i64,
     pub carrier: String,
@@ -469,7 +470,7 @@ impl ClaimSummary {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct PortfolioLine {
     pub carrier: String,
     pub line_of_business: String,

@@ -48,7 +48,7 @@ pub struct NewWebhook {
 }
 
 /// A stored webhook. The secret is only serialised when the webhook is created.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Webhook {
     pub id: i64,
     pub url: String,
@@ -68,7 +68,7 @@ pub struct Webhook {
 }
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     /// Waiting for its next attempt.
@@ -96,7 +96,7 @@ impl DeliveryStatus {
 }
 
 /// One attempt to deliver an event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeliveryAttempt {
     pub attempt: u32,
     pub at: DateTime<Utc>,
@@ -111,7 +111,7 @@ pub struct DeliveryAttempt {
 }
 
 /// An event's delivery to one webhook, with its attempts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: i64,
     pub webhook_id: i64,
