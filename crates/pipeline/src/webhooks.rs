@@ -161,6 +161,10 @@ pub enum UrlError {
     },
 }
 
+/// How long resolving a webhook's host may take, when it is created and when a delivery
+/// connects: the system resolver has no bound of its own worth relying on.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Checks a webhook URL: http or https, a host that resolves, and (unless `allow_private`)
 /// only to addresses that may receive webhooks. Every address the name resolves to is
 /// checked, not the host's text.
@@ -177,14 +181,20 @@ pub async fn check_url(url: &str, allow_private: bool) -> Result<reqwest::Url, U
     let addrs: Vec<IpAddr> = match parsed.host().expect("checked") {
         url::Host::Ipv4(ip) => vec![IpAddr::V4(ip)],
         url::Host::Ipv6(ip) => vec![IpAddr::V6(ip)],
-        url::Host::Domain(name) => tokio::net::lookup_host((name, port))
-            .await
-            .map_err(|e| UrlError::Unresolvable {
-                url: url.to_owned(),
-                error: e.to_string(),
-            })?
-            .map(|a| a.ip())
-            .collect(),
+        url::Host::Domain(name) => {
+            tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port)))
+                .await
+                .map_err(|_| UrlError::Unresolvable {
+                    url: url.to_owned(),
+                    error: format!("no answer within {} s", RESOLVE_TIMEOUT.as_secs()),
+                })?
+                .map_err(|e| UrlError::Unresolvable {
+                    url: url.to_owned(),
+                    error: e.to_string(),
+                })?
+                .map(|a| a.ip())
+                .collect()
+        }
     };
     if addrs.is_empty() {
         return Err(UrlError::Unresolvable {
@@ -217,7 +227,12 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+                tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host.as_str(), 0)))
+                    .await
+                    .map_err(|_| {
+                        format!("{host}: no answer within {} s", RESOLVE_TIMEOUT.as_secs())
+                    })??
+                    .collect();
             if let Some((ip, reason)) = addrs
                 .iter()
                 .find_map(|a| forbidden_reason(a.ip()).map(|r| (a.ip(), r)))
