@@ -244,6 +244,13 @@ pub fn role_allows(role: Role, method: &Method, route: &str) -> bool {
             matches!(role, Admin | Operator | Carrier)
         }
         ("/v1/submissions/{id}/replay", false) => matches!(role, Admin | Operator),
+        // Webhooks belong to their creator and carry its scope.
+        (
+            "/v1/webhooks"
+            | "/v1/webhooks/{id}"
+            | "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+            false,
+        ) => matches!(role, Admin | Operator | Carrier),
         // Any other write is an administrator's until a rule above says otherwise.
         (_, false) => role == Admin,
     }

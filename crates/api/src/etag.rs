@@ -48,7 +48,15 @@ pub async fn conditional_get(request: Request, next: Next) -> Response {
     }
     let conditions = request.headers().clone();
     let response = next.run(request).await;
-    if response.status() != StatusCode::OK || response.headers().contains_key(header::ETAG) {
+    // An event stream never ends: it is neither buffered nor tagged.
+    let streaming = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if response.status() != StatusCode::OK
+        || response.headers().contains_key(header::ETAG)
+        || streaming
+    {
         return response;
     }
     let (mut parts, body) = response.into_parts();

@@ -8,6 +8,7 @@ mod cache;
 mod caller;
 pub mod diff;
 mod etag;
+mod events;
 pub mod gateway;
 mod idempotency;
 pub mod oidc;
@@ -17,6 +18,7 @@ mod problem;
 pub mod ratelimit;
 mod routes;
 mod uploads;
+mod webhooks;
 
 pub use auth::{role_allows, Auth};
 pub use cache::ReadCache;
@@ -30,7 +32,7 @@ pub use ratelimit::{
 };
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use carrierhub_pipeline::{Pipeline, Relay};
 use carrierhub_store::Store;
@@ -63,6 +65,8 @@ pub struct AppState {
     pub rate_limits: Option<Arc<RateLimits>>,
     /// Request ids, tracing, time and body limits, compression, CORS (`gateway.rs`).
     pub gateway: GatewayConfig,
+    /// Accept webhooks whose URL resolves to a private, loopback or link-local address.
+    pub webhooks_allow_private: bool,
 }
 
 /// The handler of one route of [`openapi::ROUTES`]. Every entry of the table has one here;
@@ -92,6 +96,13 @@ fn endpoint(route: &openapi::Route, max_upload_bytes: usize) -> MethodRouter<App
         ("POST", "/v1/mappings/check") => post(uploads::check_mapping).layer(upload_limit),
         ("GET", "/v1/portfolio") => get(routes::portfolio),
         ("GET", "/v1/audit") => get(routes::list_audit),
+        ("GET", "/v1/events") => get(events::stream),
+        ("GET", "/v1/webhooks") => get(webhooks::list),
+        ("POST", "/v1/webhooks") => post(webhooks::create),
+        ("GET", "/v1/webhooks/{id}") => get(webhooks::get),
+        ("DELETE", "/v1/webhooks/{id}") => delete(webhooks::delete),
+        ("GET", "/v1/webhooks/{id}/deliveries") => get(webhooks::deliveries),
+        ("POST", "/v1/webhooks/{id}/deliveries/{delivery}/redeliver") => post(webhooks::redeliver),
         (method, path) => unreachable!("openapi::ROUTES has {method} {path}, which has no handler"),
     }
 }

@@ -8,13 +8,13 @@
 //! that the document has exactly these operations. A new route needs its entry here, its
 //! handler in `lib.rs::endpoint` and its annotation, or the tests fail.
 
-use crate::{diff, routes, uploads, Problem};
+use crate::{diff, events, routes, uploads, webhooks, Problem};
 use axum::http::{header, Method};
 use axum::response::{Html, IntoResponse, Response};
 use carrierhub_model::{ClaimStatus, LineOfBusiness, PolicyStatus};
 use carrierhub_store::{
-    AuditEntry, CarrierSummary, ClaimSummary, Lineage, PolicyDetail, PolicySummary, PolicyVersion,
-    PortfolioLine, Rejection, Role, Submission,
+    AuditEntry, CarrierSummary, ClaimSummary, Delivery, Lineage, PolicyDetail, PolicySummary,
+    PolicyVersion, PortfolioLine, Rejection, Role, Submission, Webhook,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -67,6 +67,17 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/mappings/check", false),
     route("GET", "/v1/portfolio", false),
     route("GET", "/v1/audit", false),
+    route("GET", "/v1/events", false),
+    route("GET", "/v1/webhooks", false),
+    route("POST", "/v1/webhooks", false),
+    route("GET", "/v1/webhooks/{id}", false),
+    route("DELETE", "/v1/webhooks/{id}", false),
+    route("GET", "/v1/webhooks/{id}/deliveries", false),
+    route(
+        "POST",
+        "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+        false,
+    ),
 ];
 
 /// Whether `path` is a public route (no credentials needed).
@@ -115,6 +126,13 @@ pub const OIDC: &str = "oidc";
         uploads::check_mapping,
         routes::portfolio,
         routes::list_audit,
+        events::stream,
+        webhooks::create,
+        webhooks::list,
+        webhooks::get,
+        webhooks::delete,
+        webhooks::deliveries,
+        webhooks::redeliver,
     ),
     components(schemas(Problem, LineOfBusiness, PolicyStatus, ClaimStatus)),
     modifiers(&Gateway),
@@ -127,6 +145,8 @@ pub const OIDC: &str = "oidc";
         (name = "mappings", description = "Dry runs of mappings"),
         (name = "portfolio", description = "Premium and counts by carrier, line and currency"),
         (name = "audit", description = "The audit log of writes and refusals"),
+        (name = "events", description = "Change events as a Server-Sent Events stream"),
+        (name = "webhooks", description = "Change events POSTed to subscribed URLs: subscriptions, their delivery log, redelivery"),
     ),
 )]
 pub struct ApiDoc;
@@ -368,6 +388,30 @@ pub struct Portfolio {
     pub as_of: Option<DateTime<Utc>>,
 }
 
+/// The caller's webhooks.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookList {
+    pub items: Vec<Webhook>,
+}
+
+/// A webhook as created: with its signing secret, shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookCreated {
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// The signing secret (`whsec_` + base64) of the Standard Webhooks signatures.
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    pub secret: String,
+}
+
+/// A page of a webhook's deliveries, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryPage {
+    pub items: Vec<Delivery>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
 /// A payload sent as the request's body.
 #[derive(ToSchema)]
 #[schema(value_type = String, format = Binary)]
@@ -499,8 +543,11 @@ impl Modify for Gateway {
             ),
         );
         for (path, item) in doc.paths.paths.iter_mut() {
-            let ops: [(&str, &mut Option<Operation>); 2] =
-                [("GET", &mut item.get), ("POST", &mut item.post)];
+            let ops: [(&str, &mut Option<Operation>); 3] = [
+                ("GET", &mut item.get),
+                ("POST", &mut item.post),
+                ("DELETE", &mut item.delete),
+            ];
             for (method, op) in ops {
                 let Some(op) = op.as_mut() else { continue };
                 let public = ROUTES
@@ -532,13 +579,19 @@ fn header_parameter(
 }
 
 fn complete_operation(op: &mut Operation, method: &str, path: &str, public: bool) {
+    // An event stream never ends, so it is neither tagged nor answered with a 304 (`etag.rs`).
+    let streaming =
+        op.responses.responses.get("200").is_some_and(
+            |r| matches!(r, RefOr::T(r) if r.content.contains_key("text/event-stream")),
+        );
+    let conditional = method == "GET" && !streaming;
     let params = op.parameters.get_or_insert_with(Vec::new);
     params.push(header_parameter(
         "X-Request-Id",
         "An id for the request, echoed in the response and the server's logs (1 to 128 visible ASCII characters; anything else is replaced)",
         "^[!-~]{1,128}$",
     ));
-    if method == "GET" {
+    if conditional {
         params.push(header_parameter(
             "If-None-Match",
             "Entity tags (`\"…\"`, `W/\"…\"`, or `*`): a 304 without a body when one matches the response's",
@@ -554,7 +607,7 @@ fn complete_operation(op: &mut Operation, method: &str, path: &str, public: bool
         response
             .headers
             .insert("X-Request-Id".into(), header_of(REQUEST_ID));
-        if method == "GET" && status == "200" {
+        if conditional && status == "200" {
             response.headers.insert("ETag".into(), header_of(ETAG));
             response
                 .headers
@@ -590,7 +643,7 @@ fn complete_operation(op: &mut Operation, method: &str, path: &str, public: bool
             limits,
         ),
     );
-    if method == "GET" {
+    if conditional {
         let mut not_modified = ResponseBuilder::new()
             .description("Not modified: `If-None-Match` names the current entity tag")
             .header("ETag", header_of(ETAG))

@@ -43,6 +43,7 @@ impl Api {
             auth,
             cache: carrierhub_api::ReadCache::new(100),
             rate_limits: None,
+            webhooks_allow_private: false,
         };
         Self {
             router: carrierhub_api::router(state),
@@ -62,6 +63,14 @@ impl Api {
             .await
             .expect("a response");
         let status = response.status();
+        // An event stream does not end: its status and headers are the answer.
+        if response
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+        {
+            return (status, Value::Null);
+        }
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
             .await
             .expect("body");
@@ -84,7 +93,9 @@ impl Api {
 
 /// A concrete path for a route's template.
 fn concrete(path: &str) -> String {
-    path.replace("{id}", "1").replace("{carrier}", "acme")
+    path.replace("{id}", "1")
+        .replace("{carrier}", "acme")
+        .replace("{delivery}", "1")
 }
 
 fn operations(doc: &Value) -> Vec<(String, String, Value)> {
@@ -174,7 +185,10 @@ fn the_document_is_openapi_3_1_and_describes_exactly_the_routes() {
         for status in ["400", "503"] {
             assert!(responses.contains_key(status), "{what}: no {status}");
         }
-        if method == "GET" {
+        let streaming = responses
+            .get("200")
+            .is_some_and(|r| r["content"]["text/event-stream"].is_object());
+        if method == "GET" && !streaming {
             assert!(responses.contains_key("304"), "{what}: no 304");
             assert_eq!(
                 responses["200"]["headers"]["ETag"]["required"], true,

@@ -6,7 +6,7 @@ use anyhow::Context;
 use carrierhub_api::gateway::{self, CorsConfig, GatewayConfig};
 use carrierhub_api::AppState;
 use carrierhub_broker::Broker;
-use carrierhub_pipeline::{Relay, Worker, WorkerConfig, WORKER_GROUP};
+use carrierhub_pipeline::{Deliverer, Relay, WebhookConfig, Worker, WorkerConfig, WORKER_GROUP};
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -23,6 +23,8 @@ pub enum Role {
     Worker,
     /// Publishes the outbox's change events to the broker.
     Relay,
+    /// Delivers change events to webhooks.
+    Webhooks,
 }
 
 #[derive(Args, Clone)]
@@ -36,7 +38,7 @@ pub struct ServeArgs {
         env = "CARRIERHUB_ROLES",
         value_enum,
         value_delimiter = ',',
-        default_values_t = [Role::Api, Role::Worker, Role::Relay]
+        default_values_t = [Role::Api, Role::Worker, Role::Relay, Role::Webhooks]
     )]
     pub roles: Vec<Role>,
     /// Do not process submissions in this process (the same as leaving `worker` out of
@@ -147,6 +149,35 @@ pub struct ServeArgs {
     /// refused with `--cors-origin '*'`.
     #[arg(long)]
     pub cors_allow_credentials: bool,
+    /// Allow webhooks to private, loopback, link-local and metadata addresses (refused
+    /// otherwise, when a webhook is created and at every delivery). For development and tests.
+    #[arg(
+        long,
+        env = "CARRIERHUB_WEBHOOKS_ALLOW_PRIVATE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value_t = false,
+        num_args = 0,
+        default_missing_value = "true"
+    )]
+    pub webhooks_allow_private: bool,
+    /// Seconds one webhook delivery may take; a delivery whose process died is sent again
+    /// after this plus 5 seconds.
+    #[arg(
+        long,
+        env = "CARRIERHUB_WEBHOOK_TIMEOUT_SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=300)
+    )]
+    pub webhook_timeout_secs: u64,
+    /// Milliseconds before a failed webhook delivery's first retry; each further retry waits
+    /// twice as long (up to an hour, with jitter), for up to a day.
+    #[arg(
+        long,
+        env = "CARRIERHUB_WEBHOOK_BACKOFF_MS",
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub webhook_backoff_ms: u64,
 }
 
 impl ServeArgs {
@@ -227,6 +258,16 @@ pub async fn serve_app(app: App, broker: Arc<dyn Broker>, args: ServeArgs) -> an
     if let Some(relay) = &relay {
         tokio::spawn(relay.clone().run());
     }
+    if args.has(Role::Webhooks) {
+        let config = WebhookConfig {
+            allow_private: args.webhooks_allow_private,
+            timeout: Duration::from_secs(args.webhook_timeout_secs),
+            backoff_base: Duration::from_millis(args.webhook_backoff_ms),
+            ..WebhookConfig::default()
+        };
+        let wake = relay.as_ref().map(Relay::subscribe);
+        tokio::spawn(Deliverer::new(app.store.clone(), config, wake).run());
+    }
     if args.has(Role::Worker) {
         let config = WorkerConfig {
             concurrency: args.worker_concurrency,
@@ -237,13 +278,14 @@ pub async fn serve_app(app: App, broker: Arc<dyn Broker>, args: ServeArgs) -> an
         tokio::spawn(Worker::new(pipeline.clone(), broker.clone(), config).run());
     }
     tokio::spawn(watch_lag(broker.clone()));
-    let roles: Vec<&str> = [Role::Api, Role::Worker, Role::Relay]
+    let roles: Vec<&str> = [Role::Api, Role::Worker, Role::Relay, Role::Webhooks]
         .into_iter()
         .filter(|r| args.has(*r))
         .map(|r| match r {
             Role::Api => "api",
             Role::Worker => "worker",
             Role::Relay => "relay",
+            Role::Webhooks => "webhooks",
         })
         .collect();
     tracing::info!(roles = ?roles, broker = %broker.describe(), "starting");
@@ -286,6 +328,7 @@ pub async fn serve_app(app: App, broker: Arc<dyn Broker>, args: ServeArgs) -> an
             cache: carrierhub_api::ReadCache::new(args.read_cache_entries),
             rate_limits,
             gateway,
+            webhooks_allow_private: args.webhooks_allow_private,
         };
         carrierhub_api::serve(listener, state, shutdown_signal()).await?;
     } else {

@@ -14,6 +14,7 @@
 mod check;
 mod documents;
 mod relay;
+pub mod webhooks;
 mod worker;
 
 pub use check::{
@@ -21,6 +22,7 @@ pub use check::{
 };
 pub use documents::{DocumentStore, StoredDocument};
 pub use relay::Relay;
+pub use webhooks::{Deliverer, WebhookConfig};
 pub use worker::{
     ProcessFailure, Processed, Worker, WorkerConfig, SUBMISSIONS_FILTER, WORKER_GROUP,
 };

@@ -10,7 +10,7 @@ use carrierhub_broker::{Broker, Outgoing};
 use carrierhub_store::{OutboxEvent, Store};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 const LEASE_NAME: &str = "outbox-relay";
 const LEASE: Duration = Duration::from_secs(15);
@@ -24,6 +24,9 @@ pub struct Relay {
     owner: String,
     /// How often to look at the outbox when nobody in this process says it changed.
     poll: Duration,
+    /// Counts the events this relay published: readers of events and the webhook deliverer
+    /// in this process wait on it rather than poll.
+    published: Arc<watch::Sender<u64>>,
 }
 
 /// The subject an event is published on: `events.<type>.<carrier>`, e.g.
@@ -59,7 +62,14 @@ impl Relay {
                 chrono::Utc::now().timestamp_micros()
             ),
             poll: Duration::from_millis(200),
+            published: Arc::new(watch::Sender::new(0)),
         }
+    }
+
+    /// Changes each time this relay has published events (marked them published, and so
+    /// queued their webhook deliveries).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     /// Tells the relay the outbox has new events (in-process writers call this, so events
@@ -89,6 +99,7 @@ impl Relay {
             let published = self.broker.publish_all(messages).await?;
             let duplicates = published.iter().filter(|p| p.duplicate).count();
             self.store.mark_events_published(&ids).await?;
+            self.published.send_modify(|n| *n += ids.len() as u64);
             metrics::counter!("carrierhub_events_published_total")
                 .increment((ids.len() - duplicates) as u64);
             total += ids.len();

@@ -67,7 +67,7 @@ impl FromStr for Role {
 /// A book restriction admits a policy whose producer is one of the books, and the claims of
 /// such policies. Submissions and their errors span books, so a caller restricted to books
 /// sees none.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Scope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carriers: Option<BTreeSet<String>>,

@@ -23,6 +23,7 @@ mod schema;
 mod sqlite;
 pub mod testing;
 mod types;
+mod webhooks;
 
 pub use access::*;
 pub use cursor::Cursor;
@@ -31,6 +32,7 @@ pub use postgres::PgStore;
 pub use schema::MigrationInfo;
 pub use sqlite::SqliteStore;
 pub use types::*;
+pub use webhooks::*;
 
 use async_trait::async_trait;
 use carrierhub_model::CarrierId;
@@ -319,8 +321,48 @@ pub trait Store: Send + Sync + 'static {
 
     /// Outbox events not yet published, oldest first.
     async fn unpublished_events(&self, limit: usize) -> Result<Vec<OutboxEvent>>;
-    /// Marks events as published (after the broker acknowledged them).
+    /// Marks events as published (after the broker acknowledged them), in one transaction
+    /// that also gives each newly published event its place in the publication order
+    /// (read by [`Store::list_events`]) and queues its deliveries to the webhooks that
+    /// want it (their filters and scope applied). Events published already are left as
+    /// they are, so publishing again queues nothing twice.
     async fn mark_events_published(&self, ids: &[i64]) -> Result<()>;
+
+    // Change events for readers and webhooks (see the `webhooks` module).
+
+    /// Published events within `scope` (carriers; under a book restriction, only policy and
+    /// claim events of policies in the books), in publication order, after `filter.after`.
+    async fn list_events(&self, scope: &Scope, filter: &EventFilter) -> Result<Vec<OutboxEvent>>;
+    /// The id of the event published last, if any: where a reader who wants only new events
+    /// starts.
+    async fn last_published_event(&self) -> Result<Option<i64>>;
+    /// Stores a webhook; deliveries are queued for events published from then on.
+    async fn create_webhook(&self, webhook: &NewWebhook) -> Result<Webhook>;
+    /// Webhooks, oldest first; with `owner`, only those it created.
+    async fn list_webhooks(&self, owner: Option<&str>) -> Result<Vec<Webhook>>;
+    /// The webhook (with its secret); `None` when there is none, or `owner` did not create it.
+    async fn get_webhook(&self, id: i64, owner: Option<&str>) -> Result<Option<Webhook>>;
+    /// Removes a webhook and its deliveries; false when there was none (for `owner`).
+    async fn delete_webhook(&self, id: i64, owner: Option<&str>) -> Result<bool>;
+    /// Claims up to `limit` deliveries that are due (pending, their time come, not leased by
+    /// a live claim, their webhook enabled) for `owner` until `lease` from now, oldest due
+    /// first. Two processes never claim the same delivery while its lease runs.
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<DueDelivery>>;
+    /// Records an attempt in the delivery log and moves the delivery on (delivered, retried
+    /// later, or given up); tracks the webhook's failures and disables it after
+    /// `result.disable_after` of failures without a success. Nothing happens to a delivery
+    /// that is no longer pending.
+    async fn record_delivery_attempt(&self, result: &AttemptResult) -> Result<()>;
+    /// A webhook's deliveries, oldest first, with their attempts.
+    async fn list_deliveries(&self, webhook: i64, page: &PageRequest) -> Result<Page<Delivery>>;
+    /// Queues a delivery again, due now (whatever its status); `None` when the webhook has
+    /// no such delivery.
+    async fn redeliver(&self, webhook: i64, delivery: i64) -> Result<Option<Delivery>>;
     /// Takes or renews the named lease for `owner` until `ttl` from now: true when `owner`
     /// holds it. One holder at a time; an expired lease is taken over.
     async fn take_lease(&self, name: &str, owner: &str, ttl: std::time::Duration) -> Result<bool>;

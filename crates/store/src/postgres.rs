@@ -31,6 +31,7 @@ use crate::cursor::page_of;
 use crate::idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotentResponse};
 use crate::schema::{self, MigrationInfo};
 use crate::types::*;
+use crate::webhooks::*;
 use crate::{
     redact_url, submission_event, ClaimStep, Result, Scope, Store, StoreError, DOCUMENT_CHUNK_BYTES,
 };
@@ -49,6 +50,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+mod events;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -2994,14 +2997,52 @@ impl Store for PgStore {
         if ids.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "UPDATE outbox SET published_at = clock_timestamp() \
-             WHERE published_at IS NULL AND id = ANY($1)",
-        )
-        .bind(ids)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.mark_published(ids).await
+    }
+
+    async fn list_events(&self, scope: &Scope, filter: &EventFilter) -> Result<Vec<OutboxEvent>> {
+        self.list_events_impl(scope, filter).await
+    }
+
+    async fn last_published_event(&self) -> Result<Option<i64>> {
+        self.last_published_event_impl().await
+    }
+
+    async fn create_webhook(&self, webhook: &NewWebhook) -> Result<Webhook> {
+        self.create_webhook_impl(webhook).await
+    }
+
+    async fn list_webhooks(&self, owner: Option<&str>) -> Result<Vec<Webhook>> {
+        self.list_webhooks_impl(owner).await
+    }
+
+    async fn get_webhook(&self, id: i64, owner: Option<&str>) -> Result<Option<Webhook>> {
+        self.get_webhook_impl(id, owner).await
+    }
+
+    async fn delete_webhook(&self, id: i64, owner: Option<&str>) -> Result<bool> {
+        self.delete_webhook_impl(id, owner).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<DueDelivery>> {
+        self.claim_deliveries_impl(owner, limit, lease).await
+    }
+
+    async fn record_delivery_attempt(&self, result: &AttemptResult) -> Result<()> {
+        self.record_delivery_attempt_impl(result).await
+    }
+
+    async fn list_deliveries(&self, webhook: i64, page: &PageRequest) -> Result<Page<Delivery>> {
+        self.list_deliveries_impl(webhook, page).await
+    }
+
+    async fn redeliver(&self, webhook: i64, delivery: i64) -> Result<Option<Delivery>> {
+        self.redeliver_impl(webhook, delivery).await
     }
 
     async fn take_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool> {

@@ -16,6 +16,7 @@ use crate::cursor::page_of;
 use crate::idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotentResponse};
 use crate::schema::{self, MigrationInfo};
 use crate::types::*;
+use crate::webhooks::*;
 use crate::{submission_event, ClaimStep, Result, Scope, Store, StoreError};
 use async_trait::async_trait;
 use carrierhub_model::{
@@ -37,6 +38,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
+
+mod events;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -2134,23 +2137,54 @@ impl Store for SqliteStore {
         }
         let ids = ids.to_vec();
         self.in_transaction(move |conn| {
-            Box::pin(async move {
-                let at = now();
-                for chunk in ids.chunks(500) {
-                    let mut q = QueryBuilder::<Sqlite>::new("UPDATE outbox SET published_at = ");
-                    q.push_bind(at.clone())
-                        .push(" WHERE published_at IS NULL AND id IN (");
-                    let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    list.push_unseparated(")");
-                    q.build().execute(&mut *conn).await?;
-                }
-                Ok(())
-            })
+            Box::pin(async move { events::mark_published(conn, &ids).await })
         })
         .await
+    }
+
+    async fn list_events(&self, scope: &Scope, filter: &EventFilter) -> Result<Vec<OutboxEvent>> {
+        self.list_events_impl(scope, filter).await
+    }
+
+    async fn last_published_event(&self) -> Result<Option<i64>> {
+        self.last_published_event_impl().await
+    }
+
+    async fn create_webhook(&self, webhook: &NewWebhook) -> Result<Webhook> {
+        self.create_webhook_impl(webhook).await
+    }
+
+    async fn list_webhooks(&self, owner: Option<&str>) -> Result<Vec<Webhook>> {
+        self.list_webhooks_impl(owner).await
+    }
+
+    async fn get_webhook(&self, id: i64, owner: Option<&str>) -> Result<Option<Webhook>> {
+        self.get_webhook_impl(id, owner).await
+    }
+
+    async fn delete_webhook(&self, id: i64, owner: Option<&str>) -> Result<bool> {
+        self.delete_webhook_impl(id, owner).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<DueDelivery>> {
+        self.claim_deliveries_impl(owner, limit, lease).await
+    }
+
+    async fn record_delivery_attempt(&self, result: &AttemptResult) -> Result<()> {
+        self.record_delivery_attempt_impl(result).await
+    }
+
+    async fn list_deliveries(&self, webhook: i64, page: &PageRequest) -> Result<Page<Delivery>> {
+        self.list_deliveries_impl(webhook, page).await
+    }
+
+    async fn redeliver(&self, webhook: i64, delivery: i64) -> Result<Option<Delivery>> {
+        self.redeliver_impl(webhook, delivery).await
     }
 
     async fn take_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool> {

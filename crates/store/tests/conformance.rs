@@ -50,6 +50,8 @@ conformance!(
     a_policy_stamp_moves_with_every_change_to_its_detail,
     api_keys_round_trip_refuse_a_duplicate_id_and_keep_their_first_revocation,
     the_audit_log_lists_newest_first_by_page_filters_and_purges,
+    events_are_read_in_publication_order_within_the_scope,
+    webhook_deliveries_are_queued_once_in_scope_claimed_retried_and_logged,
 );
 
 async fn versions_transactions_and_events_follow_the_changes(target: Target) {
@@ -3206,4 +3208,308 @@ async fn the_audit_log_lists_newest_first_by_page_filters_and_purges(target: Tar
     assert_eq!(store.purge_audit(chrono::Utc::now()).await.unwrap(), 2);
     let next = store.record_audit(&audit("carol", "x", 200)).await.unwrap();
     assert!(next > later[1], "{next} after {}", later[1]);
+}
+
+/// Publishes everything in the outbox; returns the events in the order published.
+async fn publish_all(store: &Arc<dyn Store>) -> Vec<OutboxEvent> {
+    let events = store.unpublished_events(1000).await.unwrap();
+    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    store.mark_events_published(&ids).await.unwrap();
+    events
+}
+
+async fn events_are_read_in_publication_order_within_the_scope(target: Target) {
+    let store = target.store().await;
+    assert_eq!(store.last_published_event().await.unwrap(), None);
+    ingest(
+        &store,
+        vec![
+            booked("acme", "P1", Some("AB12")),
+            booked("acme", "P2", Some("ZZ")),
+            claim("C1", "P1", 0, 100),
+        ],
+    )
+    .await;
+    let unpublished = store.unpublished_events(100).await.unwrap();
+    // Published out of id order: readers follow the publication, not the ids.
+    let (last, first) = unpublished.split_at(3);
+    store
+        .mark_events_published(&first.iter().map(|e| e.id).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    store
+        .mark_events_published(&last.iter().map(|e| e.id).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    // Publishing again changes nothing.
+    store
+        .mark_events_published(&[unpublished[0].id])
+        .await
+        .unwrap();
+    let all = |after| EventFilter {
+        after,
+        limit: 100,
+        ..EventFilter::default()
+    };
+    let read = store.list_events(&Scope::all(), &all(None)).await.unwrap();
+    let ids: Vec<i64> = read.iter().map(|e| e.id).collect();
+    let expected: Vec<i64> = first.iter().chain(last).map(|e| e.id).collect();
+    assert_eq!(ids, expected);
+    assert_eq!(
+        store.last_published_event().await.unwrap(),
+        expected.last().copied()
+    );
+    // Resuming after an event gives exactly the rest.
+    let rest = store
+        .list_events(&Scope::all(), &all(Some(expected[1])))
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|e| e.id).collect::<Vec<_>>(), expected[2..]);
+    assert!(matches!(
+        store.list_events(&Scope::all(), &all(Some(999_999))).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Types, carriers, limit.
+    let policies = store
+        .list_events(
+            &Scope::all(),
+            &EventFilter {
+                types: vec!["policy.created".into()],
+                limit: 1,
+                ..all(None)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(policies.len(), 1);
+    assert_eq!(policies[0].event_type, "policy.created");
+    let types = |events: &[OutboxEvent]| {
+        events
+            .iter()
+            .map(|e| e.event_type.clone())
+            .collect::<Vec<_>>()
+    };
+    // Scope: another carrier sees nothing; a book sees its policy and its claim only.
+    let beta = Scope::carriers(["beta"]);
+    assert!(store
+        .list_events(&beta, &all(None))
+        .await
+        .unwrap()
+        .is_empty());
+    let book = Scope::carriers(["acme"]).with_books(["AB12"]);
+    let in_book = store.list_events(&book, &all(None)).await.unwrap();
+    // (The claim was published first.)
+    assert_eq!(types(&in_book), ["claim.created", "policy.created"]);
+    assert_eq!(in_book[1].payload["number"], "P1");
+    let filtered = store
+        .list_events(
+            &Scope::all(),
+            &EventFilter {
+                carriers: vec!["beta".into()],
+                ..all(None)
+            },
+        )
+        .await
+        .unwrap();
+    assert!(filtered.is_empty());
+}
+
+async fn webhook_deliveries_are_queued_once_in_scope_claimed_retried_and_logged(target: Target) {
+    let store = target.store().await;
+    let new = |scope: Scope, types: Vec<String>| NewWebhook {
+        url: "https://example.test/hook".into(),
+        secret: "whsec_c2VjcmV0".into(),
+        event_types: types,
+        carriers: vec![],
+        scope,
+        description: None,
+        created_by: "key:a".into(),
+    };
+    let everything = store
+        .create_webhook(&new(Scope::all(), vec![]))
+        .await
+        .unwrap();
+    let book = store
+        .create_webhook(&new(
+            Scope::carriers(["acme"]).with_books(["AB12"]),
+            vec!["policy.created".into(), "claim.created".into()],
+        ))
+        .await
+        .unwrap();
+    let beta = store
+        .create_webhook(&NewWebhook {
+            created_by: "key:b".into(),
+            ..new(Scope::carriers(["beta"]), vec![])
+        })
+        .await
+        .unwrap();
+    assert_eq!(everything.secret, "whsec_c2VjcmV0");
+    assert_eq!(store.list_webhooks(None).await.unwrap().len(), 3);
+    assert_eq!(
+        store.list_webhooks(Some("key:b")).await.unwrap(),
+        std::slice::from_ref(&beta)
+    );
+    assert!(store
+        .get_webhook(beta.id, Some("key:a"))
+        .await
+        .unwrap()
+        .is_none());
+
+    ingest(
+        &store,
+        vec![
+            booked("acme", "P1", Some("AB12")),
+            booked("acme", "P2", Some("ZZ")),
+            claim("C1", "P1", 0, 100),
+        ],
+    )
+    .await;
+    let events = publish_all(&store).await;
+    // Published again (a relay that died before marking): nothing is queued twice.
+    store
+        .mark_events_published(&events.iter().map(|e| e.id).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let page = PageRequest {
+        after_id: None,
+        limit: 100,
+    };
+    let of = |w: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .list_deliveries(w, &page)
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|d| d.event_type.clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(of(everything.id).await.len(), events.len());
+    assert_eq!(of(book.id).await, ["policy.created", "claim.created"]);
+    assert!(of(beta.id).await.is_empty());
+
+    // Claims: each due delivery once while its lease runs.
+    let claimed = store.claim_deliveries("d1", 100, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), events.len() + 2);
+    assert!(store
+        .claim_deliveries("d2", 100, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    let first = claimed[0].clone();
+    assert_eq!(first.attempts, 0);
+    let retry_at = chrono::Utc::now() + chrono::Duration::milliseconds(300);
+    let failed = |id, outcome| AttemptResult {
+        delivery_id: id,
+        owner: "d1".into(),
+        status_code: Some(503),
+        error: Some("status 503".into()),
+        duration_ms: 12,
+        outcome,
+        disable_after: Duration::from_secs(3600),
+    };
+    store
+        .record_delivery_attempt(&failed(first.id, AttemptOutcome::RetryAt(retry_at)))
+        .await
+        .unwrap();
+    assert!(store
+        .claim_deliveries("d2", 100, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let again = store.claim_deliveries("d2", 100, LEASE).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts), (first.id, 1));
+    store
+        .record_delivery_attempt(&AttemptResult {
+            owner: "d2".into(),
+            status_code: Some(204),
+            error: None,
+            outcome: AttemptOutcome::Delivered,
+            ..failed(first.id, AttemptOutcome::Delivered)
+        })
+        .await
+        .unwrap();
+    let log = store
+        .list_deliveries(first.webhook_id, &page)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|d| d.id == first.id)
+        .unwrap();
+    assert_eq!(log.status, DeliveryStatus::Delivered);
+    assert_eq!(log.attempts, 2);
+    assert_eq!(
+        log.log.iter().map(|a| a.status_code).collect::<Vec<_>>(),
+        [Some(503), Some(204)]
+    );
+    assert!(log.log[0].next_attempt_at.is_some());
+    let hook = store
+        .get_webhook(first.webhook_id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(hook.failing_since.is_none() && hook.disabled_at.is_none());
+
+    // A lease that runs out lets another process claim the delivery (its sender died).
+    let second = claimed[1].clone();
+    store
+        .record_delivery_attempt(&failed(
+            second.id,
+            AttemptOutcome::RetryAt(chrono::Utc::now()),
+        ))
+        .await
+        .unwrap();
+    let short = store
+        .claim_deliveries("d3", 1, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(short[0].id, second.id);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let taken = store.claim_deliveries("d4", 100, LEASE).await.unwrap();
+    assert!(taken.iter().any(|d| d.id == second.id));
+
+    // Failing for longer than allowed disables the webhook: nothing more is claimed or
+    // queued for it.
+    store
+        .record_delivery_attempt(&AttemptResult {
+            owner: "d4".into(),
+            disable_after: Duration::ZERO,
+            ..failed(second.id, AttemptOutcome::GiveUp)
+        })
+        .await
+        .unwrap();
+    let hook = store
+        .get_webhook(second.webhook_id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(hook.disabled_at.is_some(), "{hook:?}");
+    assert!(hook.disabled_reason.unwrap().contains("status 503"));
+    let given_up = store
+        .list_deliveries(second.webhook_id, &page)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|d| d.id == second.id)
+        .unwrap();
+    assert_eq!(given_up.status, DeliveryStatus::Failed);
+    // Redelivery queues it again, due now.
+    let redelivered = store
+        .redeliver(second.webhook_id, second.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(redelivered.status, DeliveryStatus::Pending);
+    assert!(store.redeliver(beta.id, second.id).await.unwrap().is_none());
+
+    assert!(store.delete_webhook(beta.id, Some("key:b")).await.unwrap());
+    assert!(!store.delete_webhook(beta.id, Some("key:b")).await.unwrap());
+    assert!(!store.delete_webhook(book.id, Some("key:b")).await.unwrap());
 }
