@@ -309,9 +309,12 @@ async fn concurrent_requests_share_one_budget(target: Target) {
         (allowed as f64) <= bound,
         "{allowed} allowed, more than {bound:.1}"
     );
+    // The floor counts only the time the tasks were asked to run: on a loaded machine the
+    // tasks may finish well after it, which raises the ceiling but allows nothing more.
+    let floor = 0.8 * (20.0 + 20.0 * run_for.as_secs_f64());
     assert!(
-        (allowed as f64) >= 0.8 * bound,
-        "{allowed} allowed, under 80% of {bound:.1}"
+        (allowed as f64) >= floor,
+        "{allowed} allowed, under {floor:.1}"
     );
 }
 
