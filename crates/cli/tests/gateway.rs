@@ -252,7 +252,8 @@ async fn a_caller_scoped_to_one_carrier_sees_nothing_of_another() {
         &env,
         &["--role", "analyst", "--carrier", "beta", "--book", "AB12"],
     );
-    let server = env.serve_with(&["--api-keys"]);
+    // Private webhook addresses allowed: the webhooks below point at a closed local port.
+    let server = env.serve_with(&["--api-keys", "--webhooks-allow-private"]);
     let client = Client::new();
 
     let (_, _, all) = get_as(&client, &server, &admin, "/v1/policies").await;
@@ -435,6 +436,108 @@ async fn a_caller_scoped_to_one_carrier_sees_nothing_of_another() {
     let (_, _, carriers) = get_as(&client, &server, &beta_book, "/v1/carriers").await;
     assert_eq!(carriers["items"][0]["policies"], 2);
     assert_eq!(carriers["items"][0]["submissions"], 0);
+
+    // Webhooks: another caller's webhook is a 404 like a missing one on every route, never
+    // listed; a webhook for a carrier outside the caller's scope is refused and not made.
+    let hook = serde_json::json!({ "url": "http://127.0.0.1:9/hook", "carriers": ["beta"] });
+    let r = client
+        .post(server.url("/v1/webhooks"))
+        .bearer_auth(&admin)
+        .json(&hook)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, created) = response(r).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let beta_hook = created["id"].as_i64().unwrap();
+    let (_, _, listed) = get_as(&client, &server, &acme, "/v1/webhooks").await;
+    assert_eq!(listed["items"], serde_json::json!([]), "{listed}");
+    for path in [
+        format!("/v1/webhooks/{beta_hook}"),
+        format!("/v1/webhooks/{beta_hook}/deliveries"),
+    ] {
+        let (status, _, body) = get_as(&client, &server, &acme, &path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert!(!body.to_string().contains("beta"), "{path}: {body}");
+    }
+    let r = client
+        .delete(server.url(&format!("/v1/webhooks/{beta_hook}")))
+        .bearer_auth(&acme)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = client
+        .post(server.url(&format!("/v1/webhooks/{beta_hook}/deliveries/1/redeliver")))
+        .bearer_auth(&acme)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = client
+        .post(server.url("/v1/webhooks"))
+        .bearer_auth(&acme)
+        .json(&hook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, _, listed) = get_as(&client, &server, &admin, "/v1/webhooks").await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    // Admin-only routes are refused, not answered with less.
+    let (status, _, _) = get_as(&client, &server, &acme, "/v1/audit").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = get_as(&client, &server, &acme, "/metrics").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// Every route that needs credentials, and where its tenant isolation is checked. A new
+/// route fails `every_route_has_a_tenant_isolation_check` until it is added here with its
+/// checks.
+const ISOLATION_CHECKED: &[(&str, &str, &str)] = &[
+    ("GET", "/metrics", "admin and operator only: this file"),
+    ("GET", "/v1/carriers", "this file"),
+    ("GET", "/v1/carriers/{carrier}/submissions", "this file"),
+    ("POST", "/v1/carriers/{carrier}/submissions", "this file"),
+    ("GET", "/v1/policies", "this file"),
+    ("GET", "/v1/policies/{id}", "this file"),
+    ("GET", "/v1/policies/{id}/versions", "this file"),
+    ("GET", "/v1/policies/{id}/diff", "this file"),
+    ("GET", "/v1/claims", "this file"),
+    ("GET", "/v1/submissions", "this file"),
+    ("GET", "/v1/submissions/{id}", "this file"),
+    ("GET", "/v1/submissions/{id}/errors", "this file"),
+    ("POST", "/v1/submissions/{id}/replay", "this file"),
+    ("POST", "/v1/mappings/check", "this file"),
+    ("GET", "/v1/portfolio", "this file"),
+    ("GET", "/v1/audit", "admin only: this file"),
+    ("GET", "/v1/events", "tests/events.rs"),
+    ("GET", "/v1/webhooks", "this file"),
+    ("POST", "/v1/webhooks", "this file and tests/events.rs"),
+    ("GET", "/v1/webhooks/{id}", "this file"),
+    ("DELETE", "/v1/webhooks/{id}", "this file"),
+    ("GET", "/v1/webhooks/{id}/deliveries", "this file"),
+    (
+        "POST",
+        "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+        "this file",
+    ),
+];
+
+#[test]
+fn every_route_has_a_tenant_isolation_check() {
+    for r in carrierhub_api::openapi::ROUTES.iter().filter(|r| !r.public) {
+        assert!(
+            ISOLATION_CHECKED
+                .iter()
+                .any(|(m, p, _)| *m == r.method && *p == r.path),
+            "{} {} has no tenant-isolation check: add one to \
+             a_caller_scoped_to_one_carrier_sees_nothing_of_another and list it in \
+             ISOLATION_CHECKED",
+            r.method,
+            r.path
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
