@@ -13,6 +13,7 @@ mod idempotency;
 pub mod oidc;
 mod params;
 mod problem;
+mod query;
 pub mod ratelimit;
 mod routes;
 mod uploads;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub rate_limits: Option<Arc<RateLimits>>,
     /// Request ids, tracing, time and body limits, compression, CORS (`gateway.rs`).
     pub gateway: GatewayConfig,
+    /// SQL over the warehouse (`POST /v1/query`); `None` answers 503.
+    pub query: Option<carrierhub_warehouse::QueryEngine>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -98,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/portfolio", get(routes::portfolio))
         .route("/v1/audit", get(routes::list_audit))
+        .route("/v1/query", post(query::run_query))
         .merge(uploads)
         // Route layers see the matched route, and unmatched paths skip them. The last one
         // added runs first: authentication, then the caller's rate limit, then conditional

@@ -54,6 +54,7 @@ impl Api {
             auth: carrierhub_api::Auth::development(),
             cache: carrierhub_api::ReadCache::new(100),
             rate_limits: None,
+            query: None,
         };
         Self {
             router: carrierhub_api::router(state),
