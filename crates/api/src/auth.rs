@@ -251,6 +251,8 @@ pub fn role_allows(role: Role, method: &Method, route: &str) -> bool {
             | "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
             false,
         ) => matches!(role, Admin | Operator | Carrier),
+        // SQL reads only; the caller's scope decides what it sees.
+        ("/v1/query", false) => true,
         // Any other write is an administrator's until a rule above says otherwise.
         (_, false) => role == Admin,
     }

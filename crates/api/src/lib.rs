@@ -15,6 +15,7 @@ pub mod oidc;
 pub mod openapi;
 mod params;
 mod problem;
+mod query;
 pub mod ratelimit;
 mod routes;
 mod uploads;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub gateway: GatewayConfig,
     /// Accept webhooks whose URL resolves to a private, loopback or link-local address.
     pub webhooks_allow_private: bool,
+    /// SQL over the warehouse (`POST /v1/query`); `None` answers 503.
+    pub query: Option<carrierhub_warehouse::QueryEngine>,
 }
 
 /// The handler of one route of [`openapi::ROUTES`]. Every entry of the table has one here;
@@ -103,6 +106,7 @@ fn endpoint(route: &openapi::Route, max_upload_bytes: usize) -> MethodRouter<App
         ("DELETE", "/v1/webhooks/{id}") => delete(webhooks::delete),
         ("GET", "/v1/webhooks/{id}/deliveries") => get(webhooks::deliveries),
         ("POST", "/v1/webhooks/{id}/deliveries/{delivery}/redeliver") => post(webhooks::redeliver),
+        ("POST", "/v1/query") => post(query::run_query),
         (method, path) => unreachable!("openapi::ROUTES has {method} {path}, which has no handler"),
     }
 }

@@ -8,7 +8,7 @@
 //! that the document has exactly these operations. A new route needs its entry here, its
 //! handler in `lib.rs::endpoint` and its annotation, or the tests fail.
 
-use crate::{diff, events, routes, uploads, webhooks, Problem};
+use crate::{diff, events, query, routes, uploads, webhooks, Problem};
 use axum::http::{header, Method};
 use axum::response::{Html, IntoResponse, Response};
 use carrierhub_model::{ClaimStatus, LineOfBusiness, PolicyStatus};
@@ -78,6 +78,7 @@ pub const ROUTES: &[Route] = &[
         "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
         false,
     ),
+    route("POST", "/v1/query", false),
 ];
 
 /// Whether `path` is a public route (no credentials needed).
@@ -133,6 +134,7 @@ pub const OIDC: &str = "oidc";
         webhooks::delete,
         webhooks::deliveries,
         webhooks::redeliver,
+        query::run_query,
     ),
     components(schemas(Problem, LineOfBusiness, PolicyStatus, ClaimStatus)),
     modifiers(&Gateway),
@@ -147,6 +149,7 @@ pub const OIDC: &str = "oidc";
         (name = "audit", description = "The audit log of writes and refusals"),
         (name = "events", description = "Change events as a Server-Sent Events stream"),
         (name = "webhooks", description = "Change events POSTed to subscribed URLs: subscriptions, their delivery log, redelivery"),
+        (name = "warehouse", description = "Read-only SQL over the warehouse's Parquet tables, within the caller's scope"),
     ),
 )]
 pub struct ApiDoc;

@@ -44,6 +44,7 @@ impl Api {
             cache: carrierhub_api::ReadCache::new(100),
             rate_limits: None,
             webhooks_allow_private: false,
+            query: None,
         };
         Self {
             router: carrierhub_api::router(state),

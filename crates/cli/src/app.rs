@@ -20,6 +20,9 @@ pub struct Location {
     pub database_url: Option<String>,
     /// A NATS URL; without one the broker is embedded in the store's database.
     pub broker_url: Option<String>,
+    /// Where the warehouse's Parquet files live (`s3://…`, `gs://…` or a directory); by
+    /// default `<data dir>/warehouse`.
+    pub warehouse_url: Option<String>,
 }
 
 impl Location {
@@ -42,6 +45,15 @@ impl Location {
                 ),
                 None => format!("cannot open the embedded broker in {}", self.describe()),
             })
+    }
+
+    /// The warehouse's location (a bucket, or a directory, created when missing).
+    pub fn warehouse(&self) -> anyhow::Result<carrierhub_warehouse::Location> {
+        let url = match &self.warehouse_url {
+            Some(url) => url.clone(),
+            None => self.data_dir.join("warehouse").display().to_string(),
+        };
+        Ok(carrierhub_warehouse::Location::parse(&url)?)
     }
 
     /// The store for messages (a URL's password masked).

@@ -66,6 +66,7 @@ pub async fn run(location: &Location, args: DemoArgs) -> anyhow::Result<ExitCode
          \x20 curl -s '{base}/v1/claims?status=open&limit=5'\n\
          \x20 curl -s {base}/v1/submissions/1\n\
          \x20 curl -s '{base}/v1/portfolio?as_of=2025-06-30'\n\
+         \x20 curl -s {base}/v1/query -H 'content-type: application/json' -d '{{\"sql\": \"SELECT carrier, SUM(premium) FROM policies WHERE is_current GROUP BY carrier\"}}'\n\
          \x20 curl -s -F file=@{} -F mapping=northwind-policies {base}/v1/carriers/northwind/submissions\n\
          \x20 curl -s -F file=@{} -F mapping=harbour-policies -F carrier=harbour {base}/v1/mappings/check\n",
         generated[0].policy_file.display(),
@@ -76,7 +77,12 @@ pub async fn run(location: &Location, args: DemoArgs) -> anyhow::Result<ExitCode
             .unwrap_or_default()
     );
     let broker = location.open_broker().await?;
-    serve_app(app, broker, args.serve).await?;
+    let mut serve = args.serve;
+    // The demo keeps the warehouse too, so /v1/query answers.
+    if !serve.roles.contains(&crate::serve::Role::Warehouse) {
+        serve.roles.push(crate::serve::Role::Warehouse);
+    }
+    serve_app(app, broker, location.warehouse()?, serve).await?;
     Ok(ExitCode::SUCCESS)
 }
 

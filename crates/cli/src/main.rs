@@ -10,6 +10,7 @@ mod mapping;
 mod report;
 mod serve;
 mod telemetry;
+mod warehouse;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -49,6 +50,11 @@ struct Cli {
         hide_env_values = true
     )]
     broker_url: Option<String>,
+    /// Where the warehouse's Parquet files live: `s3://bucket/prefix` (credentials and
+    /// endpoint from `AWS_*`), `gs://bucket/prefix` (`GOOGLE_*`) or a directory (default:
+    /// `<data dir>/warehouse`).
+    #[arg(long = "warehouse", global = true, env = "CARRIERHUB_WAREHOUSE_URL")]
+    warehouse_url: Option<String>,
     /// Log format: `pretty` or `json` (default: pretty on a terminal, json otherwise).
     #[arg(long, global = true, env = "CARRIERHUB_LOG_FORMAT")]
     log_format: Option<telemetry::LogFormat>,
@@ -86,6 +92,12 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Write synthetic carrier feeds and their mappings into a directory.
     Gen(demo::GenArgs),
+    /// Run read-only SQL (SELECT, WITH, EXPLAIN) over the warehouse's Parquet tables.
+    Query(warehouse::QueryArgs),
+    /// The warehouse: `sync` brings its files up to date with the store and exits, `status`
+    /// shows its watermark and lag, `gen-bench` writes synthetic tables for benchmarks.
+    #[command(subcommand)]
+    Warehouse(warehouse::WarehouseCommand),
     /// Apply the store's pending migrations (SQLite in the data directory, or the
     /// `--database-url` database), print them, and exit.
     Migrate,
@@ -119,6 +131,7 @@ fn main() -> ExitCode {
         data_dir: cli.data_dir,
         database_url: cli.database_url.filter(|url| !url.is_empty()),
         broker_url: cli.broker_url.filter(|url| !url.is_empty()),
+        warehouse_url: cli.warehouse_url.filter(|url| !url.is_empty()),
     };
     let result = runtime.block_on(async move {
         match cli.command {
@@ -133,6 +146,8 @@ fn main() -> ExitCode {
             Command::Portfolio(args) => report::portfolio(&location, args).await,
             Command::Demo(args) => demo::run(&location, args).await,
             Command::Gen(args) => demo::gen(args),
+            Command::Query(args) => warehouse::query(&location, args).await,
+            Command::Warehouse(command) => warehouse::run(&location, command).await,
             Command::Migrate => migrate(&location).await,
         }
     });

@@ -25,6 +25,8 @@ pub enum Role {
     Relay,
     /// Delivers change events to webhooks.
     Webhooks,
+    /// Keeps the warehouse's Parquet tables up to date from the outbox.
+    Warehouse,
 }
 
 #[derive(Args, Clone)]
@@ -178,6 +180,15 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub webhook_backoff_ms: u64,
+    /// Milliseconds the warehouse role waits between two of its steps (each rewrites the
+    /// files of the carriers that changed).
+    #[arg(long, env = "CARRIERHUB_WAREHOUSE_INTERVAL_MS", default_value_t = 2000)]
+    pub warehouse_interval_ms: u64,
+    /// Change events the warehouse role applies per step at most.
+    #[arg(long, env = "CARRIERHUB_WAREHOUSE_EVENTS_PER_STEP", default_value_t = carrierhub_warehouse::writer::EVENTS_PER_STEP)]
+    pub warehouse_events_per_step: usize,
+    #[command(flatten)]
+    pub query_limits: crate::warehouse::QueryLimitArgs,
 }
 
 impl ServeArgs {
@@ -247,7 +258,12 @@ async fn watch_lag(broker: Arc<dyn Broker>) {
 }
 
 /// Starts this process's roles and runs until a shutdown signal.
-pub async fn serve_app(app: App, broker: Arc<dyn Broker>, args: ServeArgs) -> anyhow::Result<()> {
+pub async fn serve_app(
+    app: App,
+    broker: Arc<dyn Broker>,
+    warehouse: carrierhub_warehouse::Location,
+    args: ServeArgs,
+) -> anyhow::Result<()> {
     let gateway = args.gateway()?;
     let metrics = install_metrics();
     let lease = Duration::from_secs(args.lease_secs.max(1));
@@ -277,17 +293,30 @@ pub async fn serve_app(app: App, broker: Arc<dyn Broker>, args: ServeArgs) -> an
         };
         tokio::spawn(Worker::new(pipeline.clone(), broker.clone(), config).run());
     }
+    if args.has(Role::Warehouse) {
+        let writer =
+            carrierhub_warehouse::WarehouseWriter::new(app.store.clone(), warehouse.clone())
+                .with_events_per_step(args.warehouse_events_per_step);
+        tokio::spawn(writer.run(Duration::from_millis(args.warehouse_interval_ms.max(1))));
+    }
     tokio::spawn(watch_lag(broker.clone()));
-    let roles: Vec<&str> = [Role::Api, Role::Worker, Role::Relay, Role::Webhooks]
-        .into_iter()
-        .filter(|r| args.has(*r))
-        .map(|r| match r {
-            Role::Api => "api",
-            Role::Worker => "worker",
-            Role::Relay => "relay",
-            Role::Webhooks => "webhooks",
-        })
-        .collect();
+    let roles: Vec<&str> = [
+        Role::Api,
+        Role::Worker,
+        Role::Relay,
+        Role::Webhooks,
+        Role::Warehouse,
+    ]
+    .into_iter()
+    .filter(|r| args.has(*r))
+    .map(|r| match r {
+        Role::Api => "api",
+        Role::Worker => "worker",
+        Role::Relay => "relay",
+        Role::Webhooks => "webhooks",
+        Role::Warehouse => "warehouse",
+    })
+    .collect();
     tracing::info!(roles = ?roles, broker = %broker.describe(), "starting");
 
     let render: Option<carrierhub_api::MetricsRender> =
@@ -329,6 +358,10 @@ pub async fn serve_app(app: App, broker: Arc<dyn Broker>, args: ServeArgs) -> an
             rate_limits,
             gateway,
             webhooks_allow_private: args.webhooks_allow_private,
+            query: Some(carrierhub_warehouse::QueryEngine::new(
+                warehouse,
+                args.query_limits.limits(),
+            )),
         };
         carrierhub_api::serve(listener, state, shutdown_signal()).await?;
     } else {
@@ -396,6 +429,7 @@ pub async fn run(location: &Location, args: ServeArgs) -> anyhow::Result<ExitCod
         "store ready"
     );
     let broker = location.open_broker().await?;
-    serve_app(app, broker, args).await?;
+    let warehouse = location.warehouse()?;
+    serve_app(app, broker, warehouse, args).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -522,6 +522,7 @@ const ISOLATION_CHECKED: &[(&str, &str, &str)] = &[
         "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
         "this file",
     ),
+    ("POST", "/v1/query", "tests/warehouse.rs"),
 ];
 
 #[test]

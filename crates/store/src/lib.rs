@@ -321,6 +321,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Outbox events not yet published, oldest first.
     async fn unpublished_events(&self, limit: usize) -> Result<Vec<OutboxEvent>>;
+    /// Outbox events with an id above `after`, published or not, oldest first: the feed of
+    /// consumers that keep their own position (the warehouse's watermark).
+    async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<OutboxEvent>>;
+    /// The id of the newest outbox event (0 when there is none).
+    async fn last_event_id(&self) -> Result<i64>;
+    /// Every version of a carrier's policies and claims and every premium and claim
+    /// transaction, as committed now (unscoped: the warehouse applies scope when it is read).
+    async fn warehouse_carrier(&self, carrier: &str) -> Result<WarehouseCarrier>;
     /// Marks events as published (after the broker acknowledged them), in one transaction
     /// that also gives each newly published event its place in the publication order
     /// (read by [`Store::list_events`]) and queues its deliveries to the webhooks that

@@ -2993,6 +2993,139 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<OutboxEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, event_type, carrier_id, subject_id, payload, created_at FROM outbox \
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEvent {
+                    id: r.try_get("id")?,
+                    event_type: r.try_get("event_type")?,
+                    carrier: r.try_get("carrier_id")?,
+                    subject_id: r.try_get("subject_id")?,
+                    payload: r.try_get("payload")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_event_id(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(id), 0)::BIGINT FROM outbox")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn warehouse_carrier(&self, carrier: &str) -> Result<WarehouseCarrier> {
+        // One repeatable-read transaction, so the four reads see the same snapshot.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let mut out = WarehouseCarrier::default();
+        let rows = sqlx::query(
+            "SELECT v.policy_id, v.version, v.record, v.submission_id, v.valid_from, v.valid_to \
+             FROM policy_versions v JOIN policies p ON p.id = v.policy_id \
+             WHERE p.carrier_id = $1 ORDER BY v.policy_id, v.version",
+        )
+        .bind(carrier)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &rows {
+            let policy_id: i64 = r.try_get("policy_id")?;
+            let version: i64 = r.try_get("version")?;
+            let Json(record): Json<Policy> = r
+                .try_get("record")
+                .map_err(|e| StoreError::Corrupt(format!("policy {policy_id} v{version}: {e}")))?;
+            out.policy_versions.push(WarehousePolicyVersion {
+                policy_id,
+                version,
+                record,
+                submission_id: r.try_get("submission_id")?,
+                valid_from: r.try_get("valid_from")?,
+                valid_to: r.try_get("valid_to")?,
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT v.claim_id, v.version, v.record, v.submission_id, v.valid_from, v.valid_to, \
+                    COALESCE(v.policy_id, c.policy_id) AS policy_id \
+             FROM claim_versions v JOIN claims c ON c.id = v.claim_id \
+             WHERE c.carrier_id = $1 ORDER BY v.claim_id, v.version",
+        )
+        .bind(carrier)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &rows {
+            let claim_id: i64 = r.try_get("claim_id")?;
+            let version: i64 = r.try_get("version")?;
+            let Json(record): Json<Claim> = r
+                .try_get("record")
+                .map_err(|e| StoreError::Corrupt(format!("claim {claim_id} v{version}: {e}")))?;
+            out.claim_versions.push(WarehouseClaimVersion {
+                claim_id,
+                version,
+                policy_id: r.try_get("policy_id")?,
+                record,
+                submission_id: r.try_get("submission_id")?,
+                valid_from: r.try_get("valid_from")?,
+                valid_to: r.try_get("valid_to")?,
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT t.id, t.policy_id, t.policy_version, t.kind, t.amount, t.currency, \
+                    t.effective_date, t.submission_id, t.recorded_at \
+             FROM premium_transactions t JOIN policies p ON p.id = t.policy_id \
+             WHERE p.carrier_id = $1 ORDER BY t.id",
+        )
+        .bind(carrier)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &rows {
+            out.premium_transactions.push(WarehousePremiumTransaction {
+                id: r.try_get("id")?,
+                policy_id: r.try_get("policy_id")?,
+                policy_version: r.try_get("policy_version")?,
+                kind: r.try_get("kind")?,
+                amount: r.try_get("amount")?,
+                currency: r.try_get("currency")?,
+                effective_date: r.try_get("effective_date")?,
+                submission_id: r.try_get("submission_id")?,
+                recorded_at: r.try_get("recorded_at")?,
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT t.id, t.claim_id, t.claim_version, t.kind, t.amount, t.currency, \
+                    t.submission_id, t.recorded_at \
+             FROM claim_transactions t JOIN claims c ON c.id = t.claim_id \
+             WHERE c.carrier_id = $1 ORDER BY t.id",
+        )
+        .bind(carrier)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &rows {
+            out.claim_transactions.push(WarehouseClaimTransaction {
+                id: r.try_get("id")?,
+                claim_id: r.try_get("claim_id")?,
+                claim_version: r.try_get("claim_version")?,
+                kind: r.try_get("kind")?,
+                amount: r.try_get("amount")?,
+                currency: r.try_get("currency")?,
+                submission_id: r.try_get("submission_id")?,
+                recorded_at: r.try_get("recorded_at")?,
+            });
+        }
+        tx.rollback().await?;
+        Ok(out)
+    }
+
     async fn mark_events_published(&self, ids: &[i64]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());

@@ -2131,6 +2131,138 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<OutboxEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, event_type, carrier_id, subject_id, payload, created_at FROM outbox \
+             WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEvent {
+                    id: r.try_get("id")?,
+                    event_type: r.try_get("event_type")?,
+                    carrier: r.try_get("carrier_id")?,
+                    subject_id: r.try_get("subject_id")?,
+                    payload: serde_json::from_str(&r.try_get::<String, _>("payload")?)
+                        .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
+                    created_at: ts(&r.try_get::<String, _>("created_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_event_id(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM outbox")
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
+    async fn warehouse_carrier(&self, carrier: &str) -> Result<WarehouseCarrier> {
+        // One read transaction, so the four reads see the same commit.
+        let mut conn = self.read.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let mut out = WarehouseCarrier::default();
+        let rows = sqlx::query(
+            "SELECT v.policy_id, v.version, v.record, v.submission_id, v.valid_from, v.valid_to \
+             FROM policy_versions v JOIN policies p ON p.id = v.policy_id \
+             WHERE p.carrier_id = ? ORDER BY v.policy_id, v.version",
+        )
+        .bind(carrier)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &rows {
+            let policy_id: i64 = r.try_get("policy_id")?;
+            let version: i64 = r.try_get("version")?;
+            out.policy_versions.push(WarehousePolicyVersion {
+                policy_id,
+                version,
+                record: policy_record(policy_id, version, &r.try_get::<String, _>("record")?)?,
+                submission_id: r.try_get("submission_id")?,
+                valid_from: ts(&r.try_get::<String, _>("valid_from")?)?,
+                valid_to: opt_ts(r.try_get("valid_to")?)?,
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT v.claim_id, v.version, v.record, v.submission_id, v.valid_from, v.valid_to, \
+                    COALESCE(v.policy_id, c.policy_id) AS policy_id \
+             FROM claim_versions v JOIN claims c ON c.id = v.claim_id \
+             WHERE c.carrier_id = ? ORDER BY v.claim_id, v.version",
+        )
+        .bind(carrier)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &rows {
+            let claim_id: i64 = r.try_get("claim_id")?;
+            let version: i64 = r.try_get("version")?;
+            let record: Claim = serde_json::from_str(&r.try_get::<String, _>("record")?)
+                .map_err(|e| StoreError::Corrupt(format!("claim {claim_id} v{version}: {e}")))?;
+            out.claim_versions.push(WarehouseClaimVersion {
+                claim_id,
+                version,
+                policy_id: r.try_get("policy_id")?,
+                record,
+                submission_id: r.try_get("submission_id")?,
+                valid_from: ts(&r.try_get::<String, _>("valid_from")?)?,
+                valid_to: opt_ts(r.try_get("valid_to")?)?,
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT t.id, t.policy_id, t.policy_version, t.kind, t.amount, t.currency, \
+                    t.effective_date, t.submission_id, t.recorded_at \
+             FROM premium_transactions t JOIN policies p ON p.id = t.policy_id \
+             WHERE p.carrier_id = ? ORDER BY t.id",
+        )
+        .bind(carrier)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &rows {
+            let amount: String = r.try_get("amount")?;
+            out.premium_transactions.push(WarehousePremiumTransaction {
+                id: r.try_get("id")?,
+                policy_id: r.try_get("policy_id")?,
+                policy_version: r.try_get("policy_version")?,
+                kind: r.try_get("kind")?,
+                amount: Decimal::from_str(&amount)
+                    .map_err(|e| StoreError::Corrupt(format!("amount '{amount}': {e}")))?,
+                currency: r.try_get("currency")?,
+                effective_date: date(&r.try_get::<String, _>("effective_date")?)?,
+                submission_id: r.try_get("submission_id")?,
+                recorded_at: ts(&r.try_get::<String, _>("recorded_at")?)?,
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT t.id, t.claim_id, t.claim_version, t.kind, t.amount, t.currency, \
+                    t.submission_id, t.recorded_at \
+             FROM claim_transactions t JOIN claims c ON c.id = t.claim_id \
+             WHERE c.carrier_id = ? ORDER BY t.id",
+        )
+        .bind(carrier)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &rows {
+            let amount: String = r.try_get("amount")?;
+            out.claim_transactions.push(WarehouseClaimTransaction {
+                id: r.try_get("id")?,
+                claim_id: r.try_get("claim_id")?,
+                claim_version: r.try_get("claim_version")?,
+                kind: r.try_get("kind")?,
+                amount: Decimal::from_str(&amount)
+                    .map_err(|e| StoreError::Corrupt(format!("amount '{amount}': {e}")))?,
+                currency: r.try_get("currency")?,
+                submission_id: r.try_get("submission_id")?,
+                recorded_at: ts(&r.try_get::<String, _>("recorded_at")?)?,
+            });
+        }
+        tx.rollback().await?;
+        Ok(out)
+    }
+
     async fn mark_events_published(&self, ids: &[i64]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());

@@ -512,3 +512,64 @@ mod tests {
             .contains("%2B"));
     }
 }
+
+/// Everything of one carrier the warehouse keeps (see [`crate::Store::warehouse_carrier`]):
+/// every version of its policies and claims and every premium and claim transaction.
+#[derive(Debug, Clone, Default)]
+pub struct WarehouseCarrier {
+    /// By policy id, then version.
+    pub policy_versions: Vec<WarehousePolicyVersion>,
+    /// By claim id, then version.
+    pub claim_versions: Vec<WarehouseClaimVersion>,
+    /// By id.
+    pub premium_transactions: Vec<WarehousePremiumTransaction>,
+    /// By id.
+    pub claim_transactions: Vec<WarehouseClaimTransaction>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WarehousePolicyVersion {
+    pub policy_id: i64,
+    pub version: i64,
+    pub record: Policy,
+    pub submission_id: i64,
+    pub valid_from: DateTime<Utc>,
+    pub valid_to: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WarehouseClaimVersion {
+    pub claim_id: i64,
+    pub version: i64,
+    /// The policy the version's record names.
+    pub policy_id: i64,
+    pub record: Claim,
+    pub submission_id: i64,
+    pub valid_from: DateTime<Utc>,
+    pub valid_to: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WarehousePremiumTransaction {
+    pub id: i64,
+    pub policy_id: i64,
+    pub policy_version: i64,
+    pub kind: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub effective_date: NaiveDate,
+    pub submission_id: i64,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WarehouseClaimTransaction {
+    pub id: i64,
+    pub claim_id: i64,
+    pub claim_version: i64,
+    pub kind: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub submission_id: i64,
+    pub recorded_at: DateTime<Utc>,
+}

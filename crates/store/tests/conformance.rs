@@ -52,6 +52,7 @@ conformance!(
     the_audit_log_lists_newest_first_by_page_filters_and_purges,
     events_are_read_in_publication_order_within_the_scope,
     webhook_deliveries_are_queued_once_in_scope_claimed_retried_and_logged,
+    the_warehouse_reads_events_after_a_position_and_a_carriers_history,
 );
 
 async fn versions_transactions_and_events_follow_the_changes(target: Target) {
@@ -3512,4 +3513,68 @@ async fn webhook_deliveries_are_queued_once_in_scope_claimed_retried_and_logged(
     assert!(store.delete_webhook(beta.id, Some("key:b")).await.unwrap());
     assert!(!store.delete_webhook(beta.id, Some("key:b")).await.unwrap());
     assert!(!store.delete_webhook(book.id, Some("key:b")).await.unwrap());
+}
+
+async fn the_warehouse_reads_events_after_a_position_and_a_carriers_history(target: Target) {
+    let store = target.store().await;
+    let first = claimed_submission(&store, "w").await;
+    store
+        .commit_batch(batch(
+            first,
+            "w",
+            vec![
+                policy("P1", 10000, PolicyStatus::Active),
+                policy("P2", 5000, PolicyStatus::Active),
+                policy("P1", 3000, PolicyStatus::Cancelled),
+            ],
+        ))
+        .await
+        .unwrap();
+    store.finish_submission(first, "w", None).await.unwrap();
+
+    // Every event, published or not, in id order, from any position.
+    let all = store.events_after(0, 1000).await.unwrap();
+    assert!(all.len() >= 4, "{all:?}");
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(store.last_event_id().await.unwrap(), all.last().unwrap().id);
+    let ids: Vec<i64> = all.iter().map(|e| e.id).collect();
+    store.mark_events_published(&ids[..2]).await.unwrap();
+    let after = store.events_after(ids[1], 2).await.unwrap();
+    assert_eq!(after.iter().map(|e| e.id).collect::<Vec<_>>(), ids[2..4]);
+    assert!(store
+        .events_after(*ids.last().unwrap(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The carrier's whole history: both versions of P1, one of P2, their premium movements.
+    let carrier = all[0].carrier.clone();
+    let data = store.warehouse_carrier(&carrier).await.unwrap();
+    let versions: Vec<(String, i64, bool)> = data
+        .policy_versions
+        .iter()
+        .map(|v| {
+            (
+                v.record.number.as_str().to_owned(),
+                v.version,
+                v.valid_to.is_none(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("P1".to_owned(), 1, false),
+            ("P1".to_owned(), 2, true),
+            ("P2".to_owned(), 1, true)
+        ]
+    );
+    let total: Decimal = data.premium_transactions.iter().map(|t| t.amount).sum();
+    assert_eq!(total, Decimal::from(80));
+    assert!(store
+        .warehouse_carrier("nobody")
+        .await
+        .unwrap()
+        .policy_versions
+        .is_empty());
 }

@@ -1,0 +1,307 @@
+//! `carrierhub query` and `carrierhub warehouse …`: SQL over the warehouse's Parquet files,
+//! bringing them up to date, and synthetic tables for benchmarks.
+
+use crate::app::{App, Location};
+use anyhow::Context;
+use carrierhub_store::Scope;
+use carrierhub_warehouse::tables::{date32, Table, MONEY_PRECISION, MONEY_SCALE};
+use carrierhub_warehouse::writer::{parquet_bytes, PART_FILE};
+use carrierhub_warehouse::{Format, QueryEngine, QueryLimits, WarehouseWriter};
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct QueryArgs {
+    /// The SQL: SELECT, WITH or EXPLAIN over the tables policies, coverages,
+    /// premium_transactions, claims and claim_transactions.
+    pub sql: String,
+    /// json (an array of objects), csv, arrow (an Arrow IPC stream) or parquet.
+    #[arg(long, default_value = "json", value_parser = parse_format)]
+    pub format: Format,
+    /// Write the answer to this file instead of standard output.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Only these carriers' rows (repeatable); default: all.
+    #[arg(long = "carrier")]
+    pub carriers: Vec<String>,
+    /// Only these books' (producer codes') rows (repeatable); default: all.
+    #[arg(long = "book")]
+    pub books: Vec<String>,
+    #[command(flatten)]
+    pub limits: QueryLimitArgs,
+    /// Print the number of rows and the time taken to standard error.
+    #[arg(long)]
+    pub timing: bool,
+}
+
+/// Each query's memory and time limits.
+#[derive(Args, Clone, Debug)]
+pub struct QueryLimitArgs {
+    /// Memory one query may use, in MiB (its hash tables, sorts and aggregates).
+    #[arg(long, env = "CARRIERHUB_QUERY_MEMORY_MIB", default_value_t = 512)]
+    pub query_memory_mib: usize,
+    /// Seconds one query may run.
+    #[arg(long, env = "CARRIERHUB_QUERY_TIMEOUT_SECS", default_value_t = 25)]
+    pub query_timeout_secs: u64,
+    /// Largest answer of one query, in MiB.
+    #[arg(long, env = "CARRIERHUB_QUERY_MAX_RESULT_MIB", default_value_t = 64)]
+    pub query_max_result_mib: usize,
+}
+
+impl QueryLimitArgs {
+    pub fn limits(&self) -> QueryLimits {
+        QueryLimits {
+            memory_bytes: self.query_memory_mib.max(1) * 1024 * 1024,
+            timeout: Duration::from_secs(self.query_timeout_secs.max(1)),
+            max_result_bytes: self.query_max_result_mib.max(1) * 1024 * 1024,
+        }
+    }
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    Format::parse(s).ok_or_else(|| format!("unknown format '{s}'; json, csv, arrow or parquet"))
+}
+
+#[derive(Subcommand)]
+pub enum WarehouseCommand {
+    /// Apply every change event after the watermark, then exit.
+    Sync,
+    /// The watermark, the newest event and the lag.
+    Status,
+    /// Write synthetic premium and claim transactions straight into a warehouse directory
+    /// (for benchmarks; the store is not involved).
+    GenBench(GenBenchArgs),
+}
+
+#[derive(Args)]
+pub struct GenBenchArgs {
+    /// The directory to write (it becomes a warehouse: `<table>/carrier=…/month=…/`).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// Claim transaction rows.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub claim_transactions: u64,
+    /// Premium transaction rows (default: a tenth of the claim transactions).
+    #[arg(long)]
+    pub premium_transactions: Option<u64>,
+    #[arg(long, default_value_t = 7)]
+    pub carriers: u32,
+    #[arg(long, default_value_t = 24)]
+    pub months: u32,
+}
+
+pub async fn query(location: &Location, args: QueryArgs) -> anyhow::Result<ExitCode> {
+    let engine = QueryEngine::new(location.warehouse()?, args.limits.limits());
+    let scope = Scope {
+        carriers: (!args.carriers.is_empty()).then(|| args.carriers.iter().cloned().collect()),
+        books: (!args.books.is_empty()).then(|| args.books.iter().cloned().collect()),
+    };
+    let started = Instant::now();
+    let out = match engine.run(&args.sql, &scope, args.format).await {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let elapsed = started.elapsed();
+    match &args.out {
+        Some(path) => std::fs::write(path, &out.body)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&out.body)?;
+            if matches!(args.format, Format::Json) {
+                stdout.write_all(b"\n")?;
+            }
+            stdout.flush()?;
+        }
+    }
+    if args.timing {
+        eprintln!("{} rows in {:.3} s", out.rows, elapsed.as_secs_f64());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run(location: &Location, command: WarehouseCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        WarehouseCommand::Sync => {
+            let app = App::open(location).await?;
+            let writer = WarehouseWriter::new(app.store.clone(), location.warehouse()?);
+            let watermark = writer.sync().await?;
+            println!(
+                "warehouse {} is up to date through event {watermark}",
+                writer.location().describe()
+            );
+        }
+        WarehouseCommand::Status => {
+            let app = App::open(location).await?;
+            let writer = WarehouseWriter::new(app.store.clone(), location.warehouse()?);
+            let watermark = writer.watermark().await?.outbox_id;
+            let last = app.store.last_event_id().await?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "location": writer.location().describe(),
+                    "watermark": watermark,
+                    "last_event": last,
+                    "lag_events": (last - watermark).max(0),
+                })
+            );
+        }
+        WarehouseCommand::GenBench(args) => gen_bench(args).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A small deterministic generator (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const LINES: [&str; 6] = [
+    "personal_auto",
+    "homeowners",
+    "commercial_property",
+    "general_liability",
+    "workers_compensation",
+    "commercial_auto",
+];
+
+async fn gen_bench(args: GenBenchArgs) -> anyhow::Result<()> {
+    use carrierhub_warehouse::datafusion::arrow::array::{
+        ArrayRef, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
+        TimestampMicrosecondArray,
+    };
+    let location = carrierhub_warehouse::Location::parse(&args.out.display().to_string())?;
+    let store =
+        carrierhub_warehouse::object_store::local::LocalFileSystem::new_with_prefix(&args.out)?;
+    let store: Arc<dyn carrierhub_warehouse::object_store::ObjectStore> = Arc::new(store);
+    let partitions = u64::from(args.carriers.max(1)) * u64::from(args.months.max(1));
+    let premium_rows = args
+        .premium_transactions
+        .unwrap_or(args.claim_transactions / 10);
+    let start = NaiveDate::from_ymd_opt(2024, 1, 1).expect("date");
+    let mut written = 0u64;
+    let mut id = 0i64;
+    for p in 0..partitions {
+        let carrier = format!("carrier{:02}", p / u64::from(args.months));
+        let month_index = (p % u64::from(args.months)) as u32;
+        let first = start
+            .checked_add_months(chrono::Months::new(month_index))
+            .expect("date");
+        let month = carrierhub_warehouse::tables::month_of(first);
+        let mut rng = Rng(p + 1);
+        for table in [Table::ClaimTransactions, Table::PremiumTransactions] {
+            let total = if table == Table::ClaimTransactions {
+                args.claim_transactions
+            } else {
+                premium_rows
+            };
+            let n = (total / partitions + u64::from(p < total % partitions)) as usize;
+            let money = |v: Vec<i128>| -> ArrayRef {
+                Arc::new(
+                    Decimal128Array::from(v)
+                        .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)
+                        .expect("precision"),
+                )
+            };
+            let ids: Vec<i64> = (0..n as i64).map(|i| id + i).collect();
+            id += n as i64;
+            let line: Vec<&str> = (0..n).map(|_| LINES[rng.below(6) as usize]).collect();
+            let day: Vec<i32> = (0..n)
+                .map(|_| date32(first) + rng.below(28) as i32)
+                .collect();
+            let producer: Vec<Option<String>> = (0..n)
+                .map(|_| Some(format!("P{:03}", rng.below(200))))
+                .collect();
+            let recorded: Vec<i64> = day.iter().map(|d| i64::from(*d) * 86_400_000_000).collect();
+            let batch = if table == Table::ClaimTransactions {
+                let amount: Vec<i128> = (0..n)
+                    .map(|_| i128::from(rng.below(500_000)) * 10_000_000)
+                    .collect();
+                let claim_ids: Vec<i64> = ids.iter().map(|i| i / 3).collect();
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(Int64Array::from(ids.clone())),
+                    Arc::new(Int64Array::from(claim_ids.clone())),
+                    Arc::new(StringArray::from_iter_values(
+                        claim_ids.iter().map(|c| format!("C{c}")),
+                    )),
+                    Arc::new(Int64Array::from(vec![1; n])),
+                    Arc::new(Int64Array::from(
+                        claim_ids.iter().map(|c| c / 2).collect::<Vec<_>>(),
+                    )),
+                    Arc::new(StringArray::from_iter_values((0..n).map(|i| {
+                        if i % 3 == 0 {
+                            "reserve"
+                        } else {
+                            "payment"
+                        }
+                    }))),
+                    money(amount),
+                    Arc::new(StringArray::from(vec!["EUR"; n])),
+                    Arc::new(StringArray::from(line)),
+                    Arc::new(StringArray::from(producer)),
+                    Arc::new(Date32Array::from(day)),
+                    Arc::new(Int64Array::from(vec![1; n])),
+                    Arc::new(TimestampMicrosecondArray::from(recorded).with_timezone("UTC")),
+                ];
+                RecordBatch::try_new(table.file_schema(), columns)?
+            } else {
+                let amount: Vec<i128> = (0..n)
+                    .map(|_| i128::from(rng.below(2_000_000) + 10_000) * 10_000_000)
+                    .collect();
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(Int64Array::from(ids.clone())),
+                    Arc::new(Int64Array::from(ids.clone())),
+                    Arc::new(StringArray::from_iter_values(
+                        ids.iter().map(|c| format!("P{c}")),
+                    )),
+                    Arc::new(Int64Array::from(vec![1; n])),
+                    Arc::new(StringArray::from(vec!["new_business"; n])),
+                    money(amount),
+                    Arc::new(StringArray::from(vec!["EUR"; n])),
+                    Arc::new(Date32Array::from(day)),
+                    Arc::new(StringArray::from(line)),
+                    Arc::new(StringArray::from(producer)),
+                    Arc::new(Int64Array::from(vec![1; n])),
+                    Arc::new(TimestampMicrosecondArray::from(recorded).with_timezone("UTC")),
+                ];
+                RecordBatch::try_new(table.file_schema(), columns)?
+            };
+            let bytes = tokio::task::spawn_blocking(move || parquet_bytes(&batch)).await??;
+            let path = carrierhub_warehouse::object_store::path::Path::from(format!(
+                "{}/carrier={carrier}/month={month}/{PART_FILE}",
+                table.name()
+            ));
+            carrierhub_warehouse::object_store::ObjectStoreExt::put(
+                store.as_ref(),
+                &path,
+                bytes.into(),
+            )
+            .await?;
+            written += n as u64;
+        }
+    }
+    println!(
+        "wrote {written} rows ({} claim transactions) in {partitions} partitions to {}",
+        args.claim_transactions,
+        location.describe()
+    );
+    Ok(())
+}

@@ -1,0 +1,759 @@
+//! The warehouse end to end: Parquet tables written from the outbox by `warehouse sync` and
+//! by the `warehouse` role (killed mid-way and restarted), read back by `carrierhub query`,
+//! `POST /v1/query` within a key's scope, DuckDB, and through S3 (moto's server).
+
+mod common;
+
+use common::{Env, BIN};
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// Feeds of three carriers (two deliveries: 10% changed, some cancelled) and their claims,
+/// ingested in order.
+fn ingest_demo(env: &Env, policies: u32) {
+    let dir = env.path("feeds");
+    for delivery in ["1", "2"] {
+        let out = Command::new(BIN)
+            .args(["gen", "--out"])
+            .arg(&dir)
+            .args(["--carriers", "3", "--policies", &policies.to_string()])
+            .args(["--delivery", delivery])
+            .output()
+            .expect("run gen");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let carriers: Vec<String> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix("-policies.toml").map(str::to_owned))
+        .collect();
+    assert_eq!(carriers.len(), 3, "{names:?}");
+    for carrier in &carriers {
+        let find = |prefix: &str| {
+            dir.join(
+                names
+                    .iter()
+                    .find(|n| n.starts_with(prefix) && !n.ends_with(".toml"))
+                    .unwrap_or_else(|| panic!("no {prefix}* in {names:?}")),
+            )
+        };
+        let policy_mapping = dir.join(format!("{carrier}-policies.toml"));
+        let claim_mapping = dir.join(format!("{carrier}-claims.toml"));
+        env.ingest(
+            carrier,
+            &policy_mapping,
+            &find(&format!("{carrier}-policies.")),
+        );
+        env.ingest(
+            carrier,
+            &claim_mapping,
+            &find(&format!("{carrier}-claims.")),
+        );
+        env.ingest(
+            carrier,
+            &policy_mapping,
+            &find(&format!("{carrier}-policies-d2.")),
+        );
+    }
+}
+
+/// Runs `carrierhub query --format csv` on the warehouse at `warehouse`; the rows, each a
+/// list of fields, header first.
+fn query_csv(env: &Env, warehouse: &Path, sql: &str) -> Vec<Vec<String>> {
+    let out = env
+        .command()
+        .arg("--warehouse")
+        .arg(warehouse)
+        .args(["query", "--format", "csv", sql])
+        .output()
+        .expect("run query");
+    assert!(
+        out.status.success(),
+        "query failed: {sql}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect()
+}
+
+fn dec(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap_or_else(|e| panic!("'{s}': {e}"))
+}
+
+/// (carrier, line, currency) → (policies, in force, premium) from `carrierhub portfolio`.
+fn portfolio(env: &Env) -> BTreeMap<(String, String, String), (u64, u64, Decimal)> {
+    let out = env.run(&["portfolio", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    lines
+        .as_array()
+        .expect("an array of lines")
+        .iter()
+        .map(|l| {
+            (
+                (
+                    l["carrier"].as_str().unwrap().to_owned(),
+                    l["line_of_business"].as_str().unwrap().to_owned(),
+                    l["currency"].as_str().unwrap().to_owned(),
+                ),
+                (
+                    l["policies"].as_u64().unwrap(),
+                    l["in_force"].as_u64().unwrap(),
+                    dec(&l["premium"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| l["premium"].to_string())),
+                ),
+            )
+        })
+        .collect()
+}
+
+const PORTFOLIO_SQL: &str = "SELECT carrier, line_of_business, currency, COUNT(*) AS policies, \
+     SUM(CASE WHEN status = 'active' THEN 1 ELSE 0 END) AS in_force, SUM(premium) AS premium \
+     FROM policies WHERE is_current GROUP BY carrier, line_of_business, currency \
+     ORDER BY carrier, line_of_business, currency";
+
+fn warehouse_portfolio(
+    env: &Env,
+    warehouse: &Path,
+) -> BTreeMap<(String, String, String), (u64, u64, Decimal)> {
+    query_csv(env, warehouse, PORTFOLIO_SQL)
+        .into_iter()
+        .skip(1)
+        .map(|r| {
+            (
+                (r[0].clone(), r[1].clone(), r[2].clone()),
+                (r[3].parse().unwrap(), r[4].parse().unwrap(), dec(&r[5])),
+            )
+        })
+        .collect()
+}
+
+/// Every Parquet file under `dir`, by relative path, with its bytes.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                let rel = path.strip_prefix(root).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn watermark(dir: &Path) -> i64 {
+    std::fs::read(dir.join("_carrierhub/watermark.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["outbox_id"].as_i64())
+        .unwrap_or(0)
+}
+
+fn last_event(env: &Env, warehouse: &Path) -> i64 {
+    let out = env
+        .command()
+        .arg("--warehouse")
+        .arg(warehouse)
+        .args(["warehouse", "status"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["last_event"].as_i64().unwrap()
+}
+
+fn sync(env: &Env, warehouse: &Path) {
+    let out = env
+        .command()
+        .arg("--warehouse")
+        .arg(warehouse)
+        .args(["warehouse", "sync"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn query_totals_equal_the_stores_and_a_restarted_writer_writes_the_same_files() {
+    let env = Env::new();
+    ingest_demo(&env, 400);
+    let reference = env.path("reference");
+    sync(&env, &reference);
+
+    // Policies, in force and premium by carrier, line and currency, to the cent.
+    let store = portfolio(&env);
+    assert!(!store.is_empty());
+    assert_eq!(warehouse_portfolio(&env, &reference), store);
+
+    // Premium transactions add up to the current premiums, carrier by carrier.
+    let mut by_carrier: BTreeMap<(String, String), Decimal> = BTreeMap::new();
+    for ((carrier, _, currency), (_, _, premium)) in &store {
+        *by_carrier
+            .entry((carrier.clone(), currency.clone()))
+            .or_default() += *premium;
+    }
+    let transactions: BTreeMap<(String, String), Decimal> = query_csv(
+        &env,
+        &reference,
+        "SELECT carrier, currency, SUM(amount) FROM premium_transactions GROUP BY 1, 2",
+    )
+    .into_iter()
+    .skip(1)
+    .map(|r| ((r[0].clone(), r[1].clone()), dec(&r[2])))
+    .collect();
+    assert_eq!(transactions, by_carrier);
+
+    // Cancellations and changes are there as versions, and every policy has one current one.
+    let versions = query_csv(
+        &env,
+        &reference,
+        "SELECT COUNT(*), COUNT(DISTINCT policy_id), SUM(CASE WHEN is_current THEN 1 ELSE 0 END), \
+                SUM(CASE WHEN is_current AND status = 'cancelled' THEN 1 ELSE 0 END), \
+                SUM(CASE WHEN valid_to IS NULL THEN 1 ELSE 0 END) FROM policies",
+    );
+    let v: Vec<i64> = versions[1].iter().map(|s| s.parse().unwrap()).collect();
+    assert!(v[0] > v[1], "second delivery made new versions: {v:?}");
+    assert_eq!(v[1], v[2]);
+    assert_eq!(v[2], v[4]);
+    assert!(v[3] > 0, "some policies are cancelled: {v:?}");
+
+    // Claims: transactions add up to paid + reserve of the current versions.
+    let claims = query_csv(
+        &env,
+        &reference,
+        "SELECT (SELECT SUM(incurred) FROM claims WHERE is_current), \
+                (SELECT SUM(amount) FROM claim_transactions), \
+                (SELECT COUNT(*) FROM claims WHERE is_current)",
+    );
+    assert!(claims[1][2].parse::<i64>().unwrap() > 0);
+    assert_eq!(dec(&claims[1][0]), dec(&claims[1][1]));
+
+    // The writer role, in steps of 25 events, killed mid-way and restarted, ends with the
+    // same files, byte for byte.
+    let restarted = env.path("restarted");
+    let last = last_event(&env, &restarted);
+    let role = |dir: &Path| {
+        env.serve_with(&[
+            "--role",
+            "warehouse",
+            "--warehouse",
+            dir.to_str().unwrap(),
+            "--warehouse-interval-ms",
+            "20",
+            "--warehouse-events-per-step",
+            "25",
+        ])
+    };
+    let server = role(&restarted);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while watermark(&restarted) < last / 3 {
+        assert!(Instant::now() < deadline, "the writer does not progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.kill();
+    let interrupted_at = watermark(&restarted);
+    assert!(
+        interrupted_at < last,
+        "killed before the end ({interrupted_at} of {last})"
+    );
+    let server = role(&restarted);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while watermark(&restarted) < last {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted writer does not catch up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.kill();
+    let (want, got) = (files(&reference), files(&restarted));
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &want {
+        assert!(got[name] == *bytes, "{name} differs after the restart");
+    }
+    assert_eq!(warehouse_portfolio(&env, &restarted), store);
+
+    duckdb_reads_the_same_totals(&reference, &store);
+}
+
+/// The Python with `duckdb` that `.ci/warehouse-python.sh` prepares, if any.
+fn duckdb_python() -> Option<PathBuf> {
+    python_with("duckdb")
+}
+
+fn python_with(module: &str) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let candidates = [
+        std::env::var_os("CARRIERHUB_TEST_PYTHON").map(PathBuf::from),
+        Some(root.join(".ci/venv/bin/python")),
+    ];
+    candidates.into_iter().flatten().find(|p| {
+        Command::new(p)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+fn missing(what: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what} is missing (run `bash .ci/warehouse-python.sh`)");
+    }
+    eprintln!("skipped: {what} is missing (run `bash .ci/warehouse-python.sh`)");
+}
+
+/// DuckDB reads the Parquet files as they are (hive partitions) and sums the same.
+fn duckdb_reads_the_same_totals(
+    warehouse: &Path,
+    store: &BTreeMap<(String, String, String), (u64, u64, Decimal)>,
+) {
+    let Some(python) = duckdb_python() else {
+        return missing("Python with duckdb");
+    };
+    let script = format!(
+        r#"
+import duckdb, json, sys
+rows = duckdb.sql("""
+  SELECT carrier, line_of_business, currency, COUNT(*), SUM(CASE WHEN status = 'active' THEN 1 ELSE 0 END),
+         CAST(SUM(premium) AS VARCHAR)
+  FROM read_parquet('{dir}/policies/*/*/*.parquet', hive_partitioning = true)
+  WHERE is_current GROUP BY ALL ORDER BY ALL""").fetchall()
+print(json.dumps([list(r) for r in rows]))
+"#,
+        dir = warehouse.display()
+    );
+    let out = Command::new(python).args(["-c", &script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let got: BTreeMap<(String, String, String), (u64, u64, Decimal)> = rows
+        .iter()
+        .map(|r| {
+            (
+                (
+                    r[0].as_str().unwrap().to_owned(),
+                    r[1].as_str().unwrap().to_owned(),
+                    r[2].as_str().unwrap().to_owned(),
+                ),
+                (
+                    r[3].as_u64().unwrap(),
+                    r[4].as_u64().unwrap(),
+                    dec(r[5].as_str().unwrap()),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(&got, store);
+}
+
+fn create_key(env: &Env, args: &[&str]) -> String {
+    let out = env.run(&[&["keys", "create", "--json"], args].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+/// `POST /v1/query` with `token`: status and body.
+async fn post_query(
+    client: &reqwest::Client,
+    server: &common::Server,
+    token: &str,
+    body: serde_json::Value,
+) -> (reqwest::StatusCode, String) {
+    let r = client
+        .post(server.url("/v1/query"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+async fn rows(
+    client: &reqwest::Client,
+    server: &common::Server,
+    token: &str,
+    sql: &str,
+) -> Vec<serde_json::Value> {
+    let (status, body) = post_query(
+        client,
+        server,
+        token,
+        serde_json::json!({"sql": sql, "format": "json"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{sql}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{sql}: {e}: {body}"))
+}
+
+#[tokio::test]
+async fn a_scoped_key_sees_only_its_carriers_rows_through_joins_subqueries_and_aggregates() {
+    let env = Env::new();
+    ingest_demo(&env, 150);
+    sync(&env, &env.data_dir().join("warehouse"));
+    let carriers = query_csv(
+        &env,
+        &env.data_dir().join("warehouse"),
+        "SELECT DISTINCT carrier FROM policies ORDER BY carrier",
+    );
+    let mine = carriers[1][0].clone();
+    assert_eq!(carriers.len(), 4, "three carriers: {carriers:?}");
+    let admin = create_key(&env, &["--role", "admin"]);
+    let carrier = create_key(&env, &["--role", "carrier", "--carrier", &mine]);
+    let server = env.serve_with(&[
+        "--api-keys",
+        "--query-timeout-secs",
+        "3",
+        "--query-memory-mib",
+        "8",
+    ]);
+    let client = reqwest::Client::new();
+
+    for table in [
+        "policies",
+        "coverages",
+        "premium_transactions",
+        "claims",
+        "claim_transactions",
+    ] {
+        let sql =
+            format!("SELECT carrier, COUNT(*) AS n FROM {table} GROUP BY carrier ORDER BY carrier");
+        let all = rows(&client, &server, &admin, &sql).await;
+        let seen = rows(&client, &server, &carrier, &sql).await;
+        let expected: Vec<_> = all
+            .iter()
+            .filter(|r| r["carrier"] == mine.as_str())
+            .cloned()
+            .collect();
+        assert!(!expected.is_empty(), "{table} has rows of {mine}");
+        assert_eq!(seen, expected, "{table}");
+        assert!(all.len() > 1, "{table}: the admin sees every carrier");
+    }
+    // Joins, subqueries, set operations and window functions see the scope on both sides.
+    for sql in [
+        "SELECT DISTINCT c.carrier AS a, p.carrier AS b FROM claims c JOIN policies p ON p.policy_id = c.policy_id",
+        "SELECT DISTINCT p.carrier AS a, t.carrier AS b FROM policies p CROSS JOIN (SELECT carrier FROM claim_transactions LIMIT 100000) t",
+        "SELECT DISTINCT carrier AS a, carrier AS b FROM policies WHERE policy_id IN (SELECT policy_id FROM claims WHERE carrier <> 'nobody')",
+        "SELECT DISTINCT carrier AS a, carrier AS b FROM (SELECT carrier FROM policies UNION ALL SELECT carrier FROM claims) u",
+        "SELECT DISTINCT carrier AS a, carrier AS b FROM (SELECT carrier, ROW_NUMBER() OVER (PARTITION BY carrier ORDER BY policy_id) AS r FROM policies) w WHERE r = 1",
+        "WITH x AS (SELECT carrier FROM premium_transactions) SELECT DISTINCT carrier AS a, carrier AS b FROM x",
+    ] {
+        let seen = rows(&client, &server, &carrier, sql).await;
+        assert!(!seen.is_empty(), "{sql}");
+        for r in &seen {
+            assert_eq!(r["a"], mine.as_str(), "{sql}: {r}");
+            assert_eq!(r["b"], mine.as_str(), "{sql}: {r}");
+        }
+    }
+    // Another carrier's rows do not exist for it, even asked for by name.
+    let other = carriers[2][0].clone();
+    let n = rows(
+        &client,
+        &server,
+        &carrier,
+        &format!("SELECT COUNT(*) AS n FROM policies WHERE carrier = '{other}'"),
+    )
+    .await;
+    assert_eq!(n[0]["n"], 0);
+
+    // Writes, DDL and COPY are refused; so is nonsense; an unknown format is a 400.
+    for sql in [
+        "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/tmp'",
+        "COPY policies TO '/tmp/out.parquet'",
+        "INSERT INTO policies VALUES (1)",
+        "DROP TABLE policies",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        let (status, body) =
+            post_query(&client, &server, &carrier, serde_json::json!({"sql": sql})).await;
+        assert_eq!(status, 422, "{sql}: {body}");
+    }
+    let (status, body) = post_query(
+        &client,
+        &server,
+        &carrier,
+        serde_json::json!({"sql": "SELEC nonsense"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("invalid-query"), "{body}");
+    let (status, _) = post_query(
+        &client,
+        &server,
+        &carrier,
+        serde_json::json!({"sql": "SELECT 1", "format": "xml"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // Past the time limit: 408; past the memory limit: 413.
+    let (status, body) = post_query(
+        &client,
+        &server,
+        &carrier,
+        serde_json::json!({"sql": "SELECT COUNT(*) FROM policies a, policies b, policies c, coverages d WHERE a.premium + b.premium > c.premium"}),
+    )
+    .await;
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("query-timeout"), "{body}");
+    let (status, body) = post_query(
+        &client,
+        &server,
+        &carrier,
+        serde_json::json!({"sql": MEMORY_HOG}),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("query-too-large"), "{body}");
+
+    // The formats: CSV and Parquet by Accept, Arrow by name.
+    let r = client
+        .post(server.url("/v1/query"))
+        .bearer_auth(&carrier)
+        .header("accept", "text/csv")
+        .json(&serde_json::json!({"sql": "SELECT carrier FROM policies LIMIT 2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!("carrier\n{mine}\n{mine}\n")
+    );
+    let r = client
+        .post(server.url("/v1/query"))
+        .bearer_auth(&carrier)
+        .header("accept", "application/vnd.apache.parquet")
+        .json(&serde_json::json!({"sql": "SELECT 1 AS one"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().starts_with(b"PAR1"));
+    let (status, body) = post_query(
+        &client,
+        &server,
+        &carrier,
+        serde_json::json!({"sql": "SELECT 1 AS one", "format": "arrow"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A query whose aggregate and sort need far more than a few MiB.
+const MEMORY_HOG: &str = "SELECT a.policy_id, b.policy_id, c.policy_id, COUNT(*) AS n \
+     FROM policies a, policies b, policies c GROUP BY 1, 2, 3 ORDER BY 4";
+
+#[test]
+fn a_query_past_its_time_or_memory_limit_is_ended() {
+    // Through the CLI: the time limit and the memory limit end a query with a clear error.
+    let env = Env::new();
+    ingest_demo(&env, 150);
+    let wh = env.data_dir().join("warehouse");
+    sync(&env, &wh);
+    let heavy = "SELECT COUNT(*) FROM policies a, policies b, policies c, coverages d \
+                 WHERE a.premium + b.premium > c.premium";
+    let out = env
+        .command()
+        .args(["query", "--query-timeout-secs", "1", heavy])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("time limit"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = env
+        .command()
+        .args(["query", "--query-memory-mib", "8", MEMORY_HOG])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("memory"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A free port on the loopback interface.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// moto's S3 server, stopped when dropped.
+struct Moto(std::process::Child);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_warehouse_lives_in_an_s3_bucket() {
+    let Some(python) = python_with("moto.server") else {
+        return missing("Python with moto[server]");
+    };
+    let port = free_port();
+    let _moto = Moto(
+        Command::new(&python)
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto"),
+    );
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let created = loop {
+        let out = Command::new(&python)
+            .args([
+                "-c",
+                &format!(
+                    "import boto3; boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1', \
+                     aws_access_key_id='test', aws_secret_access_key='test').create_bucket(Bucket='lake')"
+                ),
+            ])
+            .output()
+            .unwrap();
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+
+    let env = Env::new();
+    ingest_demo(&env, 150);
+    let s3 = |args: &[&str]| {
+        env.command()
+            .args(["--warehouse", "s3://lake/carrierhub/wh"])
+            .args(args)
+            .env("AWS_ENDPOINT", &endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap()
+    };
+    let out = s3(&["warehouse", "sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s3(&["query", "--format", "csv", PORTFOLIO_SQL]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: BTreeMap<_, _> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let r: Vec<&str> = l.split(',').collect();
+            (
+                (r[0].to_owned(), r[1].to_owned(), r[2].to_owned()),
+                (r[3].parse().unwrap(), r[4].parse().unwrap(), dec(r[5])),
+            )
+        })
+        .collect();
+    assert_eq!(got, portfolio(&env));
+    // A second sync finds nothing to do, and the files are in the bucket under the prefix.
+    let out = s3(&["warehouse", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["lag_events"], 0, "{status}");
+    let listed = Command::new(&python)
+        .args([
+            "-c",
+            &format!(
+                "import boto3; c = boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1', \
+                 aws_access_key_id='test', aws_secret_access_key='test'); \
+                 print('\\n'.join(o['Key'] for o in c.list_objects_v2(Bucket='lake')['Contents']))"
+            ),
+        ])
+        .output()
+        .unwrap();
+    let keys = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        keys.contains("carrierhub/wh/_carrierhub/watermark.json"),
+        "{keys}"
+    );
+    assert!(
+        keys.lines().any(
+            |k| k.starts_with("carrierhub/wh/claim_transactions/carrier=")
+                && k.contains("/month=")
+                && k.ends_with("/part-0.parquet")
+        ),
+        "{keys}"
+    );
+}
