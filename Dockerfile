@@ -23,6 +23,7 @@ COPY crates/model/Cargo.toml crates/model/
 COPY crates/pipeline/Cargo.toml crates/pipeline/
 COPY crates/store/Cargo.toml crates/store/build.rs crates/store/
 COPY crates/synth/Cargo.toml crates/synth/
+COPY crates/warehouse/Cargo.toml crates/warehouse/
 RUN for crate in crates/*/; do mkdir -p "$crate/src" && touch "$crate/src/lib.rs"; done \
     && echo 'fn main() {}' > crates/cli/src/main.rs \
     && cargo build --release --locked -p carrierhub \
