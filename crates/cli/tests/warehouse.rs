@@ -535,7 +535,7 @@ async fn a_scoped_key_sees_only_its_carriers_rows_through_joins_subqueries_and_a
         &client,
         &server,
         &carrier,
-        serde_json::json!({"sql": "SELECT COUNT(*) FROM policies a, policies b, policies c, coverages d WHERE a.premium + b.premium > c.premium"}),
+        serde_json::json!({"sql": "SELECT COUNT(*) FROM policies a, policies b, policies c, policies e, coverages d WHERE a.premium + b.premium > c.premium + e.premium"}),
     )
     .await;
     assert_eq!(status, 408, "{body}");
@@ -599,8 +599,9 @@ fn a_query_past_its_time_or_memory_limit_is_ended() {
     ingest_demo(&env, 150);
     let wh = env.data_dir().join("warehouse");
     sync(&env, &wh);
-    let heavy = "SELECT COUNT(*) FROM policies a, policies b, policies c, coverages d \
-                 WHERE a.premium + b.premium > c.premium";
+    // Five-way cross join: minutes of work on any machine, so only the limit can end it.
+    let heavy = "SELECT COUNT(*) FROM policies a, policies b, policies c, policies e, coverages d \
+                 WHERE a.premium + b.premium > c.premium + e.premium";
     let out = env
         .command()
         .args(["query", "--query-timeout-secs", "1", heavy])
