@@ -348,6 +348,7 @@ pub fn apply(router: Router, config: &GatewayConfig, max_upload_bytes: usize) ->
     router.layer(
         ServiceBuilder::new()
             .layer(middleware::from_fn(request_id))
+            .layer(middleware::from_fn(red_metrics))
             .layer(trace)
             .layer(middleware::from_fn_with_state(cors, cors_middleware))
             .layer(compression)
@@ -357,6 +358,45 @@ pub fn apply(router: Router, config: &GatewayConfig, max_upload_bytes: usize) ->
             // sets its own (the upload routes do).
             .layer(DefaultBodyLimit::max(config.max_body_bytes)),
     )
+}
+
+/// Counts every request by method, route (as the router declares it: `/v1/policies/{id}`,
+/// never the raw path, so the labels stay few) and status, and times it to the response's
+/// head, in `carrierhub_http_requests_total` and `carrierhub_http_request_duration_seconds`.
+/// Outside the time limits and authentication, so that their 503s, 401s and 429s count too.
+async fn red_metrics(request: Request, next: Next) -> Response {
+    let method: &'static str = match *request.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "carrierhub_http_requests_total",
+        "method" => method,
+        "route" => route.clone(),
+        "status" => status
+    )
+    .increment(1);
+    metrics::histogram!(
+        "carrierhub_http_request_duration_seconds",
+        "method" => method,
+        "route" => route
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
 }
 
 async fn request_id(mut request: Request, next: Next) -> Response {

@@ -238,7 +238,19 @@ pub async fn shutdown_signal() {
 /// The Prometheus recorder of this process; `None` if one was installed already (tests that
 /// serve twice in one process).
 fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    // Request durations as a histogram (buckets, for quantiles over replicas and alerts on
+    // p99); the other timings stay summaries.
+    const REQUEST_SECONDS: [f64; 12] = [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
     metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                "carrierhub_http_request_duration_seconds".to_owned(),
+            ),
+            &REQUEST_SECONDS,
+        )
+        .ok()?
         .install_recorder()
         .ok()
 }

@@ -803,3 +803,64 @@ mod oidc {
         }
     }
 }
+
+/// `/metrics` counts requests by method, route template and status (a 404 off the routes
+/// as `unmatched`, a 401 as well as a 200), and times them in a histogram with buckets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_counted_by_route_and_status_and_timed() {
+    let env = Env::new();
+    let admin = key(&env, &["--role", "admin"]);
+    let server = env.serve_with(&["--api-keys"]);
+    let client = Client::new();
+    for _ in 0..2 {
+        let (status, _, _) = get_as(&client, &server, &admin, "/v1/policies/424242").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (status, _, _) = get_as(&client, &server, &admin, "/v1/carriers").await;
+    assert_eq!(status, StatusCode::OK);
+    let r = client.get(server.url("/v1/carriers")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (status, _, _) = get_as(&client, &server, &admin, "/no/such/route").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _, _) = get_as(&client, &server, &admin, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = client
+        .get(server.url("/metrics"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).map(str::trim))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let requests = |route: &str, status: &str| {
+        value(&format!(
+            "carrierhub_http_requests_total{{method=\"GET\",route=\"{route}\",status=\"{status}\"}} "
+        ))
+    };
+    assert_eq!(requests("/v1/policies/{id}", "404"), 2.0);
+    assert_eq!(requests("/v1/carriers", "200"), 1.0);
+    assert_eq!(requests("/v1/carriers", "401"), 1.0);
+    assert_eq!(requests("unmatched", "404"), 1.0);
+    assert!(!text.contains("424242"), "a raw path became a label");
+    assert_eq!(
+        value(
+            "carrierhub_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/policies/{id}\"} "
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "carrierhub_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/policies/{id}\",le=\"+Inf\"} "
+        ),
+        2.0
+    );
+}
