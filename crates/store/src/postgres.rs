@@ -2972,48 +2972,26 @@ impl Store for PgStore {
     }
 
     async fn unpublished_events(&self, limit: usize) -> Result<Vec<OutboxEvent>> {
-        let rows = sqlx::query(
-            "SELECT id, event_type, carrier_id, subject_id, payload, created_at FROM outbox \
-             WHERE published_at IS NULL ORDER BY id LIMIT $1",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM outbox o WHERE o.published_at IS NULL ORDER BY o.id LIMIT $1",
+            events::EVENT_COLUMNS
+        ))
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxEvent {
-                    id: r.try_get("id")?,
-                    event_type: r.try_get("event_type")?,
-                    carrier: r.try_get("carrier_id")?,
-                    subject_id: r.try_get("subject_id")?,
-                    payload: r.try_get("payload")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(events::event_from_row).collect()
     }
 
     async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<OutboxEvent>> {
-        let rows = sqlx::query(
-            "SELECT id, event_type, carrier_id, subject_id, payload, created_at FROM outbox \
-             WHERE id > $1 ORDER BY id LIMIT $2",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM outbox o WHERE o.id > $1 ORDER BY o.id LIMIT $2",
+            events::EVENT_COLUMNS
+        ))
         .bind(after)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxEvent {
-                    id: r.try_get("id")?,
-                    event_type: r.try_get("event_type")?,
-                    carrier: r.try_get("carrier_id")?,
-                    subject_id: r.try_get("subject_id")?,
-                    payload: r.try_get("payload")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(events::event_from_row).collect()
     }
 
     async fn last_event_id(&self) -> Result<i64> {

@@ -2109,50 +2109,26 @@ impl Store for SqliteStore {
     }
 
     async fn unpublished_events(&self, limit: usize) -> Result<Vec<OutboxEvent>> {
-        let rows = sqlx::query(
-            "SELECT id, event_type, carrier_id, subject_id, payload, created_at FROM outbox \
-             WHERE published_at IS NULL ORDER BY id LIMIT ?",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM outbox o WHERE o.published_at IS NULL ORDER BY o.id LIMIT ?",
+            events::EVENT_COLUMNS
+        ))
         .bind(limit as i64)
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxEvent {
-                    id: r.try_get("id")?,
-                    event_type: r.try_get("event_type")?,
-                    carrier: r.try_get("carrier_id")?,
-                    subject_id: r.try_get("subject_id")?,
-                    payload: serde_json::from_str(&r.try_get::<String, _>("payload")?)
-                        .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
-                    created_at: ts(&r.try_get::<String, _>("created_at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(events::event_from_row).collect()
     }
 
     async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<OutboxEvent>> {
-        let rows = sqlx::query(
-            "SELECT id, event_type, carrier_id, subject_id, payload, created_at FROM outbox \
-             WHERE id > ? ORDER BY id LIMIT ?",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM outbox o WHERE o.id > ? ORDER BY o.id LIMIT ?",
+            events::EVENT_COLUMNS
+        ))
         .bind(after)
         .bind(limit as i64)
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxEvent {
-                    id: r.try_get("id")?,
-                    event_type: r.try_get("event_type")?,
-                    carrier: r.try_get("carrier_id")?,
-                    subject_id: r.try_get("subject_id")?,
-                    payload: serde_json::from_str(&r.try_get::<String, _>("payload")?)
-                        .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
-                    created_at: ts(&r.try_get::<String, _>("created_at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(events::event_from_row).collect()
     }
 
     async fn last_event_id(&self) -> Result<i64> {

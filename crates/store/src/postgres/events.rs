@@ -12,10 +12,11 @@ use super::*;
 const PUBLISH_LOCK: &str =
     "SELECT pg_advisory_xact_lock(hashtext('carrierhub.outbox.published_seq'))";
 
-const EVENT_COLUMNS: &str = "o.id AS event_id, o.event_type, o.carrier_id, o.subject_id, \
+pub(super) const EVENT_COLUMNS: &str =
+    "o.id AS event_id, o.event_type, o.carrier_id, o.subject_id, \
                              o.payload, o.created_at AS event_created_at";
 
-fn event_from_row(r: &PgRow) -> Result<OutboxEvent> {
+pub(super) fn event_from_row(r: &PgRow) -> Result<OutboxEvent> {
     Ok(OutboxEvent {
         id: r.try_get("event_id")?,
         event_type: r.try_get("event_type")?,

@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn event_from_row(r: &SqliteRow) -> Result<OutboxEvent> {
+pub(super) fn event_from_row(r: &SqliteRow) -> Result<OutboxEvent> {
     Ok(OutboxEvent {
         id: r.try_get("event_id")?,
         event_type: r.try_get("event_type")?,
@@ -15,7 +15,8 @@ fn event_from_row(r: &SqliteRow) -> Result<OutboxEvent> {
     })
 }
 
-const EVENT_COLUMNS: &str = "o.id AS event_id, o.event_type, o.carrier_id, o.subject_id, \
+pub(super) const EVENT_COLUMNS: &str =
+    "o.id AS event_id, o.event_type, o.carrier_id, o.subject_id, \
                              o.payload, o.created_at AS event_created_at";
 
 /// The scope of events (`o` is the outbox): its carriers; under a book restriction only the
