@@ -11,6 +11,7 @@ mod etag;
 mod events;
 pub mod gateway;
 mod idempotency;
+mod insights;
 pub mod oidc;
 pub mod openapi;
 mod params;
@@ -68,7 +69,7 @@ pub struct AppState {
     pub gateway: GatewayConfig,
     /// Accept webhooks whose URL resolves to a private, loopback or link-local address.
     pub webhooks_allow_private: bool,
-    /// SQL over the warehouse (`POST /v1/query`); `None` answers 503.
+    /// SQL over the warehouse (`POST /v1/query`, `GET /v1/insights/...`); `None` answers 503.
     pub query: Option<carrierhub_warehouse::QueryEngine>,
 }
 
@@ -107,6 +108,13 @@ fn endpoint(route: &openapi::Route, max_upload_bytes: usize) -> MethodRouter<App
         ("GET", "/v1/webhooks/{id}/deliveries") => get(webhooks::deliveries),
         ("POST", "/v1/webhooks/{id}/deliveries/{delivery}/redeliver") => post(webhooks::redeliver),
         ("POST", "/v1/query") => post(query::run_query),
+        ("GET", "/v1/insights/premium") => get(insights::premium),
+        ("GET", "/v1/insights/in-force") => get(insights::in_force),
+        ("GET", "/v1/insights/earned") => get(insights::earned),
+        ("GET", "/v1/insights/incurred") => get(insights::incurred),
+        ("GET", "/v1/insights/loss-ratio") => get(insights::loss_ratio),
+        ("GET", "/v1/insights/frequency-severity") => get(insights::frequency_severity),
+        ("GET", "/v1/insights/triangles") => get(insights::triangles),
         (method, path) => unreachable!("openapi::ROUTES has {method} {path}, which has no handler"),
     }
 }

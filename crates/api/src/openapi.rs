@@ -8,7 +8,7 @@
 //! that the document has exactly these operations. A new route needs its entry here, its
 //! handler in `lib.rs::endpoint` and its annotation, or the tests fail.
 
-use crate::{diff, events, query, routes, uploads, webhooks, Problem};
+use crate::{diff, events, insights, query, routes, uploads, webhooks, Problem};
 use axum::http::{header, Method};
 use axum::response::{Html, IntoResponse, Response};
 use carrierhub_model::{ClaimStatus, LineOfBusiness, PolicyStatus};
@@ -79,6 +79,14 @@ pub const ROUTES: &[Route] = &[
         false,
     ),
     route("POST", "/v1/query", false),
+    // Metrics over the warehouse (insights.rs).
+    route("GET", "/v1/insights/premium", false),
+    route("GET", "/v1/insights/in-force", false),
+    route("GET", "/v1/insights/earned", false),
+    route("GET", "/v1/insights/incurred", false),
+    route("GET", "/v1/insights/loss-ratio", false),
+    route("GET", "/v1/insights/frequency-severity", false),
+    route("GET", "/v1/insights/triangles", false),
 ];
 
 /// Whether `path` is a public route (no credentials needed).
@@ -135,6 +143,13 @@ pub const OIDC: &str = "oidc";
         webhooks::deliveries,
         webhooks::redeliver,
         query::run_query,
+        insights::premium,
+        insights::in_force,
+        insights::earned,
+        insights::incurred,
+        insights::loss_ratio,
+        insights::frequency_severity,
+        insights::triangles,
     ),
     components(schemas(Problem, LineOfBusiness, PolicyStatus, ClaimStatus)),
     modifiers(&Gateway),
@@ -150,6 +165,7 @@ pub const OIDC: &str = "oidc";
         (name = "events", description = "Change events as a Server-Sent Events stream"),
         (name = "webhooks", description = "Change events POSTed to subscribed URLs: subscriptions, their delivery log, redelivery"),
         (name = "warehouse", description = "Read-only SQL over the warehouse's Parquet tables, within the caller's scope"),
+        (name = "insights", description = "Premium, losses, ratios and development triangles computed over the warehouse, within the caller's scope (docs/insights.md)"),
     ),
 )]
 pub struct ApiDoc;

@@ -523,6 +523,17 @@ const ISOLATION_CHECKED: &[(&str, &str, &str)] = &[
         "this file",
     ),
     ("POST", "/v1/query", "tests/warehouse.rs"),
+    ("GET", "/v1/insights/premium", "tests/insights.rs"),
+    ("GET", "/v1/insights/in-force", "tests/insights.rs"),
+    ("GET", "/v1/insights/earned", "tests/insights.rs"),
+    ("GET", "/v1/insights/incurred", "tests/insights.rs"),
+    ("GET", "/v1/insights/loss-ratio", "tests/insights.rs"),
+    (
+        "GET",
+        "/v1/insights/frequency-severity",
+        "tests/insights.rs",
+    ),
+    ("GET", "/v1/insights/triangles", "tests/insights.rs"),
 ];
 
 #[test]

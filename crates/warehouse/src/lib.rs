@@ -6,8 +6,11 @@
 //!   rewrites the partitions of the carriers it touched (`carrier=X/month=YYYY-MM/`).
 //! - [`query`]: [`QueryEngine`] runs read-only SQL with DataFusion, each table wrapped in a
 //!   [`query::ScopedTable`] that filters every scan to the caller's carriers and books.
+//! - [`insights`]: insurance metrics (written, in-force and earned premium, incurred losses,
+//!   loss ratio, frequency and severity, development triangles) through the same scoped SQL.
 //! - [`location`]: a local directory, or an S3 or GCS bucket, through `object_store`.
 
+pub mod insights;
 pub mod location;
 pub mod query;
 pub mod tables;
