@@ -91,7 +91,12 @@ done
     for _ in $(seq $((RUNS + 1))); do cat "$SQL"; echo ";"; done
 } >"$W/duckdb-inprocess.sql"
 
-# One run of each side, each a whole process under `time -v`. Appends "wall rss query" to
+# CPU seconds (user + system) of a run under `time -v`: on a loaded machine this moves far less
+# than the wall time.
+cpu_secs() {
+    awk -F': ' '/User time \(seconds\)|System time \(seconds\)/ { s += $NF } END { printf "%.2f", s }' "$1"
+}
+# One run of each side, each a whole process under `time -v`. Appends "wall rss query cpu" to
 # $W/<side>-<kind>.runs (query: the time inside the process, without start and exit).
 ours() { # ours KIND
     local tf=$W/ours-$1.time
@@ -100,13 +105,13 @@ ours() { # ours KIND
     check_exit "$tf" "carrierhub query (see $W/ours.err)"
     local q
     q=$(awk '/ rows in / { print $(NF-1) }' "$W/ours.err")
-    echo "$(wall_secs "$tf") $(rss_mib "$tf") $q" >>"$W/ours-$1.runs"
+    echo "$(wall_secs "$tf") $(rss_mib "$tf") $q $(cpu_secs "$tf")" >>"$W/ours-$1.runs"
 }
 theirs() { # theirs KIND
     local tf=$W/duckdb-$1.time
     timed "$tf" "$DUCKDB" -no-init -bail -csv -f "$W/duckdb-query.sql" >"$W/duckdb.csv"
     check_exit "$tf" "duckdb"
-    echo "$(wall_secs "$tf") $(rss_mib "$tf")" >>"$W/duckdb-$1.runs"
+    echo "$(wall_secs "$tf") $(rss_mib "$tf") - $(cpu_secs "$tf")" >>"$W/duckdb-$1.runs"
 }
 evict() { python3 "$CHECK" evict "$DATA"; }
 # median FILE COLUMN
@@ -165,16 +170,19 @@ row() { # row LABEL OURS_FILE OURS_COL THEIRS_FILE THEIRS_COL
 }
 {
     echo "Loss ratio by carrier × line × month: $ROWS claim transactions, $((ROWS / 10)) premium"
-    echo "transactions, $files Parquet files ($size_mib MiB), $groups groups; both answers equal"
-    echo "to the cent. $(nproc) cores, load average ${load_before// /, } before and ${load_after// /, } after;"
-    echo "DuckDB $duckdb_version. Median seconds of the runs (min–max); ratio = CarrierHub / DuckDB."
+    echo "transactions, $files Parquet files ($size_mib MiB), $groups groups; both answers equal to"
+    echo "the cent. $(nproc) cores, load average ${load_before// /, } before, ${load_after// /, } after;"
+    echo "DuckDB $duckdb_version. Median seconds of the runs (min–max), wall time unless the row says"
+    echo "CPU seconds (user + system, all threads); ratio = CarrierHub / DuckDB."
     echo
     echo "| runs | CarrierHub | DuckDB | ratio |"
     echo "| --- | --- | --- | --- |"
     row "warm, whole process × $RUNS" "$W/ours-warm.runs" 1 "$W/duckdb-warm.runs" 1
+    row "warm, whole process, CPU seconds × $RUNS" "$W/ours-warm.runs" 4 "$W/duckdb-warm.runs" 4
     row "warm, query inside the process × $RUNS" "$W/ours-warm.runs" 3 "$W/duckdb-inprocess.runs" 3
     if ((COLD_RUNS > 0)); then
         row "cold, whole process × $COLD_RUNS" "$W/ours-cold.runs" 1 "$W/duckdb-cold.runs" 1
+        row "cold, whole process, CPU seconds × $COLD_RUNS" "$W/ours-cold.runs" 4 "$W/duckdb-cold.runs" 4
     fi
     echo
     printf 'Peak RSS (MiB), warm: CarrierHub %s, DuckDB %s' \
