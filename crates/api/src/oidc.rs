@@ -19,7 +19,7 @@ use carrierhub_store::{Role, Scope};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -40,7 +40,7 @@ const MAX_SUBJECT_CHARS: usize = 255;
 
 /// How the API accepts OIDC bearer tokens. Only `issuer`, `audience` and `jwks_url` have no
 /// default.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
     /// The identity provider's issuer identifier, exactly as its tokens' `iss` spells it
@@ -84,7 +84,7 @@ pub struct OidcConfig {
     pub roles: BTreeMap<String, Role>,
     /// The role of a token that carries none (the role claim is absent, or none of its values
     /// names a role). Without it such a token is refused.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_role: Option<Role>,
     /// The claim listing the carriers the caller may see: a string or a list of strings,
     /// dotted like `role_claim`. Absent: every carrier, except for role `carrier`, which must

@@ -149,7 +149,7 @@ pub fn classify(method: &Method, path: &str) -> RouteClass {
 /// A role table may name any of the four classes; a class it does not name keeps its
 /// default ([`default_limit`]). A limit is written `LIMIT/WINDOW` with the window in seconds
 /// (`60`, `60s`), minutes (`1m`) or hours (`1h`).
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Whether requests are limited at all. Default `true`.
@@ -161,7 +161,7 @@ pub struct RateLimitConfig {
     /// Redis to share the budgets between API processes (`redis://[:password@]host[:port][/db]`).
     /// Without it each process keeps its own budgets in memory, so N processes behind a load
     /// balancer allow up to N times the limits.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
     #[serde(default)]
     pub admin: ClassLimits,
@@ -210,16 +210,36 @@ impl fmt::Debug for RateLimitConfig {
 }
 
 /// A role's limits per class, each replacing the default when given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassLimits {
-    #[serde(default, deserialize_with = "rate_limit_text")]
+    #[serde(
+        default,
+        deserialize_with = "rate_limit_text",
+        serialize_with = "rate_limit_as_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reads: Option<RateLimit>,
-    #[serde(default, deserialize_with = "rate_limit_text")]
+    #[serde(
+        default,
+        deserialize_with = "rate_limit_text",
+        serialize_with = "rate_limit_as_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub writes: Option<RateLimit>,
-    #[serde(default, deserialize_with = "rate_limit_text")]
+    #[serde(
+        default,
+        deserialize_with = "rate_limit_text",
+        serialize_with = "rate_limit_as_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub uploads: Option<RateLimit>,
-    #[serde(default, deserialize_with = "rate_limit_text")]
+    #[serde(
+        default,
+        deserialize_with = "rate_limit_text",
+        serialize_with = "rate_limit_as_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub queries: Option<RateLimit>,
 }
 
@@ -240,8 +260,19 @@ fn rate_limit_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RateLimit>,
     text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
+/// Writes a limit back as the text it is read from (`600/60s`).
+fn rate_limit_as_text<S: serde::Serializer>(
+    limit: &Option<RateLimit>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match limit {
+        Some(limit) => s.serialize_str(&limit.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
 /// What a request gets when the backend cannot say whether it is within its limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnBackendError {
     /// Serve it (a warning is logged and `carrierhub_rate_limit_errors_total` counts it): an

@@ -1,61 +1,62 @@
-//! The settings file (`--config FILE`, TOML): authentication, rate limits. Flags and
-//! environment variables given to `serve` override what it says.
-//!
-//! ```toml
-//! [auth]
-//! api_keys = true          # accept keys made with `carrierhub keys create`
-//! key_cache_secs = 5       # a revoked key stops working within this time
-//!
-//! [auth.oidc]              # accept bearer tokens of an identity provider
-//! issuer = "https://id.example.com/realms/hub"
-//! audience = "carrierhub"
-//! jwks_url = "https://id.example.com/realms/hub/protocol/openid-connect/certs"
-//!
-//! [rate_limits]
-//! redis_url = "redis://127.0.0.1:6379"   # shared by every API replica
-//! [rate_limits.analyst]
-//! reads = "600/60s"
-//! ```
+//! `carrierhub config`: the effective settings (secrets redacted), a settings file checked,
+//! and the reference of every setting. The settings themselves are in [`crate::settings`].
 
-use anyhow::Context;
-use carrierhub_api::oidc::OidcConfig;
-use carrierhub_api::RateLimitConfig;
-use serde::Deserialize;
-use std::path::Path;
+use crate::serve::ServeFlags;
+use crate::settings::{Settings, Sources};
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub auth: AuthSettings,
-    pub rate_limits: RateLimitConfig,
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Print the settings `serve` would run with: the defaults, then the settings file
+    /// (`--config`), the environment (`CARRIERHUB_…`) and the flags given here, each over
+    /// the one before. Passwords, tokens and secrets are redacted.
+    Show(ShowArgs),
+    /// Check a settings file: unknown keys and bad values are refused, naming the line and
+    /// the key. The environment is not read.
+    Check {
+        /// The settings file (TOML).
+        file: PathBuf,
+    },
+    /// Print the reference of every setting (Markdown): its key, default, environment
+    /// variable, flag and meaning.
+    Docs,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthSettings {
-    /// Accept API keys (`Authorization: Bearer chk_…` or `X-Api-Key`).
-    pub api_keys: bool,
-    /// How long a key read from the store is trusted before it is read again, in seconds:
-    /// the longest a revoked key keeps working.
-    pub key_cache_secs: u64,
-    /// Accept OIDC bearer tokens of this identity provider.
-    pub oidc: Option<OidcConfig>,
+#[derive(Args)]
+pub struct ShowArgs {
+    /// `toml` (a settings file) or `json`.
+    #[arg(long, value_enum, default_value_t = ShowFormat::Toml)]
+    pub format: ShowFormat,
+    /// `serve`'s flags: the ones given override the file and the environment.
+    #[command(flatten)]
+    pub serve: ServeFlags,
 }
 
-impl Default for AuthSettings {
-    fn default() -> Self {
-        Self {
-            api_keys: false,
-            key_cache_secs: 5,
-            oidc: None,
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShowFormat {
+    Toml,
+    Json,
+}
+
+pub fn run(command: ConfigCommand, effective: &Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        ConfigCommand::Show(args) => {
+            let tree = effective.redacted()?;
+            match args.format {
+                ShowFormat::Toml => print!("{}", toml::to_string_pretty(&tree)?),
+                ShowFormat::Json => println!("{}", serde_json::to_string_pretty(&tree)?),
+            }
         }
+        ConfigCommand::Check { file } => {
+            Settings::load(&Sources {
+                file: Some(&file),
+                env: None,
+            })?;
+            println!("{}: valid", file.display());
+        }
+        ConfigCommand::Docs => print!("{}", crate::settings::reference_markdown()),
     }
-}
-
-impl Config {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the settings file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("settings file {}", path.display()))
-    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 use crate::app::{App, Location};
 use crate::ingest::ingest_file;
 use crate::report::{print_portfolio, print_submission};
-use crate::serve::{serve_app, ServeArgs};
+use crate::serve::{serve_app, ServeArgs, ServeFlags};
 use anyhow::Context;
 use carrierhub_model::CarrierId;
 use carrierhub_store::Scope;
@@ -23,11 +23,16 @@ pub struct DemoArgs {
     #[arg(long)]
     no_serve: bool,
     #[command(flatten)]
-    serve: ServeArgs,
+    pub serve: ServeFlags,
 }
 
-pub async fn run(location: &Location, args: DemoArgs) -> anyhow::Result<ExitCode> {
-    args.serve.gateway()?;
+/// `serve` is what the settings and `args.serve` make of `serve`'s settings.
+pub async fn run(
+    location: &Location,
+    args: DemoArgs,
+    serve: ServeArgs,
+) -> anyhow::Result<ExitCode> {
+    serve.gateway()?;
     let feeds = location.data_dir.join("demo-feeds");
     println!(
         "Generating feeds for {} carriers ({} policies each) in {}",
@@ -37,7 +42,7 @@ pub async fn run(location: &Location, args: DemoArgs) -> anyhow::Result<ExitCode
     );
     let generated = generate_portfolio(&feeds, args.policies, args.seed)
         .with_context(|| format!("cannot write demo feeds to {}", feeds.display()))?;
-    let app = App::open_with(location, !args.serve.no_migrate).await?;
+    let app = App::open_with(location, !serve.no_migrate).await?;
     for g in &generated {
         let carrier = CarrierId::parse(g.profile.id)?;
         app.store.ensure_carrier(&carrier, g.profile.name).await?;
@@ -55,7 +60,7 @@ pub async fn run(location: &Location, args: DemoArgs) -> anyhow::Result<ExitCode
     if args.no_serve {
         return Ok(ExitCode::SUCCESS);
     }
-    let base = format!("http://{}", args.serve.bind);
+    let base = format!("http://{}", serve.bind);
     println!(
         "\nTry the API:\n\
          \x20 curl -s {base}/v1/carriers\n\
@@ -77,7 +82,7 @@ pub async fn run(location: &Location, args: DemoArgs) -> anyhow::Result<ExitCode
             .unwrap_or_default()
     );
     let broker = location.open_broker().await?;
-    let mut serve = args.serve;
+    let mut serve = serve;
     // The demo keeps the warehouse too, so /v1/query answers.
     if !serve.roles.contains(&crate::serve::Role::Warehouse) {
         serve.roles.push(crate::serve::Role::Warehouse);

@@ -9,6 +9,7 @@ mod keys;
 mod mapping;
 mod report;
 mod serve;
+mod settings;
 mod telemetry;
 mod warehouse;
 
@@ -23,41 +24,32 @@ use std::process::ExitCode;
     about = "Aggregate insurance carriers' feeds into one canonical model, and serve it."
 )]
 struct Cli {
-    /// Where the embedded store and the raw documents live.
-    #[arg(
-        long,
-        global = true,
-        env = "CARRIERHUB_DATA_DIR",
-        default_value = "./carrierhub-data"
-    )]
-    data_dir: PathBuf,
+    /// The settings file (TOML): every setting of docs/configuration.md. The environment
+    /// (`CARRIERHUB_<SECTION>_<KEY>`) overrides it, and flags given override both.
+    #[arg(long, global = true, env = "CARRIERHUB_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the embedded store and the raw documents live (`data.dir`, default
+    /// ./carrierhub-data).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
     /// Keep the store in this PostgreSQL database (`postgres://user:password@host:port/db`)
-    /// instead of SQLite in the data directory. Raw documents stay in the data directory.
-    #[arg(
-        long,
-        global = true,
-        env = "CARRIERHUB_DATABASE_URL",
-        value_parser = app::parse_database_url,
-        hide_env_values = true
-    )]
+    /// instead of SQLite in the data directory. Raw documents stay in the data directory
+    /// (`database.url`).
+    #[arg(long, global = true, value_parser = app::parse_database_url)]
     database_url: Option<String>,
     /// The message broker: `nats://host:port` for NATS JetStream (several processes and
-    /// machines), or unset for the embedded broker in the store's database.
-    #[arg(
-        long = "broker",
-        global = true,
-        env = "CARRIERHUB_BROKER_URL",
-        hide_env_values = true
-    )]
+    /// machines), or unset for the embedded broker in the store's database (`broker.url`).
+    #[arg(long = "broker", global = true)]
     broker_url: Option<String>,
     /// Where the warehouse's Parquet files live: `s3://bucket/prefix` (credentials and
     /// endpoint from `AWS_*`), `gs://bucket/prefix` (`GOOGLE_*`) or a directory (default:
-    /// `<data dir>/warehouse`).
-    #[arg(long = "warehouse", global = true, env = "CARRIERHUB_WAREHOUSE_URL")]
+    /// `<data dir>/warehouse`; `warehouse.url`).
+    #[arg(long = "warehouse", global = true)]
     warehouse_url: Option<String>,
-    /// Log format: `pretty` or `json` (default: pretty on a terminal, json otherwise).
-    #[arg(long, global = true, env = "CARRIERHUB_LOG_FORMAT")]
-    log_format: Option<telemetry::LogFormat>,
+    /// Log format: `pretty`, `json`, or `auto`, pretty on a terminal and json otherwise
+    /// (`log.format`).
+    #[arg(long, global = true)]
+    log_format: Option<settings::LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,7 +58,7 @@ struct Cli {
 enum Command {
     /// Run CarrierHub: the HTTP API, the workers that process submissions and the relay that
     /// publishes change events, all in this process unless `--role` picks some.
-    Serve(serve::ServeArgs),
+    Serve(serve::ServeFlags),
     /// Dead letters: messages the pipeline gave up on, with why; list, show and redrive.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
@@ -98,6 +90,10 @@ enum Command {
     /// shows its watermark and lag, `gen-bench` writes synthetic tables for benchmarks.
     #[command(subcommand)]
     Warehouse(warehouse::WarehouseCommand),
+    /// The settings: `config show` prints the effective ones (secrets redacted), `config
+    /// check FILE` validates a settings file, `config docs` prints the reference.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Apply the store's pending migrations (SQLite in the data directory, or the
     /// `--database-url` database), print them, and exit.
     Migrate,
@@ -118,24 +114,66 @@ async fn migrate(location: &app::Location) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The settings: defaults, the file, the environment, then the flags of this command line.
+fn settings_of(cli: &Cli) -> anyhow::Result<settings::Settings> {
+    if matches!(
+        cli.command,
+        Command::Config(config::ConfigCommand::Check { .. } | config::ConfigCommand::Docs)
+    ) {
+        return Ok(settings::Settings::default());
+    }
+    let mut s = settings::Settings::load(&settings::Sources {
+        file: cli.config.as_deref(),
+        env: Some(&settings::process_env),
+    })?;
+    if let Some(dir) = &cli.data_dir {
+        s.data.dir = dir.clone();
+    }
+    if let Some(url) = &cli.database_url {
+        s.database.url = Some(url.clone());
+    }
+    if let Some(url) = &cli.broker_url {
+        s.broker.url = Some(url.clone());
+    }
+    if let Some(url) = &cli.warehouse_url {
+        s.warehouse.url = Some(url.clone());
+    }
+    if let Some(format) = cli.log_format {
+        s.log.format = format;
+    }
+    match &cli.command {
+        Command::Serve(flags) => flags.apply(&mut s),
+        Command::Demo(args) => args.serve.apply(&mut s),
+        Command::Config(config::ConfigCommand::Show(args)) => args.serve.apply(&mut s),
+        Command::Query(args) => args.limits.apply(&mut s.query),
+        _ => {}
+    }
+    s.normalise();
+    s.validate()?;
+    Ok(s)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let settings = match settings_of(&cli) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Commands that print their own report keep the log to warnings unless asked.
     let quiet_by_default = !matches!(cli.command, Command::Serve(_));
-    telemetry::init(cli.log_format, quiet_by_default);
+    telemetry::init(&settings.log, quiet_by_default);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let location = app::Location {
-        data_dir: cli.data_dir,
-        database_url: cli.database_url.filter(|url| !url.is_empty()),
-        broker_url: cli.broker_url.filter(|url| !url.is_empty()),
-        warehouse_url: cli.warehouse_url.filter(|url| !url.is_empty()),
-    };
+    let location = settings.location();
+    let serve_args = serve::ServeArgs::from_settings(&settings);
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(&location, args).await,
+            Command::Serve(_) => serve::run(&location, serve_args).await,
             Command::Dlq(command) => dlq::run(&location, command).await,
             Command::Ingest(args) => ingest::run(&location, args).await,
             Command::Keys(command) => keys::run(&location, command).await,
@@ -144,10 +182,13 @@ fn main() -> ExitCode {
             Command::Errors(args) => report::errors(&location, args).await,
             Command::Submissions(args) => report::submissions(&location, args).await,
             Command::Portfolio(args) => report::portfolio(&location, args).await,
-            Command::Demo(args) => demo::run(&location, args).await,
+            Command::Demo(args) => demo::run(&location, args, serve_args).await,
             Command::Gen(args) => demo::gen(args),
-            Command::Query(args) => warehouse::query(&location, args).await,
+            Command::Query(args) => {
+                warehouse::query(&location, args, settings.query.limits()).await
+            }
             Command::Warehouse(command) => warehouse::run(&location, command).await,
+            Command::Config(command) => config::run(command, &settings),
             Command::Migrate => migrate(&location).await,
         }
     });

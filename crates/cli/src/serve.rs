@@ -2,12 +2,14 @@
 //! or split by `--role` over processes and machines that share the store and the broker.
 
 use crate::app::{App, Location};
+use crate::settings::Settings;
 use anyhow::Context;
-use carrierhub_api::gateway::{self, CorsConfig, GatewayConfig};
+use carrierhub_api::gateway::GatewayConfig;
 use carrierhub_api::AppState;
 use carrierhub_broker::Broker;
 use carrierhub_pipeline::{Deliverer, Relay, WebhookConfig, Worker, WorkerConfig, WORKER_GROUP};
 use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -15,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What a process does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The HTTP API: receives submissions and serves reads.
     Api,
@@ -29,189 +32,257 @@ pub enum Role {
     Warehouse,
 }
 
-#[derive(Args, Clone)]
-pub struct ServeArgs {
-    /// Address to listen on. Port 0 picks a free port (printed on start).
-    #[arg(long, env = "CARRIERHUB_BIND", default_value = "127.0.0.1:8080")]
-    pub bind: SocketAddr,
-    /// The roles of this process, comma-separated (default: all of them).
-    #[arg(
-        long = "role",
-        env = "CARRIERHUB_ROLES",
-        value_enum,
-        value_delimiter = ',',
-        default_values_t = [Role::Api, Role::Worker, Role::Relay, Role::Webhooks]
-    )]
+/// `serve`'s flags. Each one given overrides the settings file and the environment (see
+/// docs/configuration.md); one not given leaves the setting as they say.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ServeFlags {
+    /// Address to listen on (`server.bind`, default 127.0.0.1:8080). Port 0 picks a free port
+    /// (printed on start).
+    #[arg(long)]
+    pub bind: Option<SocketAddr>,
+    /// The roles of this process, comma-separated (`server.roles`; default: api, worker,
+    /// relay, webhooks).
+    #[arg(long = "role", value_enum, value_delimiter = ',')]
     pub roles: Vec<Role>,
     /// Do not process submissions in this process (the same as leaving `worker` out of
     /// `--role`).
     #[arg(long)]
     pub no_worker: bool,
-    /// Where a process without the `api` role serves `/metrics` and `/healthz`.
-    #[arg(long, env = "CARRIERHUB_ADMIN_BIND", default_value = "127.0.0.1:9090")]
-    pub admin_bind: SocketAddr,
-    /// Submissions a worker process works on at once.
-    #[arg(long, env = "CARRIERHUB_WORKER_CONCURRENCY", default_value_t = 2)]
-    pub worker_concurrency: usize,
+    /// Where a process without the `api` role serves `/metrics` and `/healthz`
+    /// (`server.admin_bind`, default 127.0.0.1:9090).
+    #[arg(long)]
+    pub admin_bind: Option<SocketAddr>,
+    /// Submissions a worker process works on at once (`worker.concurrency`, default 2).
+    #[arg(long)]
+    pub worker_concurrency: Option<usize>,
     /// Seconds a worker's claim on a submission, and a delivery, hold without a sign of life;
-    /// a worker that dies is replaced after this long.
-    #[arg(long, env = "CARRIERHUB_LEASE_SECS", default_value_t = 30)]
-    pub lease_secs: u64,
-    /// Claims of a submission before it is given up and dead-lettered.
-    #[arg(long, env = "CARRIERHUB_MAX_ATTEMPTS", default_value_t = 10)]
-    pub max_attempts: u32,
+    /// a worker that dies is replaced after this long (`worker.lease_secs`, default 30).
+    #[arg(long)]
+    pub lease_secs: Option<u64>,
+    /// Claims of a submission before it is given up and dead-lettered (`worker.max_attempts`,
+    /// default 10).
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
     /// Do not apply the store's migrations on start: refuse to start, naming them, if any
-    /// is pending (apply them with `carrierhub migrate`).
+    /// is pending (apply them with `carrierhub migrate`). `database.migrate = false`.
     #[arg(
         long,
-        env = "CARRIERHUB_NO_MIGRATE",
         value_parser = clap::builder::BoolishValueParser::new(),
-        default_value_t = false,
         num_args = 0,
         default_missing_value = "true"
     )]
-    pub no_migrate: bool,
-    /// Largest upload accepted, in MiB.
-    #[arg(long, env = "CARRIERHUB_MAX_UPLOAD_MIB", default_value_t = 1024)]
-    pub max_upload_mib: usize,
+    pub no_migrate: Option<bool>,
+    /// Largest upload accepted, in MiB (`server.max_upload_mib`, default 1024).
+    #[arg(long)]
+    pub max_upload_mib: Option<usize>,
     /// How long an upload's `Idempotency-Key` and its response are kept, in hours: a request
-    /// sent again with the key within this time gets the first response.
+    /// sent again with the key within this time gets the first response
+    /// (`server.idempotency_ttl_hours`, default 24).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=24 * 365))]
+    pub idempotency_ttl_hours: Option<u64>,
+    /// Require API keys (made with `carrierhub keys create`); `auth.api_keys = true`.
     #[arg(
         long,
-        env = "CARRIERHUB_IDEMPOTENCY_TTL_HOURS",
-        default_value_t = 24,
-        value_parser = clap::value_parser!(u64).range(1..=24 * 365)
-    )]
-    pub idempotency_ttl_hours: u64,
-    /// The settings file (TOML): authentication, OIDC, rate limits. See docs/operations.md.
-    #[arg(long, env = "CARRIERHUB_CONFIG")]
-    pub config: Option<std::path::PathBuf>,
-    /// Require API keys (made with `carrierhub keys create`); the same as `api_keys = true`
-    /// in the settings file.
-    #[arg(
-        long,
-        env = "CARRIERHUB_API_KEYS",
         value_parser = clap::builder::BoolishValueParser::new(),
-        default_value_t = false,
         num_args = 0,
         default_missing_value = "true"
     )]
-    pub api_keys: bool,
-    /// Share rate limits between API replicas through this Redis server.
-    #[arg(long, env = "CARRIERHUB_REDIS_URL")]
+    pub api_keys: Option<bool>,
+    /// Share rate limits between API replicas through this Redis server
+    /// (`rate_limits.redis_url`).
+    #[arg(long)]
     pub redis_url: Option<String>,
-    /// Policies kept in the read cache (0 turns it off).
-    #[arg(long, env = "CARRIERHUB_READ_CACHE_ENTRIES", default_value_t = 10_000)]
-    pub read_cache_entries: usize,
-    /// Seconds a request may take before it is answered 503 (uploads and replays have
-    /// `--upload-timeout-secs`).
+    /// Policies kept in the read cache, 0 turns it off (`server.read_cache_entries`, default
+    /// 10000).
+    #[arg(long)]
+    pub read_cache_entries: Option<usize>,
+    /// Seconds a request may take before it is answered 503; uploads and replays have
+    /// `--upload-timeout-secs` (`gateway.request_timeout_secs`, default 30).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_secs: Option<u64>,
+    /// Seconds an upload (its body included) or a replay may take before it is answered 503
+    /// (`gateway.upload_timeout_secs`, default 600).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub upload_timeout_secs: Option<u64>,
+    /// Largest request body of the routes that are not uploads, in KiB; uploads:
+    /// `--max-upload-mib` (`gateway.max_body_kib`, default 1024).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024 * 1024))]
+    pub max_body_kib: Option<u64>,
+    /// Do not compress responses (gzip and zstd otherwise, as the client asks);
+    /// `gateway.compression = false`.
     #[arg(
         long,
-        env = "CARRIERHUB_REQUEST_TIMEOUT_SECS",
-        default_value_t = gateway::DEFAULT_REQUEST_TIMEOUT_SECS,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    pub request_timeout_secs: u64,
-    /// Seconds an upload (its body included) or a replay may take before it is answered 503.
-    #[arg(
-        long,
-        env = "CARRIERHUB_UPLOAD_TIMEOUT_SECS",
-        default_value_t = gateway::DEFAULT_UPLOAD_TIMEOUT_SECS,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    pub upload_timeout_secs: u64,
-    /// Largest request body of the routes that are not uploads, in KiB (uploads:
-    /// `--max-upload-mib`).
-    #[arg(
-        long,
-        env = "CARRIERHUB_MAX_BODY_KIB",
-        default_value_t = gateway::DEFAULT_MAX_BODY_BYTES as u64 / 1024,
-        value_parser = clap::value_parser!(u64).range(1..=1024 * 1024)
-    )]
-    pub max_body_kib: u64,
-    /// Do not compress responses (gzip and zstd otherwise, as the client asks).
-    #[arg(
-        long,
-        env = "CARRIERHUB_NO_COMPRESSION",
         value_parser = clap::builder::BoolishValueParser::new(),
-        default_value_t = false,
         num_args = 0,
         default_missing_value = "true"
     )]
-    pub no_compression: bool,
+    pub no_compression: Option<bool>,
     /// A browser origin allowed to call the API (CORS), such as https://app.example.com;
-    /// repeat it for several, or `*` for any. None (the default): CORS is off.
-    #[arg(
-        long = "cors-origin",
-        env = "CARRIERHUB_CORS_ORIGINS",
-        value_delimiter = ','
-    )]
+    /// repeat it for several, or `*` for any (`gateway.cors_origins`; default none: CORS is
+    /// off).
+    #[arg(long = "cors-origin", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
     /// Let browsers send credentials (cookies, HTTP authentication) with cross-origin calls;
-    /// refused with `--cors-origin '*'`.
+    /// refused with `--cors-origin '*'` (`gateway.cors_allow_credentials`).
     #[arg(long)]
     pub cors_allow_credentials: bool,
     /// Allow webhooks to private, loopback, link-local and metadata addresses (refused
-    /// otherwise, when a webhook is created and at every delivery). For development and tests.
+    /// otherwise, when a webhook is created and at every delivery). For development and tests
+    /// (`webhooks.allow_private`).
     #[arg(
         long,
-        env = "CARRIERHUB_WEBHOOKS_ALLOW_PRIVATE",
         value_parser = clap::builder::BoolishValueParser::new(),
-        default_value_t = false,
         num_args = 0,
         default_missing_value = "true"
     )]
-    pub webhooks_allow_private: bool,
+    pub webhooks_allow_private: Option<bool>,
     /// Seconds one webhook delivery may take; a delivery whose process died is sent again
-    /// after this plus 5 seconds.
-    #[arg(
-        long,
-        env = "CARRIERHUB_WEBHOOK_TIMEOUT_SECS",
-        default_value_t = 10,
-        value_parser = clap::value_parser!(u64).range(1..=300)
-    )]
-    pub webhook_timeout_secs: u64,
+    /// after this plus 5 seconds (`webhooks.timeout_secs`, default 10).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub webhook_timeout_secs: Option<u64>,
     /// Milliseconds before a failed webhook delivery's first retry; each further retry waits
-    /// twice as long (up to an hour, with jitter), for up to a day.
-    #[arg(
-        long,
-        env = "CARRIERHUB_WEBHOOK_BACKOFF_MS",
-        default_value_t = 5000,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    pub webhook_backoff_ms: u64,
-    /// Milliseconds the warehouse role waits between two of its steps (each rewrites the
-    /// files of the carriers that changed).
-    #[arg(long, env = "CARRIERHUB_WAREHOUSE_INTERVAL_MS", default_value_t = 2000)]
-    pub warehouse_interval_ms: u64,
-    /// Change events the warehouse role applies per step at most.
-    #[arg(long, env = "CARRIERHUB_WAREHOUSE_EVENTS_PER_STEP", default_value_t = carrierhub_warehouse::writer::EVENTS_PER_STEP)]
-    pub warehouse_events_per_step: usize,
+    /// twice as long, up to an hour, with jitter, for up to a day (`webhooks.backoff_ms`,
+    /// default 5000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_backoff_ms: Option<u64>,
+    /// Milliseconds the warehouse role waits between two of its steps, each rewriting the
+    /// files of the carriers that changed (`warehouse.interval_ms`, default 2000).
+    #[arg(long)]
+    pub warehouse_interval_ms: Option<u64>,
+    /// Change events the warehouse role applies per step at most
+    /// (`warehouse.events_per_step`).
+    #[arg(long)]
+    pub warehouse_events_per_step: Option<usize>,
     #[command(flatten)]
     pub query_limits: crate::warehouse::QueryLimitArgs,
 }
 
+impl ServeFlags {
+    /// Puts the flags given over the settings.
+    pub fn apply(&self, s: &mut Settings) {
+        fn set<T: Clone>(slot: &mut T, flag: &Option<T>) {
+            if let Some(value) = flag {
+                *slot = value.clone();
+            }
+        }
+        set(&mut s.server.bind, &self.bind);
+        if !self.roles.is_empty() {
+            s.server.roles = self.roles.clone();
+        }
+        if self.no_worker {
+            s.server.roles.retain(|r| *r != Role::Worker);
+        }
+        set(&mut s.server.admin_bind, &self.admin_bind);
+        set(&mut s.worker.concurrency, &self.worker_concurrency);
+        set(&mut s.worker.lease_secs, &self.lease_secs);
+        set(&mut s.worker.max_attempts, &self.max_attempts);
+        if let Some(no) = self.no_migrate {
+            s.database.migrate = !no;
+        }
+        set(&mut s.server.max_upload_mib, &self.max_upload_mib);
+        set(
+            &mut s.server.idempotency_ttl_hours,
+            &self.idempotency_ttl_hours,
+        );
+        if self.api_keys == Some(true) {
+            s.auth.api_keys = true;
+        }
+        if self.redis_url.is_some() {
+            s.rate_limits.redis_url = self.redis_url.clone();
+        }
+        set(&mut s.server.read_cache_entries, &self.read_cache_entries);
+        set(
+            &mut s.gateway.request_timeout_secs,
+            &self.request_timeout_secs,
+        );
+        set(
+            &mut s.gateway.upload_timeout_secs,
+            &self.upload_timeout_secs,
+        );
+        set(&mut s.gateway.max_body_kib, &self.max_body_kib);
+        if let Some(no) = self.no_compression {
+            s.gateway.compression = !no;
+        }
+        if !self.cors_origins.is_empty() {
+            s.gateway.cors_origins = self.cors_origins.clone();
+        }
+        if self.cors_allow_credentials {
+            s.gateway.cors_allow_credentials = true;
+        }
+        set(&mut s.webhooks.allow_private, &self.webhooks_allow_private);
+        set(&mut s.webhooks.timeout_secs, &self.webhook_timeout_secs);
+        set(&mut s.webhooks.backoff_ms, &self.webhook_backoff_ms);
+        set(&mut s.warehouse.interval_ms, &self.warehouse_interval_ms);
+        set(
+            &mut s.warehouse.events_per_step,
+            &self.warehouse_events_per_step,
+        );
+        self.query_limits.apply(&mut s.query);
+    }
+}
+
+/// What `serve` runs with, from the settings tree ([`ServeArgs::from_settings`]).
+#[derive(Clone)]
+pub struct ServeArgs {
+    pub bind: SocketAddr,
+    pub roles: Vec<Role>,
+    pub admin_bind: SocketAddr,
+    pub worker_concurrency: usize,
+    pub lease_secs: u64,
+    pub max_attempts: u32,
+    pub no_migrate: bool,
+    pub max_upload_mib: usize,
+    pub idempotency_ttl_hours: u64,
+    pub auth: crate::settings::AuthSettings,
+    pub rate_limits: carrierhub_api::RateLimitConfig,
+    pub read_cache_entries: usize,
+    pub gateway: GatewayConfig,
+    pub webhooks_allow_private: bool,
+    pub webhook_timeout_secs: u64,
+    pub webhook_backoff_ms: u64,
+    pub warehouse_interval_ms: u64,
+    pub warehouse_events_per_step: usize,
+    pub query_limits: carrierhub_warehouse::QueryLimits,
+    pub relay_poll: Duration,
+    pub lag_interval: Duration,
+}
+
 impl ServeArgs {
-    fn has(&self, role: Role) -> bool {
-        self.roles.contains(&role) && !(role == Role::Worker && self.no_worker)
+    /// The one place `serve` reads the settings.
+    pub fn from_settings(s: &Settings) -> Self {
+        Self {
+            bind: s.server.bind,
+            roles: s.server.roles.clone(),
+            admin_bind: s.server.admin_bind,
+            worker_concurrency: s.worker.concurrency,
+            lease_secs: s.worker.lease_secs,
+            max_attempts: s.worker.max_attempts,
+            no_migrate: !s.database.migrate,
+            max_upload_mib: s.server.max_upload_mib,
+            idempotency_ttl_hours: s.server.idempotency_ttl_hours,
+            auth: s.auth.clone(),
+            rate_limits: s.rate_limits.clone(),
+            read_cache_entries: s.server.read_cache_entries,
+            gateway: s.gateway_config(),
+            webhooks_allow_private: s.webhooks.allow_private,
+            webhook_timeout_secs: s.webhooks.timeout_secs,
+            webhook_backoff_ms: s.webhooks.backoff_ms,
+            warehouse_interval_ms: s.warehouse.interval_ms,
+            warehouse_events_per_step: s.warehouse.events_per_step,
+            query_limits: s.query.limits(),
+            relay_poll: Duration::from_millis(s.relay.poll_ms),
+            lag_interval: Duration::from_secs(s.metrics.lag_interval_secs.max(1)),
+        }
     }
 
-    /// The API's gateway settings from the flags, the rest at their defaults; checked.
+    fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// The API's gateway settings, checked.
     pub fn gateway(&self) -> anyhow::Result<GatewayConfig> {
-        let defaults = GatewayConfig::default();
-        let config = GatewayConfig {
-            request_timeout_secs: self.request_timeout_secs,
-            upload_timeout_secs: self.upload_timeout_secs,
-            max_body_bytes: usize::try_from(self.max_body_kib * 1024)?,
-            compression: !self.no_compression,
-            cors: CorsConfig {
-                allowed_origins: self.cors_origins.clone(),
-                allow_credentials: self.cors_allow_credentials,
-                ..defaults.cors
-            },
-        };
-        config.validate()?;
-        Ok(config)
+        self.gateway.validate()?;
+        Ok(self.gateway.clone())
     }
 }
 
@@ -256,8 +327,8 @@ fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
 }
 
 /// Keeps the broker's consumer lag in a gauge.
-async fn watch_lag(broker: Arc<dyn Broker>) {
-    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+async fn watch_lag(broker: Arc<dyn Broker>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
         if let Ok(lag) = broker.lag(WORKER_GROUP).await {
@@ -282,7 +353,7 @@ pub async fn serve_app(
     let pipeline = app.pipeline.clone().with_lease(lease);
     let relay = args
         .has(Role::Relay)
-        .then(|| Relay::new(app.store.clone(), broker.clone()));
+        .then(|| Relay::new(app.store.clone(), broker.clone()).with_poll(args.relay_poll));
     if let Some(relay) = &relay {
         tokio::spawn(relay.clone().run());
     }
@@ -311,7 +382,7 @@ pub async fn serve_app(
                 .with_events_per_step(args.warehouse_events_per_step);
         tokio::spawn(writer.run(Duration::from_millis(args.warehouse_interval_ms.max(1))));
     }
-    tokio::spawn(watch_lag(broker.clone()));
+    tokio::spawn(watch_lag(broker.clone(), args.lag_interval));
     let roles: Vec<&str> = [
         Role::Api,
         Role::Worker,
@@ -334,15 +405,8 @@ pub async fn serve_app(
     let render: Option<carrierhub_api::MetricsRender> =
         metrics.map(|handle| Arc::new(move || handle.render()) as carrierhub_api::MetricsRender);
     if args.has(Role::Api) {
-        let config = match &args.config {
-            Some(path) => crate::config::Config::load(path)?,
-            None => crate::config::Config::default(),
-        };
-        let auth = auth_of(&args, &config)?;
-        let mut rate_config = config.rate_limits;
-        if args.redis_url.is_some() {
-            rate_config.redis_url = args.redis_url.clone();
-        }
+        let auth = auth_of(&args)?;
+        let rate_config = args.rate_limits.clone();
         let rate_limits = if rate_config.enabled {
             Some(Arc::new(
                 carrierhub_api::RateLimits::from_config(rate_config)
@@ -372,7 +436,7 @@ pub async fn serve_app(
             webhooks_allow_private: args.webhooks_allow_private,
             query: Some(carrierhub_warehouse::QueryEngine::new(
                 warehouse,
-                args.query_limits.limits(),
+                args.query_limits.clone(),
             )),
         };
         carrierhub_api::serve(listener, state, shutdown_signal()).await?;
@@ -393,12 +457,9 @@ pub async fn serve_app(
 
 /// Authentication as the flags and the settings file configure it. Without any, development
 /// mode, which only a loopback address may serve.
-fn auth_of(
-    args: &ServeArgs,
-    config: &crate::config::Config,
-) -> anyhow::Result<carrierhub_api::Auth> {
-    let api_keys = args.api_keys || config.auth.api_keys;
-    let oidc = config
+fn auth_of(args: &ServeArgs) -> anyhow::Result<carrierhub_api::Auth> {
+    let api_keys = args.auth.api_keys;
+    let oidc = args
         .auth
         .oidc
         .clone()
@@ -424,7 +485,7 @@ fn auth_of(
     let auth = carrierhub_api::Auth::enforced(
         api_keys,
         oidc,
-        Duration::from_secs(config.auth.key_cache_secs),
+        Duration::from_secs(args.auth.key_cache_secs),
     );
     tracing::info!(accepts = %auth.describe(), "authentication required");
     Ok(auth)

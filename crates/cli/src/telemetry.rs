@@ -1,36 +1,31 @@
 //! The one place logging is set up: JSON lines for machines, pretty for terminals.
 
+use crate::settings::{LogFormat, LogSettings};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
-
-/// `CARRIERHUB_LOG` (or `RUST_LOG`) sets levels per module; commands that print their own
-/// output default to warnings only.
-pub fn init(format: Option<LogFormat>, quiet: bool) {
-    let default = if quiet {
-        "warn"
-    } else {
-        "info,tower_http=info"
-    };
+/// Levels per module from `[log]` (`level`, then `modules`); `CARRIERHUB_LOG` (or
+/// `RUST_LOG`), when set, replaces them. Commands that print their own output log warnings
+/// only, with the modules' levels still applied.
+pub fn init(log: &LogSettings, quiet: bool) {
     let filter = std::env::var("CARRIERHUB_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .map(EnvFilter::new)
-        .unwrap_or_else(|_| EnvFilter::new(default));
-    let format = format.unwrap_or(if std::io::stderr().is_terminal() {
-        LogFormat::Pretty
-    } else {
-        LogFormat::Json
-    });
+        .unwrap_or_else(|_| {
+            let base = if quiet { "warn" } else { log.level.as_str() };
+            EnvFilter::new(log.directives(base))
+        });
+    let json = match log.format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Pretty => builder.compact().init(),
+    if json {
+        builder.json().flatten_event(true).init()
+    } else {
+        builder.compact().init()
     }
 }

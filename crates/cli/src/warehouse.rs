@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Args)]
 pub struct QueryArgs {
@@ -38,26 +38,31 @@ pub struct QueryArgs {
     pub timing: bool,
 }
 
-/// Each query's memory and time limits.
-#[derive(Args, Clone, Debug)]
+/// Each query's memory and time limits; each flag given overrides the `[query]` settings.
+#[derive(Args, Clone, Debug, Default)]
 pub struct QueryLimitArgs {
-    /// Memory one query may use, in MiB (its hash tables, sorts and aggregates).
-    #[arg(long, env = "CARRIERHUB_QUERY_MEMORY_MIB", default_value_t = 512)]
-    pub query_memory_mib: usize,
-    /// Seconds one query may run.
-    #[arg(long, env = "CARRIERHUB_QUERY_TIMEOUT_SECS", default_value_t = 25)]
-    pub query_timeout_secs: u64,
-    /// Largest answer of one query, in MiB.
-    #[arg(long, env = "CARRIERHUB_QUERY_MAX_RESULT_MIB", default_value_t = 64)]
-    pub query_max_result_mib: usize,
+    /// Memory one query may use, in MiB: its hash tables, sorts and aggregates
+    /// (`query.memory_mib`, default 512).
+    #[arg(long)]
+    pub query_memory_mib: Option<usize>,
+    /// Seconds one query may run (`query.timeout_secs`, default 25).
+    #[arg(long)]
+    pub query_timeout_secs: Option<u64>,
+    /// Largest answer of one query, in MiB (`query.max_result_mib`, default 64).
+    #[arg(long)]
+    pub query_max_result_mib: Option<usize>,
 }
 
 impl QueryLimitArgs {
-    pub fn limits(&self) -> QueryLimits {
-        QueryLimits {
-            memory_bytes: self.query_memory_mib.max(1) * 1024 * 1024,
-            timeout: Duration::from_secs(self.query_timeout_secs.max(1)),
-            max_result_bytes: self.query_max_result_mib.max(1) * 1024 * 1024,
+    pub fn apply(&self, query: &mut crate::settings::QuerySettings) {
+        if let Some(v) = self.query_memory_mib {
+            query.memory_mib = v;
+        }
+        if let Some(v) = self.query_timeout_secs {
+            query.timeout_secs = v;
+        }
+        if let Some(v) = self.query_max_result_mib {
+            query.max_result_mib = v;
         }
     }
 }
@@ -94,8 +99,12 @@ pub struct GenBenchArgs {
     pub months: u32,
 }
 
-pub async fn query(location: &Location, args: QueryArgs) -> anyhow::Result<ExitCode> {
-    let engine = QueryEngine::new(location.warehouse()?, args.limits.limits());
+pub async fn query(
+    location: &Location,
+    args: QueryArgs,
+    limits: QueryLimits,
+) -> anyhow::Result<ExitCode> {
+    let engine = QueryEngine::new(location.warehouse()?, limits);
     let scope = Scope {
         carriers: (!args.carriers.is_empty()).then(|| args.carriers.iter().cloned().collect()),
         books: (!args.books.is_empty()).then(|| args.books.iter().cloned().collect()),

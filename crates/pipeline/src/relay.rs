@@ -66,6 +66,13 @@ impl Relay {
         }
     }
 
+    /// Looks at the outbox this often when nobody in this process says it changed (default
+    /// 200 ms; other processes' writes wait up to this long).
+    pub fn with_poll(mut self, poll: Duration) -> Self {
+        self.poll = poll.max(Duration::from_millis(1));
+        self
+    }
+
     /// Changes each time this relay has published events (marked them published, and so
     /// queued their webhook deliveries).
     pub fn subscribe(&self) -> watch::Receiver<u64> {

@@ -106,10 +106,15 @@ impl Env {
 
 impl Server {
     /// Starts a `serve` command and waits for the address it prints.
-    pub fn start(mut command: Command) -> Self {
+    pub fn start(command: Command) -> Self {
+        Self::start_logging_to(command, Stdio::inherit())
+    }
+
+    /// As [`Server::start`], with the process's standard error (its log) sent to `stderr`.
+    pub fn start_logging_to(mut command: Command, stderr: Stdio) -> Self {
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start carrierhub serve");
         let stdout = child.stdout.take().unwrap();
