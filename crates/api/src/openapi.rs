@@ -8,7 +8,7 @@
 //! that the document has exactly these operations. A new route needs its entry here, its
 //! handler in `lib.rs::endpoint` and its annotation, or the tests fail.
 
-use crate::{diff, events, query, routes, uploads, webhooks, Problem};
+use crate::{diff, events, live, query, routes, uploads, webhooks, Problem};
 use axum::http::{header, Method};
 use axum::response::{Html, IntoResponse, Response};
 use carrierhub_model::{ClaimStatus, LineOfBusiness, PolicyStatus};
@@ -72,6 +72,7 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/webhooks", false),
     route("GET", "/v1/webhooks/{id}", false),
     route("DELETE", "/v1/webhooks/{id}", false),
+    route("POST", "/v1/webhooks/{id}/enable", false),
     route("GET", "/v1/webhooks/{id}/deliveries", false),
     route(
         "POST",
@@ -79,6 +80,7 @@ pub const ROUTES: &[Route] = &[
         false,
     ),
     route("POST", "/v1/query", false),
+    route("GET", "/v1/insights/live", false),
 ];
 
 /// Whether `path` is a public route (no credentials needed).
@@ -132,9 +134,11 @@ pub const OIDC: &str = "oidc";
         webhooks::list,
         webhooks::get,
         webhooks::delete,
+        webhooks::enable,
         webhooks::deliveries,
         webhooks::redeliver,
         query::run_query,
+        live::live,
     ),
     components(schemas(Problem, LineOfBusiness, PolicyStatus, ClaimStatus)),
     modifiers(&Gateway),
@@ -150,6 +154,7 @@ pub const OIDC: &str = "oidc";
         (name = "events", description = "Change events as a Server-Sent Events stream"),
         (name = "webhooks", description = "Change events POSTed to subscribed URLs: subscriptions, their delivery log, redelivery"),
         (name = "warehouse", description = "Read-only SQL over the warehouse's Parquet tables, within the caller's scope"),
+        (name = "insights", description = "Totals of premium and claims; live ones kept current from the change events"),
     ),
 )]
 pub struct ApiDoc;
@@ -163,6 +168,9 @@ pub fn document() -> &'static serde_json::Value {
         describe_extra_filters(&mut doc);
         // A replay's body may be empty (the named or the latest mapping is used).
         doc["paths"]["/v1/submissions/{id}/replay"]["post"]["requestBody"]["required"] =
+            serde_json::Value::Bool(false);
+        // Enabling needs no body (`since` is optional).
+        doc["paths"]["/v1/webhooks/{id}/enable"]["post"]["requestBody"]["required"] =
             serde_json::Value::Bool(false);
         doc
     })
@@ -405,6 +413,20 @@ pub struct WebhookCreated {
     /// The signing secret (`whsec_` + base64) of the Standard Webhooks signatures.
     #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
     pub secret: String,
+    /// With `since`: how many past events were queued for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 42)]
+    pub backfilled: Option<u64>,
+}
+
+/// A webhook enabled again.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookEnabled {
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// How many past events `since` queued for it (0 without `since`).
+    #[schema(example = 42)]
+    pub backfilled: u64,
 }
 
 /// A page of a webhook's deliveries, newest first.

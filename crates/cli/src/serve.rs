@@ -180,6 +180,15 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub webhook_backoff_ms: u64,
+    /// Seconds a webhook's deliveries may fail without a success before it is disabled
+    /// (`POST /v1/webhooks/{id}/enable` enables it again).
+    #[arg(
+        long,
+        env = "CARRIERHUB_WEBHOOK_DISABLE_AFTER_SECS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub webhook_disable_after_secs: u64,
     /// Milliseconds the warehouse role waits between two of its steps (each rewrites the
     /// files of the carriers that changed).
     #[arg(long, env = "CARRIERHUB_WAREHOUSE_INTERVAL_MS", default_value_t = 2000)]
@@ -291,6 +300,7 @@ pub async fn serve_app(
             allow_private: args.webhooks_allow_private,
             timeout: Duration::from_secs(args.webhook_timeout_secs),
             backoff_base: Duration::from_millis(args.webhook_backoff_ms),
+            disable_after: Duration::from_secs(args.webhook_disable_after_secs),
             ..WebhookConfig::default()
         };
         let wake = relay.as_ref().map(Relay::subscribe);
@@ -374,6 +384,7 @@ pub async fn serve_app(
                 warehouse,
                 args.query_limits.limits(),
             )),
+            live: Default::default(),
         };
         carrierhub_api::serve(listener, state, shutdown_signal()).await?;
     } else {
