@@ -248,6 +248,7 @@ pub fn role_allows(role: Role, method: &Method, route: &str) -> bool {
         (
             "/v1/webhooks"
             | "/v1/webhooks/{id}"
+            | "/v1/webhooks/{id}/enable"
             | "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
             false,
         ) => matches!(role, Admin | Operator | Carrier),

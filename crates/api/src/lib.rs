@@ -12,6 +12,7 @@ mod events;
 pub mod gateway;
 mod idempotency;
 mod insights;
+pub mod live;
 pub mod oidc;
 pub mod openapi;
 mod params;
@@ -71,6 +72,9 @@ pub struct AppState {
     pub webhooks_allow_private: bool,
     /// SQL over the warehouse (`POST /v1/query`, `GET /v1/insights/...`); `None` answers 503.
     pub query: Option<carrierhub_warehouse::QueryEngine>,
+    /// Today's premium and claims, kept current from the change events
+    /// (`GET /v1/insights/live`); started with the server, or on first use.
+    pub live: live::LiveView,
 }
 
 /// The handler of one route of [`openapi::ROUTES`]. Every entry of the table has one here;
@@ -105,6 +109,7 @@ fn endpoint(route: &openapi::Route, max_upload_bytes: usize) -> MethodRouter<App
         ("POST", "/v1/webhooks") => post(webhooks::create),
         ("GET", "/v1/webhooks/{id}") => get(webhooks::get),
         ("DELETE", "/v1/webhooks/{id}") => delete(webhooks::delete),
+        ("POST", "/v1/webhooks/{id}/enable") => post(webhooks::enable),
         ("GET", "/v1/webhooks/{id}/deliveries") => get(webhooks::deliveries),
         ("POST", "/v1/webhooks/{id}/deliveries/{delivery}/redeliver") => post(webhooks::redeliver),
         ("POST", "/v1/query") => post(query::run_query),
@@ -115,6 +120,7 @@ fn endpoint(route: &openapi::Route, max_upload_bytes: usize) -> MethodRouter<App
         ("GET", "/v1/insights/loss-ratio") => get(insights::loss_ratio),
         ("GET", "/v1/insights/frequency-severity") => get(insights::frequency_severity),
         ("GET", "/v1/insights/triangles") => get(insights::triangles),
+        ("GET", "/v1/insights/live") => get(live::live),
         (method, path) => unreachable!("openapi::ROUTES has {method} {path}, which has no handler"),
     }
 }
@@ -177,6 +183,7 @@ pub async fn serve(
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "API listening");
     let sweeper = tokio::spawn(idempotency::sweep_expired_keys(state.store.clone()));
+    state.live.start(&state);
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -8,7 +8,7 @@
 //! that the document has exactly these operations. A new route needs its entry here, its
 //! handler in `lib.rs::endpoint` and its annotation, or the tests fail.
 
-use crate::{diff, events, insights, query, routes, uploads, webhooks, Problem};
+use crate::{diff, events, insights, live, query, routes, uploads, webhooks, Problem};
 use axum::http::{header, Method};
 use axum::response::{Html, IntoResponse, Response};
 use carrierhub_model::{ClaimStatus, LineOfBusiness, PolicyStatus};
@@ -72,6 +72,7 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/webhooks", false),
     route("GET", "/v1/webhooks/{id}", false),
     route("DELETE", "/v1/webhooks/{id}", false),
+    route("POST", "/v1/webhooks/{id}/enable", false),
     route("GET", "/v1/webhooks/{id}/deliveries", false),
     route(
         "POST",
@@ -87,6 +88,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/insights/loss-ratio", false),
     route("GET", "/v1/insights/frequency-severity", false),
     route("GET", "/v1/insights/triangles", false),
+    route("GET", "/v1/insights/live", false),
 ];
 
 /// Whether `path` is a public route (no credentials needed).
@@ -140,6 +142,7 @@ pub const OIDC: &str = "oidc";
         webhooks::list,
         webhooks::get,
         webhooks::delete,
+        webhooks::enable,
         webhooks::deliveries,
         webhooks::redeliver,
         query::run_query,
@@ -150,6 +153,7 @@ pub const OIDC: &str = "oidc";
         insights::loss_ratio,
         insights::frequency_severity,
         insights::triangles,
+        live::live,
     ),
     components(schemas(Problem, LineOfBusiness, PolicyStatus, ClaimStatus)),
     modifiers(&Gateway),
@@ -179,6 +183,9 @@ pub fn document() -> &'static serde_json::Value {
         describe_extra_filters(&mut doc);
         // A replay's body may be empty (the named or the latest mapping is used).
         doc["paths"]["/v1/submissions/{id}/replay"]["post"]["requestBody"]["required"] =
+            serde_json::Value::Bool(false);
+        // Enabling needs no body (`since` is optional).
+        doc["paths"]["/v1/webhooks/{id}/enable"]["post"]["requestBody"]["required"] =
             serde_json::Value::Bool(false);
         doc
     })
@@ -421,6 +428,20 @@ pub struct WebhookCreated {
     /// The signing secret (`whsec_` + base64) of the Standard Webhooks signatures.
     #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
     pub secret: String,
+    /// With `since`: how many past events were queued for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 42)]
+    pub backfilled: Option<u64>,
+}
+
+/// A webhook enabled again.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookEnabled {
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// How many past events `since` queued for it (0 without `since`).
+    #[schema(example = 42)]
+    pub backfilled: u64,
 }
 
 /// A page of a webhook's deliveries, newest first.

@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use carrierhub_pipeline::webhooks::{check_url, new_secret, UrlError};
-use carrierhub_store::{Delivery, NewWebhook, Role, Webhook};
+use carrierhub_store::{parse_as_of, Backfill, Delivery, NewWebhook, Role, StoreError, Webhook};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -48,6 +48,72 @@ pub struct CreateWebhook {
     #[serde(default)]
     #[schema(example = "Claims desk")]
     description: Option<String>,
+    /// Backfill: also send the past events this webhook wants (within its filters and the
+    /// caller's scope) from this point: an event id (the events published after it, as
+    /// `Last-Event-ID`; `0` for every event kept) or an RFC 3339 instant or a date (the events
+    /// that occurred from then on). Absent: only events published from now on.
+    #[serde(default)]
+    since: Option<Since>,
+}
+
+/// Where a backfill starts: an event id, or an instant.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Since {
+    /// The events published after this event id (`0`: every event kept).
+    Event(i64),
+    /// The events that occurred at or after this instant (RFC 3339, or a date: midnight UTC).
+    Instant(String),
+}
+
+impl Since {
+    fn backfill(&self) -> Result<Backfill, Problem> {
+        let bad = |detail: String| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-since",
+                "Invalid backfill start",
+                detail,
+            )
+            .with("field", "since")
+        };
+        match self {
+            Since::Event(id) if *id < 0 => Err(bad(format!(
+                "field 'since': {id} is not an event id (0 or more)"
+            ))),
+            Since::Event(id) => Ok(Backfill::AfterEvent(*id)),
+            Since::Instant(text) => parse_as_of(text)
+                .map(Backfill::Since)
+                .map_err(|e| bad(format!("field 'since': {e}"))),
+        }
+    }
+}
+
+/// Queues the backfill of `webhook` from `since`; an event id the store does not know is a
+/// 422 naming the field.
+async fn backfill(state: &AppState, webhook: i64, since: Backfill) -> Result<u64, Problem> {
+    match state.store.backfill_webhook(webhook, since).await {
+        Ok(queued) => Ok(queued),
+        Err(StoreError::NotFound(detail)) => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-since",
+            "Invalid backfill start",
+            format!("field 'since': {detail}"),
+        )
+        .with("field", "since")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Enabling a webhook: what to backfill, if anything.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnableWebhook {
+    /// Also send the past events this webhook wants from this point (see `since` of a new
+    /// webhook): typically the id of the last event it received, to catch up on the events
+    /// published while it was disabled.
+    #[serde(default)]
+    since: Option<Since>,
 }
 
 /// Whose webhooks the caller manages: every one for an administrator.
@@ -83,7 +149,7 @@ fn refused(e: UrlError) -> Problem {
     responses(
         (status = 201, description = "Created, with its secret", body = crate::openapi::WebhookCreated,
             headers(("Location" = String, description = "The webhook: `/v1/webhooks/{id}`"))),
-        (status = 422, description = "Unprocessable: a body that is not the JSON object described, an unknown event type, a carrier outside the caller's scope, or a URL refused (not http(s), a host that does not resolve within 2 s, or a private, loopback, link-local or metadata address)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unprocessable: a body that is not the JSON object described, an unknown event type, a carrier outside the caller's scope, a `since` that is no published event's id or instant, or a URL refused (not http(s), a host that does not resolve within 2 s, or a private, loopback, link-local or metadata address)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -110,6 +176,7 @@ pub async fn create(
             "carrier '{outside}' is outside this caller's scope"
         )));
     }
+    let since = body.since.as_ref().map(Since::backfill).transpose()?;
     let url = check_url(body.url.trim(), state.webhooks_allow_private)
         .await
         .map_err(refused)?;
@@ -128,6 +195,16 @@ pub async fn create(
     let mut shown = serde_json::to_value(&webhook).expect("serialise");
     // The only time the secret is shown.
     shown["secret"] = json!(webhook.secret);
+    if let Some(since) = since {
+        match backfill(&state, webhook.id, since).await {
+            Ok(queued) => shown["backfilled"] = json!(queued),
+            Err(problem) => {
+                // Nothing half-made: the webhook goes with its refused backfill.
+                state.store.delete_webhook(webhook.id, None).await?;
+                return Err(problem);
+            }
+        }
+    }
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/v1/webhooks/{}", webhook.id))],
@@ -247,4 +324,42 @@ pub async fn redeliver(
         StatusCode::ACCEPTED,
         Json(serde_json::to_value(queued).expect("serialise")),
     ))
+}
+
+#[utoipa::path(post, path = "/v1/webhooks/{id}/enable", tag = "webhooks", operation_id = "enable_webhook",
+    summary = "Enable a webhook again",
+    description = "Clears a disabled webhook's `disabled_at`, `disabled_reason` and `failing_since`; its pending deliveries become due now. Events published while it was disabled were not queued for it: with `since` (for instance the id of the last event it received), they are queued now, within its filters and its creator's scope (events queued for it already are not queued again). Enabling an enabled webhook resets its failure state the same way.",
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "The webhook's id")),
+    request_body(content = EnableWebhook, content_type = "application/json", description = "Optional: what to backfill"),
+    responses(
+        (status = 200, description = "Enabled; `backfilled` counts the deliveries queued by `since`", body = crate::openapi::WebhookEnabled),
+        (status = 404, description = "Not found: no such webhook, or another caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unprocessable: a body that is not the JSON object described, or a `since` that is no published event's id or instant", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn enable(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Problem> {
+    let id = path_id("webhook", &id)?;
+    let body: EnableWebhook = if body.iter().all(u8::is_ascii_whitespace) {
+        EnableWebhook::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Problem::unprocessable(format!("the request body: {e}")))?
+    };
+    let since = body.since.as_ref().map(Since::backfill).transpose()?;
+    let webhook = state
+        .store
+        .enable_webhook(id, owner(&caller))
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let queued = match since {
+        Some(since) => backfill(&state, webhook.id, since).await?,
+        None => 0,
+    };
+    let mut shown = serde_json::to_value(&webhook).expect("serialise");
+    shown["backfilled"] = json!(queued);
+    Ok(Json(shown))
 }

@@ -145,6 +145,11 @@ pub struct ServeFlags {
     /// default 5000).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub webhook_backoff_ms: Option<u64>,
+    /// Seconds a webhook's deliveries may all fail before it is disabled
+    /// (`webhooks.disable_after_secs`, default 86400; `POST /v1/webhooks/{id}/enable` enables
+    /// it again).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_disable_after_secs: Option<u64>,
     /// Milliseconds the warehouse role waits between two of its steps, each rewriting the
     /// files of the carriers that changed (`warehouse.interval_ms`, default 2000).
     #[arg(long)]
@@ -212,6 +217,7 @@ impl ServeFlags {
         set(&mut s.webhooks.allow_private, &self.webhooks_allow_private);
         set(&mut s.webhooks.timeout_secs, &self.webhook_timeout_secs);
         set(&mut s.webhooks.backoff_ms, &self.webhook_backoff_ms);
+        set(&mut s.webhooks.disable_after_secs, &self.webhook_disable_after_secs);
         set(&mut s.warehouse.interval_ms, &self.warehouse_interval_ms);
         set(
             &mut s.warehouse.events_per_step,
@@ -240,6 +246,7 @@ pub struct ServeArgs {
     pub webhooks_allow_private: bool,
     pub webhook_timeout_secs: u64,
     pub webhook_backoff_ms: u64,
+    pub webhook_disable_after_secs: u64,
     pub warehouse_interval_ms: u64,
     pub warehouse_events_per_step: usize,
     pub query_limits: carrierhub_warehouse::QueryLimits,
@@ -267,6 +274,7 @@ impl ServeArgs {
             webhooks_allow_private: s.webhooks.allow_private,
             webhook_timeout_secs: s.webhooks.timeout_secs,
             webhook_backoff_ms: s.webhooks.backoff_ms,
+            webhook_disable_after_secs: s.webhooks.disable_after_secs,
             warehouse_interval_ms: s.warehouse.interval_ms,
             warehouse_events_per_step: s.warehouse.events_per_step,
             query_limits: s.query.limits(),
@@ -362,6 +370,7 @@ pub async fn serve_app(
             allow_private: args.webhooks_allow_private,
             timeout: Duration::from_secs(args.webhook_timeout_secs),
             backoff_base: Duration::from_millis(args.webhook_backoff_ms),
+            disable_after: Duration::from_secs(args.webhook_disable_after_secs),
             ..WebhookConfig::default()
         };
         let wake = relay.as_ref().map(Relay::subscribe);
@@ -438,6 +447,7 @@ pub async fn serve_app(
                 warehouse,
                 args.query_limits.clone(),
             )),
+            live: Default::default(),
         };
         carrierhub_api::serve(listener, state, shutdown_signal()).await?;
     } else {

@@ -179,6 +179,7 @@ pub struct WebhookSettings {
     pub allow_private: bool,
     pub timeout_secs: u64,
     pub backoff_ms: u64,
+    pub disable_after_secs: u64,
 }
 
 impl Default for WebhookSettings {
@@ -187,6 +188,7 @@ impl Default for WebhookSettings {
             allow_private: false,
             timeout_secs: 10,
             backoff_ms: 5000,
+            disable_after_secs: 86_400,
         }
     }
 }
@@ -474,6 +476,9 @@ pub fn specs() -> Vec<Spec> {
         legacy(spec("webhooks.backoff_ms", Integer, Some("--webhook-backoff-ms"),
             "Milliseconds before a failed delivery's first retry; each further retry waits twice as long (up to an hour), for up to a day."),
             "CARRIERHUB_WEBHOOK_BACKOFF_MS"),
+        legacy(spec("webhooks.disable_after_secs", Integer, Some("--webhook-disable-after-secs"),
+            "Seconds a webhook's deliveries may all fail before it is disabled (`POST /v1/webhooks/{id}/enable` enables it again)."),
+            "CARRIERHUB_WEBHOOK_DISABLE_AFTER_SECS"),
         spec("warehouse.url", Text, Some("--warehouse"),
             "Where the warehouse's Parquet files live: `s3://bucket/prefix` (credentials from `AWS_*`), `gs://bucket/prefix` (`GOOGLE_*`) or a directory; unset: `<data.dir>/warehouse`."),
         spec("warehouse.interval_ms", Integer, Some("--warehouse-interval-ms"),
@@ -658,6 +663,7 @@ impl Settings {
         at_least("relay.poll_ms", self.relay.poll_ms, 1)?;
         within("webhooks.timeout_secs", self.webhooks.timeout_secs, 1, 300)?;
         at_least("webhooks.backoff_ms", self.webhooks.backoff_ms, 1)?;
+        at_least("webhooks.disable_after_secs", self.webhooks.disable_after_secs, 1)?;
         at_least(
             "warehouse.events_per_step",
             self.warehouse.events_per_step as u64,

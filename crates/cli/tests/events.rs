@@ -734,3 +734,266 @@ async fn webhooks_to_private_addresses_are_refused_without_the_flag() {
         .unwrap();
     assert_eq!(listed["items"], json!([]));
 }
+
+/// The events published so far (as the administrator's stream has them), once `completed`
+/// submissions have completed.
+async fn published(
+    client: &Client,
+    server: &Server,
+    admin: &str,
+    completed: usize,
+) -> Vec<SseEvent> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut reader =
+            SseReader::open(client, &server.url("/v1/events?after=0"), Some(admin), None).await;
+        let all = reader.drain(Duration::from_secs(1)).await;
+        if all
+            .iter()
+            .filter(|e| e.event == "submission.completed")
+            .count()
+            >= completed
+        {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "events not published: {all:?}");
+    }
+}
+
+fn event_ids(events: &[SseEvent], carrier: &str) -> BTreeSet<String> {
+    events
+        .iter()
+        .filter(|e| e.data["carrier"] == carrier)
+        .map(|e| format!("event-{}", e.id))
+        .collect()
+}
+
+async fn post_json(
+    client: &Client,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = client.post(url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Uploads the acme feed for `carrier` to the server.
+async fn upload(client: &Client, server: &Server, token: &str, carrier: &str) {
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(common::ACME_FEED.to_vec()).file_name("feed.csv"),
+        )
+        .text("mapping_file", common::ACME_MAPPING);
+    let r = client
+        .post(server.url(&format!("/v1/carriers/{carrier}/submissions")))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}
+
+async fn a_disabled_webhook_is_enabled_again_and_catches_up(env: Env, python: &str) {
+    let acme = key(&env, &["--role", "carrier", "--carrier", "acme"]);
+    let beta = key(&env, &["--role", "carrier", "--carrier", "beta"]);
+    let admin = key(&env, &["--role", "admin"]);
+    // The receiver answers 500 while this file exists.
+    let down = env.path("receiver-down");
+    std::fs::write(&down, "").unwrap();
+    let receiver = Receiver::start(python, &env, &["--fail-while", down.to_str().unwrap()]);
+    let server = env.serve_with(&[
+        "--api-keys",
+        "--webhooks-allow-private",
+        "--webhook-backoff-ms",
+        "100",
+        "--webhook-disable-after-secs",
+        "1",
+    ]);
+    let client = Client::new();
+    let created = create_webhook(&client, &server, Some(&acme), &receiver, json!({})).await;
+    let id = created["id"].as_i64().unwrap();
+    let webhook_url = server.url(&format!("/v1/webhooks/{id}"));
+    // Uploaded to the server, whose own worker processes the submissions.
+    upload(&client, &server, &admin, "acme").await;
+    upload(&client, &server, &admin, "beta").await;
+
+    // Every delivery fails: after a second of that, the webhook is disabled.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let disabled = loop {
+        let shown: Value = client
+            .get(&webhook_url)
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if shown["disabled_at"].is_string() {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "not disabled: {shown}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(disabled["failing_since"].is_string(), "{disabled}");
+    assert!(disabled["disabled_reason"].is_string(), "{disabled}");
+    // Events published while it is disabled are not queued for it.
+    upload(&client, &server, &admin, "acme").await;
+    let events = published(&client, &server, &admin, 3).await;
+    let acme_events = event_ids(&events, "acme");
+    let queued = deliveries(&client, &server, Some(&acme), id).await;
+    assert!(queued.len() < acme_events.len(), "{queued:#?}");
+
+    // Another carrier's key cannot enable it; a `since` that is no event or instant is
+    // refused, naming the field.
+    let enable_url = server.url(&format!("/v1/webhooks/{id}/enable"));
+    let (status, _) = post_json(&client, enable_url.clone(), &beta, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for since in [json!("yesterday"), json!(99_999_999), json!(-1)] {
+        let (status, problem) = post_json(
+            &client,
+            enable_url.clone(),
+            &acme,
+            Some(json!({ "since": since })),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{since}: {problem}"
+        );
+        assert_eq!(problem["field"], "since", "{problem}");
+    }
+
+    // The receiver is back; enabled with a backfill from the first event, the webhook gets
+    // every acme event, each once, and nothing of beta's.
+    std::fs::remove_file(&down).unwrap();
+    let (status, enabled) = post_json(
+        &client,
+        enable_url.clone(),
+        &acme,
+        Some(json!({ "since": 0 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{enabled}");
+    assert!(enabled["disabled_at"].is_null(), "{enabled}");
+    assert!(enabled["disabled_reason"].is_null(), "{enabled}");
+    assert!(enabled["failing_since"].is_null(), "{enabled}");
+    assert_eq!(
+        enabled["backfilled"],
+        json!(acme_events.len() - queued.len()),
+        "{enabled}"
+    );
+    let log = all_delivered(&client, &server, Some(&acme), id, acme_events.len()).await;
+    assert_eq!(log.len(), acme_events.len());
+    let applied = effects(&receiver);
+    assert_eq!(
+        applied.keys().cloned().collect::<BTreeSet<_>>(),
+        acme_events
+    );
+    assert!(applied.values().all(|n| *n == 1), "{applied:?}");
+    // Enabling again (without a body, or backfilling again) queues nothing twice.
+    let (status, again) = post_json(&client, enable_url.clone(), &acme, None).await;
+    assert_eq!((status, &again["backfilled"]), (StatusCode::OK, &json!(0)));
+    let (_, again) = post_json(&client, enable_url, &acme, Some(json!({ "since": 0 }))).await;
+    assert_eq!(again["backfilled"], 0, "{again}");
+
+    // A new webhook with a backfill gets the past events of its scope at once: beta's
+    // events after its first one, or from an instant on.
+    let beta_events: Vec<&SseEvent> = events
+        .iter()
+        .filter(|e| e.data["carrier"] == "beta")
+        .collect();
+    let first = beta_events[0].id;
+    let with_backfill = create_webhook(
+        &client,
+        &server,
+        Some(&beta),
+        &receiver,
+        json!({ "since": first }),
+    )
+    .await;
+    assert_eq!(
+        with_backfill["backfilled"],
+        json!(beta_events.len() - 1),
+        "{with_backfill}"
+    );
+    let beta_id = with_backfill["id"].as_i64().unwrap();
+    let log = all_delivered(
+        &client,
+        &server,
+        Some(&beta),
+        beta_id,
+        beta_events.len() - 1,
+    )
+    .await;
+    let sent: BTreeSet<i64> = log
+        .iter()
+        .map(|d| d["event_id"].as_i64().unwrap())
+        .collect();
+    let expected: BTreeSet<i64> = beta_events[1..].iter().map(|e| e.id).collect();
+    assert_eq!(sent, expected);
+    let (status, from_now) = post_json(
+        &client,
+        server.url("/v1/webhooks"),
+        &beta,
+        Some(json!({ "url": receiver.url, "since": chrono::Utc::now().to_rfc3339() })),
+    )
+    .await;
+    assert_eq!(
+        (status, &from_now["backfilled"]),
+        (StatusCode::CREATED, &json!(0))
+    );
+    // A refused backfill creates nothing.
+    let before: Value = client
+        .get(server.url("/v1/webhooks"))
+        .bearer_auth(&beta)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (status, _) = post_json(
+        &client,
+        server.url("/v1/webhooks"),
+        &beta,
+        Some(json!({ "url": receiver.url, "since": 99_999_999 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let after: Value = client
+        .get(server.url("/v1/webhooks"))
+        .bearer_auth(&beta)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_and_backfill_on_sqlite() {
+    let Some(python) = python() else { return };
+    a_disabled_webhook_is_enabled_again_and_catches_up(Env::new(), &python).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_and_backfill_on_postgres() {
+    let Some(python) = python() else { return };
+    let Some(db) = TestDatabase::create_or_skip("events::enable_and_backfill_on_postgres").await
+    else {
+        return;
+    };
+    a_disabled_webhook_is_enabled_again_and_catches_up(Env::with_database(db.url()), &python).await;
+}

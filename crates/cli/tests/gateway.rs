@@ -475,6 +475,14 @@ async fn a_caller_scoped_to_one_carrier_sees_nothing_of_another() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = client
+        .post(server.url(&format!("/v1/webhooks/{beta_hook}/enable")))
+        .bearer_auth(&acme)
+        .json(&serde_json::json!({ "since": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = client
         .post(server.url("/v1/webhooks"))
         .bearer_auth(&acme)
         .json(&hook)
@@ -484,6 +492,32 @@ async fn a_caller_scoped_to_one_carrier_sees_nothing_of_another() {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let (_, _, listed) = get_as(&client, &server, &admin, "/v1/webhooks").await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+
+    // Live totals: once the events are in, a carrier's key sees its carrier's lines only,
+    // whatever it asks for; a book key counts its book's policies only.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, _, live) = get_as(&client, &server, &admin, "/v1/insights/live").await;
+        if carriers_of(&live["items"]) == BTreeSet::from(["acme".into(), "beta".into()]) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{live}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, _, live) = get_as(&client, &server, &acme, "/v1/insights/live").await;
+    assert_eq!(carriers_of(&live["items"]), BTreeSet::from(["acme".into()]));
+    let (_, _, live) = get_as(&client, &server, &acme, "/v1/insights/live?carrier=beta").await;
+    assert_eq!(live["items"], serde_json::json!([]), "{live}");
+    let (_, _, live) = get_as(&client, &server, &beta_book, "/v1/insights/live").await;
+    let transactions: u64 = live["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["premium_transactions"].as_u64().unwrap())
+        .sum();
+    assert_eq!(transactions, 2, "{live}");
+    assert_eq!(carriers_of(&live["items"]), BTreeSet::from(["beta".into()]));
+
     // Admin-only routes are refused, not answered with less.
     let (status, _, _) = get_as(&client, &server, &acme, "/v1/audit").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -516,6 +550,11 @@ const ISOLATION_CHECKED: &[(&str, &str, &str)] = &[
     ("POST", "/v1/webhooks", "this file and tests/events.rs"),
     ("GET", "/v1/webhooks/{id}", "this file"),
     ("DELETE", "/v1/webhooks/{id}", "this file"),
+    (
+        "POST",
+        "/v1/webhooks/{id}/enable",
+        "this file and tests/events.rs",
+    ),
     ("GET", "/v1/webhooks/{id}/deliveries", "this file"),
     (
         "POST",
@@ -534,6 +573,7 @@ const ISOLATION_CHECKED: &[(&str, &str, &str)] = &[
         "tests/insights.rs",
     ),
     ("GET", "/v1/insights/triangles", "tests/insights.rs"),
+    ("GET", "/v1/insights/live", "this file and tests/live.rs"),
 ];
 
 #[test]

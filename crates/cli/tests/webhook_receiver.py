@@ -4,13 +4,15 @@
 Every request is verified with standardwebhooks.Webhook(secret).verify(body, headers); the
 secret is read from --secret-file (written once the webhook exists). The first --fail-first
 attempts of each message are answered 500; a later one applies the message's effect once,
-deduplicating by its webhook-id, and answers 204. Each request may first wait --delay
+deduplicating by its webhook-id, and answers 204. While the file --fail-while exists, every
+request is answered 500 (and not counted as an attempt). Each request may first wait --delay
 seconds. Every request is appended to --log as a JSON line: id, verified, status, applied,
 carrier. Prints its port on the first line of standard output.
 """
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -23,6 +25,7 @@ parser.add_argument("--secret-file", required=True)
 parser.add_argument("--log", required=True)
 parser.add_argument("--fail-first", type=int, default=0)
 parser.add_argument("--delay", type=float, default=0.0)
+parser.add_argument("--fail-while")
 args = parser.parse_args()
 
 lock = threading.Lock()
@@ -59,6 +62,11 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(400)
             return
         message = headers["webhook-id"]
+        if args.fail_while and os.path.exists(args.fail_while):
+            record({"id": message, "verified": True, "status": 500, "applied": False,
+                    "carrier": payload.get("carrier"), "type": payload.get("type")})
+            self.answer(500)
+            return
         with lock:
             attempts[message] = attempts.get(message, 0) + 1
             failing = attempts[message] <= args.fail_first

@@ -18,6 +18,7 @@
 mod access;
 mod cursor;
 mod idempotency;
+pub mod live;
 mod postgres;
 mod schema;
 mod sqlite;
@@ -344,12 +345,29 @@ pub trait Store: Send + Sync + 'static {
     /// The id of the event published last, if any: where a reader who wants only new events
     /// starts.
     async fn last_published_event(&self) -> Result<Option<i64>>;
+    /// The publication position (`published_seq`) of the event published last; 0 when none
+    /// is. Every event at a lower position is committed and readable when this is read.
+    async fn last_published_seq(&self) -> Result<i64>;
+    /// The premium and claim movements of the events published in `range` (see the `live`
+    /// module), unscoped, summed by key (several rows may share a key: add them).
+    async fn live_movements(&self, range: &live::LiveRange) -> Result<Vec<live::LiveRow>>;
     /// Stores a webhook; deliveries are queued for events published from then on.
     async fn create_webhook(&self, webhook: &NewWebhook) -> Result<Webhook>;
     /// Webhooks, oldest first; with `owner`, only those it created.
     async fn list_webhooks(&self, owner: Option<&str>) -> Result<Vec<Webhook>>;
     /// The webhook (with its secret); `None` when there is none, or `owner` did not create it.
     async fn get_webhook(&self, id: i64, owner: Option<&str>) -> Result<Option<Webhook>>;
+    /// Enables a webhook again: clears when and why it was disabled and since when it was
+    /// failing; its pending deliveries become due now. Events published while it was
+    /// disabled were not queued for it (see [`Store::backfill_webhook`]). `None` when there
+    /// is no such webhook (for `owner`).
+    async fn enable_webhook(&self, id: i64, owner: Option<&str>) -> Result<Option<Webhook>>;
+    /// Queues deliveries to an enabled webhook of the events published so far that `from`
+    /// names, its filters and scope applied, in publication order, due now; an event queued
+    /// for it already (delivered or not) is left as it is. Returns how many were queued (0
+    /// for a disabled or missing webhook). `NotFound` when `from` is an event id that names
+    /// no published event.
+    async fn backfill_webhook(&self, id: i64, from: Backfill) -> Result<u64>;
     /// Removes a webhook and its deliveries; false when there was none (for `owner`).
     async fn delete_webhook(&self, id: i64, owner: Option<&str>) -> Result<bool>;
     /// Claims up to `limit` deliveries that are due (pending, their time come, not leased by

@@ -40,6 +40,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 mod events;
+mod live;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -2258,6 +2259,17 @@ impl Store for SqliteStore {
         self.last_published_event_impl().await
     }
 
+    async fn last_published_seq(&self) -> Result<i64> {
+        self.last_published_seq_impl().await
+    }
+
+    async fn live_movements(
+        &self,
+        range: &crate::live::LiveRange,
+    ) -> Result<Vec<crate::live::LiveRow>> {
+        self.live_movements_impl(range).await
+    }
+
     async fn create_webhook(&self, webhook: &NewWebhook) -> Result<Webhook> {
         self.create_webhook_impl(webhook).await
     }
@@ -2268,6 +2280,14 @@ impl Store for SqliteStore {
 
     async fn get_webhook(&self, id: i64, owner: Option<&str>) -> Result<Option<Webhook>> {
         self.get_webhook_impl(id, owner).await
+    }
+
+    async fn enable_webhook(&self, id: i64, owner: Option<&str>) -> Result<Option<Webhook>> {
+        self.enable_webhook_impl(id, owner).await
+    }
+
+    async fn backfill_webhook(&self, id: i64, from: Backfill) -> Result<u64> {
+        self.backfill_webhook_impl(id, from).await
     }
 
     async fn delete_webhook(&self, id: i64, owner: Option<&str>) -> Result<bool> {

@@ -31,6 +31,16 @@ pub struct EventFilter {
     pub limit: u32,
 }
 
+/// Which past events a webhook is sent when it is created or enabled again (backfill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backfill {
+    /// The events published after this one (an event id, as `Last-Event-ID`); 0: every
+    /// published event kept.
+    AfterEvent(i64),
+    /// The events that occurred (were written) at or after this instant.
+    Since(DateTime<Utc>),
+}
+
 /// A webhook to create. The secret is made by the caller (`whsec_` + base64).
 #[derive(Debug, Clone)]
 pub struct NewWebhook {

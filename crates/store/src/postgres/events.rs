@@ -263,6 +263,79 @@ impl PgStore {
         row.as_ref().map(webhook_from_row).transpose()
     }
 
+    pub(super) async fn enable_webhook_impl(
+        &self,
+        id: i64,
+        owner: Option<&str>,
+    ) -> Result<Option<Webhook>> {
+        let mut tx = self.pool.begin().await?;
+        let mut q = QueryBuilder::<Postgres>::new(
+            "UPDATE webhooks SET disabled_at = NULL, disabled_reason = NULL, \
+             failing_since = NULL WHERE id = ",
+        );
+        q.push_bind(id);
+        push_owner(&mut q, owner);
+        q.push(" RETURNING *");
+        let Some(row) = q.build().fetch_optional(&mut *tx).await? else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE webhook_deliveries SET next_attempt_at = clock_timestamp(), \
+             lease_owner = NULL, lease_until = NULL WHERE webhook_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        webhook_from_row(&row).map(Some)
+    }
+
+    pub(super) async fn backfill_webhook_impl(&self, id: i64, from: Backfill) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query("SELECT * FROM webhooks WHERE id = $1 AND disabled_at IS NULL")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            tx.commit().await?;
+            return Ok(0);
+        };
+        let webhook = webhook_from_row(&row)?;
+        let mut q = QueryBuilder::<Postgres>::new(
+            "INSERT INTO webhook_deliveries (webhook_id, event_id, status, next_attempt_at) SELECT ",
+        );
+        q.push_bind(webhook.id).push(
+            ", o.id, 'pending', clock_timestamp() FROM outbox o WHERE o.published_seq IS NOT NULL",
+        );
+        match from {
+            Backfill::AfterEvent(0) => {}
+            Backfill::AfterEvent(event) => {
+                let seq = sqlx::query_scalar::<_, Option<i64>>(
+                    "SELECT published_seq FROM outbox WHERE id = $1",
+                )
+                .bind(event)
+                .fetch_optional(&mut *tx)
+                .await?
+                .flatten()
+                .ok_or_else(|| {
+                    StoreError::NotFound(format!("no published event has id {event}"))
+                })?;
+                q.push(" AND o.published_seq > ").push_bind(seq);
+            }
+            Backfill::Since(t) => {
+                q.push(" AND o.created_at >= ").push_bind(t);
+            }
+        }
+        push_filter(&mut q, "o.event_type", &webhook.event_types);
+        push_filter(&mut q, "o.carrier_id", &webhook.carriers);
+        push_event_scope(&mut q, &webhook.scope);
+        q.push(" ORDER BY o.published_seq ON CONFLICT (webhook_id, event_id) DO NOTHING");
+        let queued = q.build().execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(queued)
+    }
+
     pub(super) async fn delete_webhook_impl(&self, id: i64, owner: Option<&str>) -> Result<bool> {
         let mut q = QueryBuilder::<Postgres>::new("DELETE FROM webhooks WHERE id = ");
         q.push_bind(id);

@@ -305,6 +305,90 @@ impl SqliteStore {
         row.as_ref().map(webhook_from_row).transpose()
     }
 
+    pub(super) async fn enable_webhook_impl(
+        &self,
+        id: i64,
+        owner: Option<&str>,
+    ) -> Result<Option<Webhook>> {
+        let owner = owner.map(str::to_owned);
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "UPDATE webhooks SET disabled_at = NULL, disabled_reason = NULL, \
+                     failing_since = NULL WHERE id = ",
+                );
+                q.push_bind(id);
+                push_owner(&mut q, owner.as_deref());
+                q.push(" RETURNING *");
+                let Some(row) = q.build().fetch_optional(&mut *conn).await? else {
+                    return Ok(None);
+                };
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET next_attempt_at = ?, lease_owner = NULL, \
+                     lease_until = NULL WHERE webhook_id = ? AND status = 'pending'",
+                )
+                .bind(now())
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+                webhook_from_row(&row).map(Some)
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn backfill_webhook_impl(&self, id: i64, from: Backfill) -> Result<u64> {
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let Some(row) =
+                    sqlx::query("SELECT * FROM webhooks WHERE id = ? AND disabled_at IS NULL")
+                        .bind(id)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                else {
+                    return Ok(0);
+                };
+                let webhook = webhook_from_row(&row)?;
+                let at = now();
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "INSERT OR IGNORE INTO webhook_deliveries \
+                     (webhook_id, event_id, status, next_attempt_at, created_at) SELECT ",
+                );
+                q.push_bind(webhook.id)
+                    .push(", o.id, 'pending', ")
+                    .push_bind(at.clone())
+                    .push(", ")
+                    .push_bind(at)
+                    .push(" FROM outbox o WHERE o.published_seq IS NOT NULL");
+                match from {
+                    Backfill::AfterEvent(0) => {}
+                    Backfill::AfterEvent(event) => {
+                        let seq = sqlx::query_scalar::<_, Option<i64>>(
+                            "SELECT published_seq FROM outbox WHERE id = ?",
+                        )
+                        .bind(event)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                        .flatten()
+                        .ok_or_else(|| {
+                            StoreError::NotFound(format!("no published event has id {event}"))
+                        })?;
+                        q.push(" AND o.published_seq > ").push_bind(seq);
+                    }
+                    Backfill::Since(t) => {
+                        q.push(" AND o.created_at >= ").push_bind(instant(t));
+                    }
+                }
+                push_filter(&mut q, "o.event_type", &webhook.event_types);
+                push_filter(&mut q, "o.carrier_id", &webhook.carriers);
+                push_event_scope(&mut q, &webhook.scope);
+                q.push(" ORDER BY o.published_seq");
+                Ok(q.build().execute(&mut *conn).await?.rows_affected())
+            })
+        })
+        .await
+    }
+
     pub(super) async fn delete_webhook_impl(&self, id: i64, owner: Option<&str>) -> Result<bool> {
         let owner = owner.map(str::to_owned);
         self.in_transaction(move |conn| {
