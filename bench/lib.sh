@@ -56,3 +56,25 @@ check_exit() { # check_exit TIMEFILE LABEL
     st=$(awk -F': ' '/Exit status/ { print $NF }' "$1")
     [[ "$st" == 0 ]] || die "$2 exited with status ${st:-?} (see $1)"
 }
+
+# CPU seconds used so far by the PostgreSQL server on this machine: every `postgres`
+# process, plus the exited backends (counted in the postmaster's children's time). Empty when
+# no server runs here (a remote BENCH_PG_URL).
+pg_server_cpu() {
+    local pids
+    pids=$(ps -C postgres -o pid= 2>/dev/null) || true
+    [[ -n "$pids" ]] || { echo ""; return; }
+    local p
+    for p in $pids; do cat "/proc/$p/stat" 2>/dev/null; done |
+        awk -v hz="$(getconf CLK_TCK)" '
+            { sub(/^.*\) /, ""); t += $12 + $13 + $14 + $15 }   # utime stime cutime cstime
+            END { printf "%.1f", t / hz }'
+}
+# cpu_secs TIMEFILE: user + system CPU seconds of a command timed with `timed`.
+cpu_secs() {
+    awk -F': ' '/User time/ { u = $NF } /System time/ { s = $NF } END { printf "%.1f", u + s }' "$1"
+}
+# diff_secs A B: B - A, or "n/a" when either is empty.
+diff_secs() {
+    if [[ -z "$1" || -z "$2" ]]; then echo "n/a"; else awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; fi
+}
