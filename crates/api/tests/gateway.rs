@@ -56,6 +56,7 @@ impl Api {
             rate_limits: None,
             webhooks_allow_private: false,
             query: None,
+            readiness: None,
         };
         Self {
             router: carrierhub_api::router(state),
