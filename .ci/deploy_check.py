@@ -135,8 +135,8 @@ def check_kubernetes(path):
         if container.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
             fail(f"{where}: liveness probe is not /healthz")
         ready = container.get("readinessProbe", {}).get("httpGet", {}).get("path")
-        # Only the API serves /readyz; the admin port of the other roles has /healthz alone.
-        if ready != ("/readyz" if role == "api" else "/healthz"):
+        # Every role serves /readyz: the API on its port, the others on their admin port.
+        if ready != "/readyz":
             fail(f"{where}: readiness probe {ready}")
         if not container.get("resources", {}).get("requests") or not container.get("resources", {}).get("limits"):
             fail(f"{where}: resources need requests and limits")

@@ -118,6 +118,7 @@ pub async fn stream(
         Err(e) => return Err(e.into()),
     };
     let mut wake = state.relay.as_ref().map(|r| r.subscribe());
+    let readiness = state.readiness();
     let scope = caller.scope.clone();
     let stream = async_stream(move |tx| async move {
         let _client = Client::new();
@@ -135,11 +136,19 @@ pub async fn stream(
                 cursor = Some(event.id);
             }
             if batch.len() < BATCH as usize {
-                match &mut wake {
-                    Some(wake) => {
-                        let _ = tokio::time::timeout(POLL * 4, wake.changed()).await;
+                let wait = async {
+                    match &mut wake {
+                        Some(wake) => {
+                            let _ = tokio::time::timeout(POLL * 4, wake.changed()).await;
+                        }
+                        None => tokio::time::sleep(POLL).await,
                     }
-                    None => tokio::time::sleep(POLL).await,
+                };
+                // A shutdown ends the stream, so the server can drain; the client resumes
+                // with Last-Event-ID from another replica or after the restart.
+                tokio::select! {
+                    _ = readiness.draining() => return,
+                    _ = wait => {}
                 }
             }
             let filter = EventFilter {

@@ -10,6 +10,7 @@ pub mod diff;
 mod etag;
 mod events;
 pub mod gateway;
+pub mod health;
 mod idempotency;
 mod insights;
 pub mod live;
@@ -27,6 +28,7 @@ pub use auth::{role_allows, Auth};
 pub use cache::ReadCache;
 pub use caller::{AuthMethod, Caller};
 pub use gateway::{CorsConfig, GatewayConfig, RequestId};
+pub use health::Readiness;
 pub use idempotency::DEFAULT_TTL as DEFAULT_IDEMPOTENCY_TTL;
 pub use problem::Problem;
 pub use ratelimit::{
@@ -75,6 +77,22 @@ pub struct AppState {
     /// Today's premium and claims, kept current from the change events
     /// (`GET /v1/insights/live`); started with the server, or on first use.
     pub live: live::LiveView,
+    /// What `/readyz` checks, and the shutdown signal long responses end on; `None`: the
+    /// store alone, never draining.
+    pub readiness: Option<Readiness>,
+}
+
+impl AppState {
+    /// The readiness checks of this process.
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone().unwrap_or_else(|| {
+            Readiness::new(
+                self.store.clone(),
+                None,
+                tokio_util::sync::CancellationToken::new(),
+            )
+        })
+    }
 }
 
 /// The handler of one route of [`openapi::ROUTES`]. Every entry of the table has one here;
@@ -83,7 +101,7 @@ fn endpoint(route: &openapi::Route, max_upload_bytes: usize) -> MethodRouter<App
     let upload_limit = DefaultBodyLimit::max(max_upload_bytes);
     match (route.method, route.path) {
         ("GET", "/healthz") => get(routes::healthz),
-        ("GET", "/readyz") => get(routes::readyz),
+        ("GET", "/readyz") => get(health::readyz),
         ("GET", "/openapi.json") => get(openapi::openapi_json),
         ("GET", "/docs") => get(openapi::docs),
         ("GET", "/metrics") => get(routes::metrics),
@@ -156,19 +174,23 @@ pub fn router(state: AppState) -> Router {
     gateway::apply(api, &gateway, max_upload_bytes)
 }
 
-/// Serves `/metrics` and `/healthz` alone, for processes without the API role.
+/// Serves `/metrics`, `/healthz` and `/readyz` alone, for processes without the API role.
 pub async fn serve_admin(
     listener: tokio::net::TcpListener,
     metrics: Option<MetricsRender>,
+    readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Router::new().route("/healthz", get(routes::healthz)).route(
-        "/metrics",
-        get(move || {
-            let metrics = metrics.clone();
-            async move { routes::render_metrics(metrics.as_ref()) }
-        }),
-    );
+    let app = Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(health::admin_readyz).with_state(readiness))
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { routes::render_metrics(metrics.as_ref()) }
+            }),
+        );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -118,7 +118,7 @@ pub const OIDC: &str = "oidc";
     ),
     paths(
         routes::healthz,
-        routes::readyz,
+        crate::health::readyz,
         openapi_json,
         docs,
         routes::metrics,
@@ -281,20 +281,6 @@ pub async fn docs(query: routes::Q) -> Result<Html<&'static str>, Problem> {
 pub struct Health {
     #[schema(example = "ok")]
     pub status: String,
-}
-
-/// The store answers.
-#[derive(Serialize, ToSchema)]
-pub struct Ready {
-    #[schema(example = "ready")]
-    pub status: String,
-    pub checks: ReadyChecks,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ReadyChecks {
-    #[schema(example = "ok")]
-    pub store: String,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -135,6 +135,12 @@ impl From<PipelineError> for Problem {
             PipelineError::Io(io) => Problem::internal(&io),
             PipelineError::Internal(_) => Problem::internal(&e),
             PipelineError::NoSuchSubmission(_) => Problem::not_found(e.to_string()),
+            PipelineError::Interrupted(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting-down",
+                "Shutting down",
+                e.to_string(),
+            ),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::openapi::{
     AuditPage, CarrierList, ClaimPage, Health, PolicyBody, PolicyDiff, PolicyPage,
-    PolicyVersionList, Portfolio, Ready, RejectionPage, SubmissionBody, SubmissionPage,
+    PolicyVersionList, Portfolio, RejectionPage, SubmissionBody, SubmissionPage,
 };
 use crate::params::{path_id, Params};
 use crate::problem::Problem;
@@ -58,24 +58,6 @@ pub fn render_metrics(render: Option<&crate::MetricsRender>) -> Response {
             .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
-}
-
-/// Readiness: the store answers.
-#[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "readyz",
-    responses((status = 200, description = "Ready to serve", body = Ready)))]
-pub async fn readyz(State(state): State<AppState>, Query(q): Q) -> Result<Json<Value>, Problem> {
-    Params::new(q, &[])?;
-    state.store.ping().await.map_err(|e| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            "Not ready",
-            format!("the store does not answer: {e}"),
-        )
-    })?;
-    Ok(Json(
-        json!({ "status": "ready", "checks": { "store": "ok" } }),
-    ))
 }
 
 pub async fn not_found(uri: Uri) -> Problem {

@@ -46,6 +46,7 @@ impl Api {
             webhooks_allow_private: false,
             query: None,
             live: Default::default(),
+            readiness: None,
         };
         Self {
             router: carrierhub_api::router(state),

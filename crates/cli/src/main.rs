@@ -1,6 +1,7 @@
 //! `carrierhub`: the one binary. Every verb an operator needs, over the same library crates.
 
 mod app;
+mod backup;
 mod config;
 mod demo;
 mod dlq;
@@ -97,6 +98,12 @@ enum Command {
     /// Apply the store's pending migrations (SQLite in the data directory, or the
     /// `--database-url` database), print them, and exit.
     Migrate,
+    /// Back up the embedded store and its documents into a directory, while the server runs
+    /// (with PostgreSQL: use pg_dump; this says what to keep).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into the data directory, after checking its integrity; refuses to
+    /// replace an existing store without --force.
+    Restore(backup::RestoreArgs),
 }
 
 /// `carrierhub migrate`: applies what is pending and says what it did.
@@ -190,8 +197,13 @@ fn main() -> ExitCode {
             Command::Warehouse(command) => warehouse::run(&location, command).await,
             Command::Config(command) => config::run(command, &settings),
             Command::Migrate => migrate(&location).await,
+            Command::Backup(args) => backup::backup(&location, args).await,
+            Command::Restore(args) => backup::restore(&location, args).await,
         }
     });
+    // Blocking work a shutdown left behind (a parser whose batches are no longer taken)
+    // does not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(code) => code,
         Err(e) => {

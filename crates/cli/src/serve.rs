@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// What a process does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -160,6 +161,17 @@ pub struct ServeFlags {
     pub warehouse_events_per_step: Option<usize>,
     #[command(flatten)]
     pub query_limits: crate::warehouse::QueryLimitArgs,
+    /// Seconds a shutdown (SIGTERM, Ctrl-C) may take: requests in flight, the workers'
+    /// batches in hand, the relay's and the webhooks' current step. What is still running
+    /// then is abandoned (it resumes elsewhere or after the restart)
+    /// (`server.shutdown_grace_secs`, default 30).
+    #[arg(long)]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Seconds a shutdown keeps accepting requests, answering `/readyz` with 503, before the
+    /// listener closes: time for load balancers to see it and stop sending requests
+    /// (counted within `--shutdown-grace-secs`; `server.shutdown_delay_secs`, default 0).
+    #[arg(long)]
+    pub shutdown_delay_secs: Option<u64>,
 }
 
 impl ServeFlags {
@@ -196,6 +208,8 @@ impl ServeFlags {
             s.rate_limits.redis_url = self.redis_url.clone();
         }
         set(&mut s.server.read_cache_entries, &self.read_cache_entries);
+        set(&mut s.server.shutdown_grace_secs, &self.shutdown_grace_secs);
+        set(&mut s.server.shutdown_delay_secs, &self.shutdown_delay_secs);
         set(
             &mut s.gateway.request_timeout_secs,
             &self.request_timeout_secs,
@@ -252,6 +266,8 @@ pub struct ServeArgs {
     pub query_limits: carrierhub_warehouse::QueryLimits,
     pub relay_poll: Duration,
     pub lag_interval: Duration,
+    pub shutdown_grace_secs: u64,
+    pub shutdown_delay_secs: u64,
 }
 
 impl ServeArgs {
@@ -280,6 +296,8 @@ impl ServeArgs {
             query_limits: s.query.limits(),
             relay_poll: Duration::from_millis(s.relay.poll_ms),
             lag_interval: Duration::from_secs(s.metrics.lag_interval_secs.max(1)),
+            shutdown_grace_secs: s.server.shutdown_grace_secs,
+            shutdown_delay_secs: s.server.shutdown_delay_secs,
         }
     }
 
@@ -311,7 +329,7 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutdown signal received");
 }
 
 /// The Prometheus recorder of this process; `None` if one was installed already (tests that
@@ -358,12 +376,22 @@ pub async fn serve_app(
     let gateway = args.gateway()?;
     let metrics = install_metrics();
     let lease = Duration::from_secs(args.lease_secs.max(1));
-    let pipeline = app.pipeline.clone().with_lease(lease);
+    // Cancelled by SIGTERM or Ctrl-C: readiness turns false at once, the roles finish what
+    // they hold, and the listener closes (after `--shutdown-delay-secs`).
+    let stop = CancellationToken::new();
+    let pipeline = app
+        .pipeline
+        .clone()
+        .with_lease(lease)
+        .with_stop(stop.clone());
+    let readiness =
+        carrierhub_api::Readiness::new(app.store.clone(), Some(broker.clone()), stop.clone());
+    let mut roles_running = tokio::task::JoinSet::new();
     let relay = args
         .has(Role::Relay)
         .then(|| Relay::new(app.store.clone(), broker.clone()).with_poll(args.relay_poll));
     if let Some(relay) = &relay {
-        tokio::spawn(relay.clone().run());
+        roles_running.spawn(relay.clone().run_until(stop.clone()));
     }
     if args.has(Role::Webhooks) {
         let config = WebhookConfig {
@@ -374,7 +402,8 @@ pub async fn serve_app(
             ..WebhookConfig::default()
         };
         let wake = relay.as_ref().map(Relay::subscribe);
-        tokio::spawn(Deliverer::new(app.store.clone(), config, wake).run());
+        roles_running
+            .spawn(Deliverer::new(app.store.clone(), config, wake).run_until(stop.clone()));
     }
     if args.has(Role::Worker) {
         let config = WorkerConfig {
@@ -383,15 +412,42 @@ pub async fn serve_app(
             max_attempts: args.max_attempts,
             ..WorkerConfig::default()
         };
-        tokio::spawn(Worker::new(pipeline.clone(), broker.clone(), config).run());
+        roles_running
+            .spawn(Worker::new(pipeline.clone(), broker.clone(), config).run_until(stop.clone()));
     }
     if args.has(Role::Warehouse) {
         let writer =
             carrierhub_warehouse::WarehouseWriter::new(app.store.clone(), warehouse.clone())
                 .with_events_per_step(args.warehouse_events_per_step);
-        tokio::spawn(writer.run(Duration::from_millis(args.warehouse_interval_ms.max(1))));
+        roles_running.spawn(writer.run_until(
+            Duration::from_millis(args.warehouse_interval_ms.max(1)),
+            stop.clone(),
+        ));
     }
-    tokio::spawn(watch_lag(broker.clone(), args.lag_interval));
+    let lag = tokio::spawn(watch_lag(broker.clone(), args.lag_interval));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            stop.cancel();
+        });
+    }
+    // The listener closes once the shutdown began and its delay passed.
+    let close_listener = {
+        let stop = stop.clone();
+        let delay = Duration::from_secs(args.shutdown_delay_secs);
+        async move {
+            stop.cancelled().await;
+            if !delay.is_zero() {
+                tracing::info!(
+                    ?delay,
+                    "draining: /readyz answers 503; still accepting requests"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            tracing::info!("draining: no longer accepting connections");
+        }
+    };
     let roles: Vec<&str> = [
         Role::Api,
         Role::Worker,
@@ -448,19 +504,63 @@ pub async fn serve_app(
                 args.query_limits.clone(),
             )),
             live: Default::default(),
+            readiness: Some(readiness),
         };
-        carrierhub_api::serve(listener, state, shutdown_signal()).await?;
+        let server = carrierhub_api::serve(listener, state, close_listener);
+        drain(server, roles_running, &stop, args.shutdown_grace_secs).await?;
     } else {
         let listener = tokio::net::TcpListener::bind(args.admin_bind)
             .await
             .with_context(|| format!("cannot listen on {}", args.admin_bind))?;
         let addr = listener.local_addr()?;
         println!(
-            "CarrierHub {} serving /metrics on http://{addr}",
+            "CarrierHub {} serving /metrics, /healthz and /readyz on http://{addr}",
             roles.join(",")
         );
         std::io::stdout().flush()?;
-        carrierhub_api::serve_admin(listener, render, shutdown_signal()).await?;
+        let server = carrierhub_api::serve_admin(listener, render, readiness, close_listener);
+        drain(server, roles_running, &stop, args.shutdown_grace_secs).await?;
+    }
+    lag.abort();
+    Ok(())
+}
+
+/// Runs `server` until the shutdown, then waits for it to finish the requests in flight and
+/// for the roles to finish what they hold, all within `grace_secs` of the signal.
+async fn drain(
+    server: impl std::future::Future<Output = std::io::Result<()>>,
+    mut roles: tokio::task::JoinSet<()>,
+    stop: &CancellationToken,
+    grace_secs: u64,
+) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(grace_secs);
+    let deadline = async {
+        stop.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::pin!(deadline);
+    tokio::select! {
+        served = server => served?,
+        _ = &mut deadline => {
+            tracing::warn!(?grace, "requests still in flight at the end of the grace period are cut off");
+            roles.abort_all();
+            return Ok(());
+        }
+    }
+    // The server returns only once the shutdown began (or on an error, returned above).
+    tracing::info!("requests drained; waiting for the workers, the relay and the webhooks");
+    tokio::select! {
+        _ = async { while roles.join_next().await.is_some() {} } => {
+            tracing::info!("shut down cleanly");
+        }
+        _ = &mut deadline => {
+            tracing::warn!(
+                ?grace,
+                "work still running at the end of the grace period is abandoned; it resumes \
+                 after the restart or on another process"
+            );
+            roles.abort_all();
+        }
     }
     Ok(())
 }

@@ -80,6 +80,8 @@ pub struct ServerSettings {
     pub max_upload_mib: usize,
     pub idempotency_ttl_hours: u64,
     pub read_cache_entries: usize,
+    pub shutdown_grace_secs: u64,
+    pub shutdown_delay_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -91,6 +93,8 @@ impl Default for ServerSettings {
             max_upload_mib: 1024,
             idempotency_ttl_hours: 24,
             read_cache_entries: 10_000,
+            shutdown_grace_secs: 30,
+            shutdown_delay_secs: 0,
         }
     }
 }
@@ -389,6 +393,12 @@ pub fn specs() -> Vec<Spec> {
         legacy(spec("server.read_cache_entries", Integer, Some("--read-cache-entries"),
             "Policies kept in the read cache (0 turns it off)."),
             "CARRIERHUB_READ_CACHE_ENTRIES"),
+        legacy(spec("server.shutdown_grace_secs", Integer, Some("--shutdown-grace-secs"),
+            "Seconds a shutdown (SIGTERM, Ctrl-C) may take: requests in flight, the workers' batches in hand, the relay's and the webhooks' current step; what still runs then is abandoned (it resumes after the restart). Keep it below the orchestrator's grace period."),
+            "CARRIERHUB_SHUTDOWN_GRACE_SECS"),
+        legacy(spec("server.shutdown_delay_secs", Integer, Some("--shutdown-delay-secs"),
+            "Seconds a shutdown keeps accepting requests while `/readyz` answers 503, before the listener closes: time for load balancers to stop sending requests (within the grace period)."),
+            "CARRIERHUB_SHUTDOWN_DELAY_SECS"),
         legacy(spec("gateway.request_timeout_secs", Integer, Some("--request-timeout-secs"),
             "Seconds a request may take before it is answered 503 (uploads and replays: `upload_timeout_secs`)."),
             "CARRIERHUB_REQUEST_TIMEOUT_SECS"),

@@ -65,6 +65,10 @@ pub enum PipelineError {
     Busy(i64),
     #[error("submission {0} does not exist")]
     NoSuchSubmission(i64),
+    /// The process is shutting down: the batches committed so far stay, the rest is
+    /// processed when the submission is claimed again.
+    #[error("submission {0} was interrupted by the shutdown after its last committed batch")]
+    Interrupted(i64),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -110,6 +114,9 @@ pub struct Pipeline {
     documents: DocumentStore,
     batch_size: usize,
     lease: Duration,
+    /// Cancelled when the process shuts down: a submission being processed stops after the
+    /// batch being committed.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Pipeline {
@@ -119,7 +126,15 @@ impl Pipeline {
             documents,
             batch_size: 2_000,
             lease: Duration::from_secs(120),
+            stop: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Stops processing, after the batch being committed, once `stop` is cancelled
+    /// ([`PipelineError::Interrupted`]).
+    pub fn with_stop(mut self, stop: tokio_util::sync::CancellationToken) -> Self {
+        self.stop = stop;
+        self
     }
 
     pub fn with_batch_size(mut self, records: usize) -> Self {
@@ -346,6 +361,18 @@ impl Pipeline {
             .run_claimed_inner(submission, owner, message_id, progress)
             .await;
         heartbeat.abort();
+        let _ = heartbeat.await;
+        if let Err(PipelineError::Interrupted(_)) = result {
+            // Hand the claim back at once (its heartbeat has stopped), so the next process
+            // resumes the submission without waiting for the lease to run out.
+            if let Err(e) = self
+                .store
+                .extend_submission_lease(submission_id, owner, Duration::ZERO)
+                .await
+            {
+                tracing::warn!(submission_id, error = %e, "cannot release the claim");
+            }
+        }
         result
     }
 
@@ -399,7 +426,18 @@ impl Pipeline {
 
         let mut counts = submission.counts;
         let mut commit_error = None;
-        while let Some((batch, bytes)) = rx.recv().await {
+        let mut interrupted = false;
+        loop {
+            // A shutdown stops taking batches; the one being committed is not cut short.
+            let next = tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => {
+                    interrupted = true;
+                    break;
+                }
+                next = rx.recv() => next,
+            };
+            let Some((batch, bytes)) = next else { break };
             match self.store.commit_batch(batch).await {
                 Ok(outcome) => {
                     counts.add(&outcome.counts);
@@ -422,6 +460,14 @@ impl Pipeline {
         if let Some(e) = commit_error {
             // Left `processing`: the lease expires and the submission is resumed.
             return Err(e.into());
+        }
+        if interrupted {
+            tracing::info!(
+                submission_id,
+                committed_through = counts.received,
+                "processing interrupted by the shutdown; it resumes after the last committed batch"
+            );
+            return Err(PipelineError::Interrupted(submission_id));
         }
         let error = parsed.err().map(|e| e.to_string());
         let done = self

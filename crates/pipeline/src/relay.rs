@@ -11,6 +11,7 @@ use carrierhub_store::{OutboxEvent, Store};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
 
 const LEASE_NAME: &str = "outbox-relay";
 const LEASE: Duration = Duration::from_secs(15);
@@ -123,8 +124,15 @@ impl Relay {
 
     /// Publishes events as they are written; never returns.
     pub async fn run(self) {
+        self.run_until(CancellationToken::new()).await
+    }
+
+    /// As [`Relay::run`], until `stop` is cancelled: a publication under way finishes (its
+    /// events are marked published), then it returns. What is left is published by the
+    /// next relay.
+    pub async fn run_until(self, stop: CancellationToken) {
         let mut failures = 0u32;
-        loop {
+        while !stop.is_cancelled() {
             match self.publish_pending().await {
                 Ok(_) => failures = 0,
                 Err(e) => {
@@ -135,12 +143,16 @@ impl Relay {
                         Duration::from_secs(30),
                     );
                     tracing::warn!(error = %e, retry_in = ?delay, "cannot publish the outbox");
-                    tokio::time::sleep(delay).await;
+                    let _ = tokio::time::timeout(delay, stop.cancelled()).await;
                     continue;
                 }
             }
-            let _ = tokio::time::timeout(self.poll, self.wake.notified()).await;
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::timeout(self.poll, self.wake.notified()) => {}
+            }
         }
+        tracing::info!("relay stopped");
     }
 }
 

@@ -427,9 +427,16 @@ impl Deliverer {
     }
 
     /// Delivers as deliveries fall due; never returns.
-    pub async fn run(mut self) {
+    pub async fn run(self) {
+        self.run_until(tokio_util::sync::CancellationToken::new())
+            .await
+    }
+
+    /// As [`Deliverer::run`], until `stop` is cancelled: the deliveries under way finish
+    /// (and are logged), then it returns.
+    pub async fn run_until(mut self, stop: tokio_util::sync::CancellationToken) {
         let mut failures = 0u32;
-        loop {
+        while !stop.is_cancelled() {
             match self.deliver_due().await {
                 Ok(_) => failures = 0,
                 Err(e) => {
@@ -440,19 +447,26 @@ impl Deliverer {
                         Duration::from_secs(30),
                     );
                     tracing::warn!(error = %e, retry_in = ?delay, "cannot deliver webhooks");
-                    tokio::time::sleep(delay).await;
+                    let _ = tokio::time::timeout(delay, stop.cancelled()).await;
                     continue;
                 }
             }
             // Retries fall due by the clock, so look again within a short while.
             let pause = Duration::from_millis(500);
-            match &mut self.wake {
-                Some(wake) => {
-                    let _ = tokio::time::timeout(pause, wake.changed()).await;
+            let wait = async {
+                match &mut self.wake {
+                    Some(wake) => {
+                        let _ = tokio::time::timeout(pause, wake.changed()).await;
+                    }
+                    None => tokio::time::sleep(pause).await,
                 }
-                None => tokio::time::sleep(pause).await,
+            };
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = wait => {}
             }
         }
+        tracing::info!("webhook deliveries stopped");
     }
 }
 

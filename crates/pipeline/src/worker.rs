@@ -21,6 +21,7 @@ use carrierhub_broker::{backoff, Broker, ConsumerConfig, Delivery};
 use carrierhub_store::SubmissionClaim;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// The consumer group of the workers.
 pub const WORKER_GROUP: &str = "pipeline";
@@ -88,18 +89,28 @@ impl Worker {
 
     /// Consumes submissions with `concurrency` members of the workers' group; never returns.
     pub async fn run(self) {
+        self.run_until(CancellationToken::new()).await
+    }
+
+    /// As [`Worker::run`], until `stop` is cancelled: then no member takes another message,
+    /// and each settles the one in hand (the pipeline, given the same token, stops that
+    /// submission after the batch being committed, and the message is handed back for the
+    /// next worker to resume); returns when all have.
+    pub async fn run_until(self, stop: CancellationToken) {
         let mut tasks = tokio::task::JoinSet::new();
         for slot in 0..self.config.concurrency.max(1) {
             let worker = self.clone();
-            tasks.spawn(async move { worker.consume(slot).await });
+            let stop = stop.clone();
+            tasks.spawn(async move { worker.consume(slot, stop).await });
         }
         while tasks.join_next().await.is_some() {}
+        tracing::info!("workers stopped");
     }
 
-    async fn consume(self, slot: usize) {
+    async fn consume(self, slot: usize, stop: CancellationToken) {
         let owner = format!("{}-{slot}", self.owner);
         let mut failures = 0;
-        loop {
+        while !stop.is_cancelled() {
             let config = ConsumerConfig {
                 ack_wait: self.config.ack_wait,
                 // Attempts are counted by the store, per claim: a delivery handed back
@@ -113,13 +124,21 @@ impl Worker {
                     failures += 1;
                     let delay = backoff(failures, self.config.retry_base, self.config.retry_max);
                     tracing::warn!(error = %e, retry_in = ?delay, "cannot join the workers' group");
-                    tokio::time::sleep(delay).await;
+                    sleep_unless(delay, &stop).await;
                     continue;
                 }
             };
             failures = 0;
             loop {
-                match consumer.next(Duration::from_secs(5)).await {
+                // Waiting for a message ends with the shutdown; a message fetched but not yet
+                // handed over is redelivered after its ack wait, which the store makes
+                // harmless.
+                let next = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return,
+                    next = consumer.next(Duration::from_secs(5)) => next,
+                };
+                match next {
                     Ok(Some(delivery)) => self.handle(delivery, &owner).await,
                     Ok(None) => {}
                     Err(e) => {
@@ -127,7 +146,7 @@ impl Worker {
                         let delay =
                             backoff(failures, self.config.retry_base, self.config.retry_max);
                         tracing::warn!(error = %e, retry_in = ?delay, "cannot fetch from the broker");
-                        tokio::time::sleep(delay).await;
+                        sleep_unless(delay, &stop).await;
                         if failures > 3 {
                             break; // join again: the consumer may be gone with the server
                         }
@@ -216,6 +235,15 @@ impl Worker {
                 );
                 settle(delivery.ack().await)
             }
+            Ok(Processed::Interrupted) => {
+                // Shutting down after a committed batch: deliver it again at once, to
+                // whichever worker is (or starts) next; it resumes after that batch.
+                settle(
+                    delivery
+                        .nak(Duration::ZERO, "interrupted by a shutdown")
+                        .await,
+                )
+            }
             Ok(Processed::Held) => {
                 // Another worker has it (a redelivery raced a live worker): look again later.
                 settle(
@@ -260,6 +288,14 @@ impl Worker {
     }
 }
 
+/// Sleeps for `delay`, or less when `stop` is cancelled meanwhile.
+async fn sleep_unless(delay: Duration, stop: &CancellationToken) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(delay) => {}
+    }
+}
+
 fn settle(result: carrierhub_broker::Result<()>) {
     // A settlement that does not reach the broker is redelivered after the ack wait; the
     // store makes the repeat harmless.
@@ -274,6 +310,8 @@ pub enum Processed {
     Finished(Box<carrierhub_store::Submission>),
     /// Another worker holds it.
     Held,
+    /// Stopped by the shutdown after a committed batch; the claim is released.
+    Interrupted,
 }
 
 /// A transient failure, after the submission was claimed `attempts` times.
@@ -319,6 +357,7 @@ impl Pipeline {
         match self.run_claimed(claimed, owner, message_id, progress).await {
             Ok(done) => Ok(Processed::Finished(Box::new(done))),
             Err(PipelineError::Busy(_)) => Ok(Processed::Held),
+            Err(PipelineError::Interrupted(_)) => Ok(Processed::Interrupted),
             Err(e) => Err(ProcessFailure {
                 error: e.to_string(),
                 attempts,

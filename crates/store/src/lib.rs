@@ -159,6 +159,16 @@ pub async fn migrate(url_or_path: &str) -> Result<Vec<MigrationInfo>> {
     }
 }
 
+/// The migrations this build has that the store `url_or_path` names lacks (empty when its
+/// schema is current). Fails, naming it, on a migration this build does not know, one that
+/// failed part-way, or one changed since it was applied. Changes nothing.
+pub async fn pending_migrations(url_or_path: &str) -> Result<Vec<MigrationInfo>> {
+    match Backend::parse(url_or_path) {
+        Backend::Sqlite(path) => SqliteStore::pending_migrations(&path).await,
+        Backend::Postgres(url) => PgStore::pending_migrations(&url).await,
+    }
+}
+
 /// `url` with the password (if any) replaced by `***`, for messages and logs.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
@@ -187,6 +197,10 @@ pub fn redact_url(url: &str) -> String {
 pub trait Store: Send + Sync + 'static {
     /// Whether the store answers; used by readiness checks.
     async fn ping(&self) -> Result<()>;
+    /// Fails, naming the migrations, unless the database's schema is exactly this build's
+    /// latest (none pending, none unknown); used by readiness checks, so a process whose
+    /// database was migrated by a newer release, or rolled back, stops taking traffic.
+    async fn check_schema(&self) -> Result<()>;
 
     async fn ensure_carrier(&self, id: &CarrierId, name: &str) -> Result<()>;
     /// The carriers in `scope`, with counts of what `scope` lets the caller see.

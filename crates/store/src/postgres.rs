@@ -177,6 +177,20 @@ impl PgStore {
         Ok(schema::pending(&MIGRATOR, &before))
     }
 
+    /// See [`crate::pending_migrations`].
+    pub async fn pending_migrations(url: &str) -> Result<Vec<MigrationInfo>> {
+        let pool = Self::pool(url).await?;
+        let applied = applied_migrations(&pool).await;
+        pool.close().await;
+        let applied = applied?;
+        schema::check_known(
+            &MIGRATOR,
+            &applied,
+            &format!("PostgreSQL database {}", redact_url(url)),
+        )?;
+        Ok(schema::pending(&MIGRATOR, &applied))
+    }
+
     async fn pool(url: &str) -> Result<PgPool> {
         let connect_error = |error| StoreError::Connect {
             target: format!("PostgreSQL database {}", redact_url(url)),
@@ -2125,6 +2139,11 @@ impl Store for PgStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn check_schema(&self) -> Result<()> {
+        let applied = applied_migrations(&self.pool).await?;
+        schema::check_current(&MIGRATOR, &applied, "the PostgreSQL database")
     }
 
     async fn ensure_carrier(&self, id: &CarrierId, name: &str) -> Result<()> {

@@ -203,6 +203,24 @@ impl SqliteStore {
         Ok(schema::pending(&MIGRATOR, &before))
     }
 
+    /// See [`crate::pending_migrations`]; the file must exist.
+    pub async fn pending_migrations(path: &Path) -> Result<Vec<MigrationInfo>> {
+        if !path.exists() {
+            return Err(StoreError::Schema(format!(
+                "SQLite database {}: does not exist",
+                path.display()
+            )));
+        }
+        let mut conn = Self::connect(path, &Self::options(path)).await?;
+        let applied = applied_migrations(&mut conn).await?;
+        schema::check_known(
+            &MIGRATOR,
+            &applied,
+            &format!("SQLite database {}", path.display()),
+        )?;
+        Ok(schema::pending(&MIGRATOR, &applied))
+    }
+
     fn options(path: &Path) -> SqliteConnectOptions {
         SqliteConnectOptions::new()
             .filename(path)
@@ -1295,6 +1313,16 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
+    }
+
+    async fn check_schema(&self) -> Result<()> {
+        let target = format!(
+            "SQLite database {}",
+            self.read.connect_options().get_filename().display()
+        );
+        let mut conn = self.read.acquire().await?;
+        let applied = applied_migrations(&mut conn).await?;
+        schema::check_current(&MIGRATOR, &applied, &target)
     }
 
     async fn ensure_carrier(&self, id: &CarrierId, name: &str) -> Result<()> {

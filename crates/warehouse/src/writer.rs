@@ -152,13 +152,21 @@ impl WarehouseWriter {
     /// Runs until the process ends: a step, then a pause of `interval` (which bounds how
     /// often a busy carrier's files are rewritten); an error is logged and retried.
     pub async fn run(self, interval: Duration) {
+        self.run_until(interval, tokio_util::sync::CancellationToken::new())
+            .await
+    }
+
+    /// As [`WarehouseWriter::run`], until `stop` is cancelled: the step under way finishes
+    /// (its files and watermark written), then it returns.
+    pub async fn run_until(self, interval: Duration, stop: tokio_util::sync::CancellationToken) {
         tracing::info!(location = %self.location.describe(), "warehouse writer started");
-        loop {
+        while !stop.is_cancelled() {
             if let Err(e) = self.step().await {
                 tracing::warn!(error = %e, "warehouse step failed; retrying");
             }
-            tokio::time::sleep(interval).await;
+            let _ = tokio::time::timeout(interval, stop.cancelled()).await;
         }
+        tracing::info!("warehouse writer stopped");
     }
 
     /// Sets the lag gauges: events after the watermark, and the age of the oldest of them.
