@@ -4,12 +4,14 @@ mod app;
 mod config;
 mod demo;
 mod dlq;
+mod gauges;
 mod ingest;
 mod keys;
 mod mapping;
 mod report;
 mod serve;
 mod telemetry;
+mod traces;
 mod warehouse;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +60,10 @@ struct Cli {
     /// Log format: `pretty` or `json` (default: pretty on a terminal, json otherwise).
     #[arg(long, global = true, env = "CARRIERHUB_LOG_FORMAT")]
     log_format: Option<telemetry::LogFormat>,
+    /// Export traces over OTLP/HTTP (protobuf) to this collector, such as
+    /// `http://collector:4318` (spans go to `/v1/traces` under it). Off when unset.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -122,6 +128,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands that print their own report keep the log to warnings unless asked.
     let quiet_by_default = !matches!(cli.command, Command::Serve(_));
+    let traces = match traces::start(cli.otlp_endpoint.as_deref()) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     telemetry::init(cli.log_format, quiet_by_default);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -151,6 +164,9 @@ fn main() -> ExitCode {
             Command::Migrate => migrate(&location).await,
         }
     });
+    // The runtime goes first: its tasks may still hold spans.
+    drop(runtime);
+    traces.shutdown();
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -312,6 +312,10 @@ pub async fn serve_app(
         tokio::spawn(writer.run(Duration::from_millis(args.warehouse_interval_ms.max(1))));
     }
     tokio::spawn(watch_lag(broker.clone()));
+    tokio::spawn(crate::gauges::watch_store(
+        app.store.clone(),
+        Duration::from_secs(5),
+    ));
     let roles: Vec<&str> = [
         Role::Api,
         Role::Worker,

@@ -1,6 +1,8 @@
 //! The one place logging is set up: JSON lines for machines, pretty for terminals.
 
 use std::io::IsTerminal;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -29,8 +31,18 @@ pub fn init(format: Option<LogFormat>, quiet: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // With an OTLP endpoint, the spans are exported too (`traces.rs`).
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Pretty => builder.compact().init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(crate::traces::layer())
+            .init(),
+        LogFormat::Pretty => builder
+            .compact()
+            .finish()
+            .with(crate::traces::layer())
+            .init(),
     }
 }
