@@ -10,7 +10,8 @@
 //!    and echoed on every response, 404, 405 and the refusals below included.
 //! 2. **Trace.** One span per request, `request{method, path, request_id}`, at INFO, so every
 //!    event logged while the request is handled carries the id; one line at its end with the
-//!    status and latency.
+//!    status and latency. When traces are exported, the span continues the trace of a W3C
+//!    `traceparent` header, and the events the request writes carry it on.
 //! 3. **CORS**, when origins are configured: a preflight from an allowed origin is answered
 //!    here (204), one from any other origin is refused (403) with no CORS header at all.
 //! 4. **Compression** (gzip, zstd) of response bodies of at least
@@ -333,12 +334,26 @@ pub fn apply(router: Router, config: &GatewayConfig, max_upload_bytes: usize) ->
                 .get::<RequestId>()
                 .map(RequestId::as_str)
                 .unwrap_or_default();
-            tracing::info_span!(
+            // Named for traces by the declared route (`POST /v1/carriers/{carrier}/submissions`),
+            // a child of the caller's span when the request carries a W3C `traceparent`.
+            let route = request
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str);
+            let span = tracing::info_span!(
                 "request",
                 method = %request.method(),
                 path = %request.uri().path(),
                 request_id = %id,
-            )
+                otel.name = %format_args!("{} {route}", request.method()),
+                otel.kind = "server",
+            );
+            let traceparent = request
+                .headers()
+                .get(carrierhub_store::trace::TRACEPARENT)
+                .and_then(|v| v.to_str().ok());
+            carrierhub_store::trace::set_parent(&span, traceparent);
+            span
         })
         .on_response(
             DefaultOnResponse::new()

@@ -5,6 +5,7 @@ mod backup;
 mod config;
 mod demo;
 mod dlq;
+mod gauges;
 mod ingest;
 mod keys;
 mod mapping;
@@ -12,6 +13,7 @@ mod report;
 mod serve;
 mod settings;
 mod telemetry;
+mod traces;
 mod warehouse;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +53,11 @@ struct Cli {
     /// (`log.format`).
     #[arg(long, global = true)]
     log_format: Option<settings::LogFormat>,
+    /// Export traces over OTLP/HTTP (protobuf) to this collector, such as
+    /// `http://collector:4318` (spans go to `/v1/traces` under it; `traces.otlp_endpoint`).
+    /// Off when unset.
+    #[arg(long, global = true)]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -148,6 +155,9 @@ fn settings_of(cli: &Cli) -> anyhow::Result<settings::Settings> {
     if let Some(format) = cli.log_format {
         s.log.format = format;
     }
+    if let Some(endpoint) = &cli.otlp_endpoint {
+        s.traces.otlp_endpoint = Some(endpoint.clone());
+    }
     match &cli.command {
         Command::Serve(flags) => flags.apply(&mut s),
         Command::Demo(args) => args.serve.apply(&mut s),
@@ -171,6 +181,13 @@ fn main() -> ExitCode {
     };
     // Commands that print their own report keep the log to warnings unless asked.
     let quiet_by_default = !matches!(cli.command, Command::Serve(_));
+    let traces = match traces::start(settings.traces.otlp_endpoint.as_deref()) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     telemetry::init(&settings.log, quiet_by_default);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -204,6 +221,8 @@ fn main() -> ExitCode {
     // Blocking work a shutdown left behind (a parser whose batches are no longer taken)
     // does not hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // Then the exporter: the runtime's tasks may have held spans.
+    traces.shutdown();
     match result {
         Ok(code) => code,
         Err(e) => {

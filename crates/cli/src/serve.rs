@@ -448,6 +448,10 @@ pub async fn serve_app(
             tracing::info!("draining: no longer accepting connections");
         }
     };
+    tokio::spawn(crate::gauges::watch_store(
+        app.store.clone(),
+        Duration::from_secs(5),
+    ));
     let roles: Vec<&str> = [
         Role::Api,
         Role::Worker,

@@ -31,6 +31,7 @@ pub struct Settings {
     pub query: QuerySettings,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
+    pub traces: TraceSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -298,6 +299,12 @@ impl Default for MetricsSettings {
     }
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceSettings {
+    pub otlp_endpoint: Option<String>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // The documented list of settings
 
@@ -509,6 +516,9 @@ pub fn specs() -> Vec<Spec> {
             "Levels per module, e.g. `carrierhub_pipeline = \"debug\"`, `tower_http = \"warn\"`."),
         spec("metrics.lag_interval_secs", Integer, None,
             "Seconds between two readings of the broker's consumer lag (`carrierhub_broker_consumer_lag_messages`)."),
+        legacy(spec("traces.otlp_endpoint", Text, Some("--otlp-endpoint"),
+            "Export traces over OTLP/HTTP (protobuf) to this collector, such as `http://collector:4318` (spans go to `/v1/traces` under it); unset: no export. Spans follow the log levels (`log.level`), so traces need `info` or finer. `OTEL_SERVICE_NAME` names the service (default `carrierhub`)."),
+            "OTEL_EXPORTER_OTLP_ENDPOINT"),
     ]);
     all
 }

@@ -2,6 +2,8 @@
 
 use crate::settings::{LogFormat, LogSettings};
 use std::io::IsTerminal;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// Levels per module from `[log]` (`level`, then `modules`); `CARRIERHUB_LOG` (or
@@ -23,9 +25,15 @@ pub fn init(log: &LogSettings, quiet: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // With an OTLP endpoint, the spans are exported too (`traces.rs`).
     if json {
-        builder.json().flatten_event(true).init()
+        builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(crate::traces::layer())
+            .init()
     } else {
-        builder.compact().init()
+        builder.compact().finish().with(crate::traces::layer()).init()
     }
 }

@@ -61,7 +61,74 @@ async fn metrics_count_records_and_events_and_dlq_handles_a_poison_message() {
             &text,
             r#"carrierhub_broker_consumer_lag_messages{group="pipeline",state="pending"}"#,
         );
-        if records == Some(inserted) && events == Some(inserted + 2.0) && lag == Some(0.0) {
+        // The store's gauges are refreshed every few seconds too: the relay has caught up
+        // and nothing waits for a webhook.
+        let relay_lag = metric(&text, "carrierhub_relay_lag_events ");
+        let queue = metric(&text, r#"carrierhub_webhook_queue_deliveries{state="due"}"#);
+        if records == Some(inserted)
+            && events == Some(inserted + 2.0)
+            && lag == Some(0.0)
+            && relay_lag == Some(0.0)
+            && queue == Some(0.0)
+        {
+            assert_eq!(metric(&text, "carrierhub_relay_lag_seconds "), Some(0.0));
+            // One submission received and completed; its rejected records counted.
+            for outcome in ["received", "completed"] {
+                assert_eq!(
+                    metric(
+                        &text,
+                        &format!(
+                            r#"carrierhub_submissions_total{{carrier="acme",outcome="{outcome}"}}"#
+                        )
+                    ),
+                    Some(1.0),
+                    "{outcome}:\n{text}"
+                );
+            }
+            assert_eq!(
+                metric(
+                    &text,
+                    r#"carrierhub_submissions_total{carrier="acme",outcome="failed"}"#
+                ),
+                None
+            );
+            assert_eq!(
+                metric(
+                    &text,
+                    r#"carrierhub_pipeline_records_total{carrier="acme",outcome="rejected"}"#
+                ),
+                done["counts"]["rejected"].as_f64(),
+                "{text}"
+            );
+            // The upload, by its declared route.
+            assert_eq!(
+                metric(
+                    &text,
+                    r#"carrierhub_http_requests_total{method="POST",route="/v1/carriers/{carrier}/submissions",status="202"}"#
+                ),
+                Some(1.0),
+                "{text}"
+            );
+            // The SQLite store's pools: readers and the one writing connection.
+            let max_read = metric(&text, r#"carrierhub_db_pool_max_connections{pool="read"}"#);
+            assert!(max_read.is_some_and(|n| n >= 1.0), "{text}");
+            assert_eq!(
+                metric(&text, r#"carrierhub_db_pool_max_connections{pool="write"}"#),
+                Some(1.0)
+            );
+            let idle = metric(
+                &text,
+                r#"carrierhub_db_pool_connections{pool="read",state="idle"}"#,
+            );
+            let in_use = metric(
+                &text,
+                r#"carrierhub_db_pool_connections{pool="read",state="in_use"}"#,
+            );
+            assert!(
+                idle.zip(in_use)
+                    .is_some_and(|(i, u)| i + u <= max_read.unwrap()),
+                "{text}"
+            );
             break;
         }
         assert!(
@@ -161,4 +228,58 @@ async fn metrics_count_records_and_events_and_dlq_handles_a_poison_message() {
         Some(2.0),
         "{metrics}"
     );
+}
+
+/// A process without the relay: the submission's event waits in the outbox, and the relay's
+/// lag says so (one event, older than zero seconds), as the webhooks' queue stays empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_lag_counts_the_events_nobody_published() {
+    let env = Env::new();
+    let server = env.serve_with(&["--role", "api"]);
+    let client = reqwest::Client::new();
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(ACME_FEED.to_vec()).file_name("acme.csv"),
+        )
+        .text("mapping_file", ACME_MAPPING);
+    let r = client
+        .post(server.url("/v1/carriers/acme/submissions"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let events = metric(&text, "carrierhub_relay_lag_events ");
+        let seconds = metric(&text, "carrierhub_relay_lag_seconds ");
+        if events == Some(1.0) && seconds.is_some_and(|s| s > 0.0) {
+            assert_eq!(
+                metric(
+                    &text,
+                    r#"carrierhub_submissions_total{carrier="acme",outcome="received"}"#
+                ),
+                Some(1.0)
+            );
+            assert_eq!(
+                metric(&text, r#"carrierhub_webhook_queue_deliveries{state="due"}"#),
+                Some(0.0)
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay's lag never showed the unpublished event:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -38,6 +38,7 @@ use carrierhub_store::{
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -235,6 +236,7 @@ impl Pipeline {
             .get_submission(id, &Scope::all())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("submission {id} vanished")))?;
+        count_submission(delivery.carrier.as_str(), "received");
         tracing::info!(
             submission_id = id,
             carrier = %delivery.carrier,
@@ -388,10 +390,12 @@ impl Pipeline {
         let spec = match MappingSpec::parse(&stored.reference.name, &stored.text) {
             Ok(spec) => spec,
             Err(e) => {
-                return Ok(self
+                let done = self
                     .store
                     .finish_submission(submission_id, owner, Some(&e.to_string()))
-                    .await?)
+                    .await?;
+                count_submission(&done.carrier, done.status.as_str());
+                return Ok(done);
             }
         };
         let carrier = CarrierId::parse(&submission.carrier)
@@ -438,7 +442,15 @@ impl Pipeline {
                 next = rx.recv() => next,
             };
             let Some((batch, bytes)) = next else { break };
-            match self.store.commit_batch(batch).await {
+            // Its change events carry this span's trace context to the relay.
+            let span = tracing::info_span!(
+                "commit_batch",
+                submission_id,
+                records = batch.records.len(),
+                rejections = batch.rejections.len(),
+                through_record = batch.through_record,
+            );
+            match self.store.commit_batch(batch).instrument(span).await {
                 Ok(outcome) => {
                     counts.add(&outcome.counts);
                     record_metrics(&submission.carrier, &outcome.counts);
@@ -474,6 +486,7 @@ impl Pipeline {
             .store
             .finish_submission(submission_id, owner, error.as_deref())
             .await?;
+        count_submission(&done.carrier, done.status.as_str());
         tracing::info!(
             submission_id,
             status = done.status.as_str(),
@@ -486,6 +499,17 @@ impl Pipeline {
         );
         Ok(done)
     }
+}
+
+/// Counts submissions by carrier and outcome: `received` when one is stored, `completed` or
+/// `failed` when its processing ends (`carrierhub_submissions_total`).
+pub fn count_submission(carrier: &str, outcome: &str) {
+    metrics::counter!(
+        "carrierhub_submissions_total",
+        "carrier" => carrier.to_owned(),
+        "outcome" => outcome.to_owned()
+    )
+    .increment(1);
 }
 
 /// Counts committed records by carrier and outcome (`rate()` of it is records per second).

@@ -7,7 +7,8 @@
 //! stand by and take over when its lease expires.
 
 use carrierhub_broker::{Broker, Outgoing};
-use carrierhub_store::{OutboxEvent, Store};
+use carrierhub_store::{trace, OutboxEvent, Store};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -49,6 +50,47 @@ pub fn event_message(event: &OutboxEvent) -> Outgoing {
         "data": event.payload,
     });
     Outgoing::new(event_subject(event), id, body.to_string().into_bytes())
+}
+
+/// The messages of `events`, each carrying the trace context of its event on, as its
+/// `traceparent` header: one `publish_events` span per trace the events belong to, a child of
+/// the span that wrote them (kept open by the caller while it publishes). Events written
+/// without a trace context go without one.
+fn traced_messages(events: &[OutboxEvent]) -> (Vec<Outgoing>, Vec<tracing::Span>) {
+    let mut spans: HashMap<&str, (tracing::Span, Option<String>, u64)> = HashMap::new();
+    let messages = events
+        .iter()
+        .map(|event| {
+            let mut message = event_message(event);
+            if let Some(received) = event.traceparent.as_deref() {
+                let (_, header, count) = spans.entry(received).or_insert_with(|| {
+                    let span = tracing::info_span!(
+                        "publish_events",
+                        otel.kind = "producer",
+                        events = tracing::field::Empty,
+                    );
+                    trace::set_parent(&span, Some(received));
+                    let header = trace::forward(&span, Some(received));
+                    (span, header, 0)
+                });
+                *count += 1;
+                if let Some(header) = header {
+                    message
+                        .headers
+                        .insert(trace::TRACEPARENT.to_owned(), header.clone());
+                }
+            }
+            message
+        })
+        .collect();
+    let spans = spans
+        .into_values()
+        .map(|(span, _, count)| {
+            span.record("events", count);
+            span
+        })
+        .collect();
+    (messages, spans)
 }
 
 impl Relay {
@@ -103,7 +145,7 @@ impl Relay {
                 return Ok(total);
             }
             let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-            let messages = events.iter().map(event_message).collect();
+            let (messages, _spans) = traced_messages(&events);
             let published = self.broker.publish_all(messages).await?;
             let duplicates = published.iter().filter(|p| p.duplicate).count();
             self.store.mark_events_published(&ids).await?;

@@ -15,13 +15,14 @@
 //!   that later resolves elsewhere is caught), and follows no redirects.
 
 use base64::Engine as _;
-use carrierhub_store::{AttemptOutcome, AttemptResult, DueDelivery, Store};
+use carrierhub_store::{trace, AttemptOutcome, AttemptResult, DueDelivery, Store};
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 /// How deliveries are made.
 #[derive(Debug, Clone)]
@@ -328,7 +329,22 @@ impl Deliverer {
 
     async fn attempt(&self, delivery: DueDelivery) -> Result<(), carrierhub_store::StoreError> {
         let started = Instant::now();
-        let (status_code, error) = self.send(&delivery).await;
+        // A child of the span that wrote the event: the delivery joins the trace of the
+        // upload that caused it, and the receiver gets the context as `traceparent`.
+        let span = tracing::info_span!(
+            "deliver_webhook",
+            otel.kind = "client",
+            webhook = delivery.webhook_id,
+            delivery = delivery.id,
+            event = delivery.event.id,
+            attempt = delivery.attempts + 1,
+        );
+        trace::set_parent(&span, delivery.event.traceparent.as_deref());
+        let traceparent = trace::forward(&span, delivery.event.traceparent.as_deref());
+        let (status_code, error) = self
+            .send(&delivery, traceparent.as_deref())
+            .instrument(span)
+            .await;
         let elapsed = started.elapsed();
         let delivered = error.is_none();
         let outcome = if delivered {
@@ -383,7 +399,11 @@ impl Deliverer {
     }
 
     /// One attempt: the receiver's status, and the error when it is not a success.
-    async fn send(&self, delivery: &DueDelivery) -> (Option<u16>, Option<String>) {
+    async fn send(
+        &self,
+        delivery: &DueDelivery,
+        traceparent: Option<&str>,
+    ) -> (Option<u16>, Option<String>) {
         let url = match reqwest::Url::parse(&delivery.url) {
             Ok(url) => url,
             Err(e) => return (None, Some(format!("invalid URL: {e}"))),
@@ -406,16 +426,17 @@ impl Deliverer {
             Ok(s) => s,
             Err(e) => return (None, Some(e)),
         };
-        let response = self
+        let mut request = self
             .client
             .post(url)
             .header("content-type", "application/json")
             .header("webhook-id", &id)
             .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body)
-            .send()
-            .await;
+            .header("webhook-signature", signature);
+        if let Some(traceparent) = traceparent {
+            request = request.header(trace::TRACEPARENT, traceparent);
+        }
+        let response = request.body(body).send().await;
         match response {
             Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
             Ok(r) => (

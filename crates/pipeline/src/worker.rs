@@ -22,6 +22,7 @@ use carrierhub_store::SubmissionClaim;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// The consumer group of the workers.
 pub const WORKER_GROUP: &str = "pipeline";
@@ -139,7 +140,10 @@ impl Worker {
                     next = consumer.next(Duration::from_secs(5)) => next,
                 };
                 match next {
-                    Ok(Some(delivery)) => self.handle(delivery, &owner).await,
+                    Ok(Some(delivery)) => {
+                        let span = delivery_span(&delivery);
+                        self.handle(delivery, &owner).instrument(span).await
+                    }
                     Ok(None) => {}
                     Err(e) => {
                         failures += 1;
@@ -259,7 +263,8 @@ impl Worker {
                     );
                     tracing::error!(submission_id = id, %reason, "dead-lettering");
                     match store.finish_submission(id, owner, Some(&reason)).await {
-                        Ok(_) => {
+                        Ok(done) => {
+                            crate::count_submission(&done.carrier, done.status.as_str());
                             metrics::counter!("carrierhub_dead_letters_total", "group" => WORKER_GROUP)
                                 .increment(1);
                             settle(delivery.dead_letter(&reason).await)
@@ -294,6 +299,24 @@ async fn sleep_unless(delay: Duration, stop: &CancellationToken) {
         _ = stop.cancelled() => {}
         _ = tokio::time::sleep(delay) => {}
     }
+}
+
+/// The span of one delivery's processing: a child of the span that published the message
+/// (its `traceparent` header), so the submission's trace runs from its upload on.
+fn delivery_span(delivery: &Delivery) -> tracing::Span {
+    let span = tracing::info_span!(
+        "process_submission",
+        otel.kind = "consumer",
+        message_id = %delivery.message.id,
+        attempt = delivery.message.attempt,
+    );
+    let traceparent = delivery
+        .message
+        .headers
+        .get(carrierhub_store::trace::TRACEPARENT)
+        .map(String::as_str);
+    carrierhub_store::trace::set_parent(&span, traceparent);
+    span
 }
 
 fn settle(result: carrierhub_broker::Result<()>) {

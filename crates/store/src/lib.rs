@@ -23,6 +23,7 @@ mod postgres;
 mod schema;
 mod sqlite;
 pub mod testing;
+pub mod trace;
 mod types;
 mod webhooks;
 
@@ -350,6 +351,14 @@ pub trait Store: Send + Sync + 'static {
     /// want it (their filters and scope applied). Events published already are left as
     /// they are, so publishing again queues nothing twice.
     async fn mark_events_published(&self, ids: &[i64]) -> Result<()>;
+    /// The relay's lag: events committed and not yet published, and when the oldest of them
+    /// was written.
+    async fn outbox_backlog(&self) -> Result<Backlog>;
+    /// The webhooks' queue: pending deliveries due now (and since when the oldest is due),
+    /// and those waiting for a retry.
+    async fn webhook_backlog(&self) -> Result<Backlog>;
+    /// The connections of the store's pools now.
+    fn pool_use(&self) -> Vec<PoolUse>;
 
     // Change events for readers and webhooks (see the `webhooks` module).
 

@@ -1929,8 +1929,8 @@ impl<'b> BatchState<'b> {
         let subjects: Vec<i64> = e.iter().map(|e| e.subject_id).collect();
         let payloads: Vec<&str> = e.iter().map(|e| e.payload.as_str()).collect();
         sqlx::query(
-            "INSERT INTO outbox (event_type, carrier_id, subject_id, payload, created_at) \
-             SELECT u.event_type, u.carrier_id, u.subject_id, u.payload::jsonb, $5 \
+            "INSERT INTO outbox (event_type, carrier_id, subject_id, payload, created_at, traceparent) \
+             SELECT u.event_type, u.carrier_id, u.subject_id, u.payload::jsonb, $5, $6 \
              FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[]) \
              WITH ORDINALITY AS u(event_type, carrier_id, subject_id, payload, n) ORDER BY u.n",
         )
@@ -1939,6 +1939,7 @@ impl<'b> BatchState<'b> {
         .bind(&subjects)
         .bind(&payloads)
         .bind(self.at)
+        .bind(crate::trace::current())
         .execute(&mut *conn)
         .await?;
         Ok(())
@@ -2096,13 +2097,14 @@ async fn insert_submission_event(
     payload: serde_json::Value,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO outbox (event_type, carrier_id, subject_id, payload, created_at) \
-         VALUES ($1, $2, $3, $4, clock_timestamp())",
+        "INSERT INTO outbox (event_type, carrier_id, subject_id, payload, created_at, traceparent) \
+         VALUES ($1, $2, $3, $4, clock_timestamp(), $5)",
     )
     .bind(event_type)
     .bind(carrier)
     .bind(subject_id)
     .bind(payload)
+    .bind(crate::trace::current())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -3122,6 +3124,46 @@ impl Store for PgStore {
         }
         tx.rollback().await?;
         Ok(out)
+    }
+
+    async fn outbox_backlog(&self) -> Result<Backlog> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Backlog {
+            ready: row.try_get::<i64, _>("n")? as u64,
+            waiting: 0,
+            oldest: row.try_get("oldest")?,
+        })
+    }
+
+    async fn webhook_backlog(&self) -> Result<Backlog> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FILTER (WHERE next_attempt_at <= now()) AS ready, \
+             COUNT(*) FILTER (WHERE next_attempt_at > now()) AS waiting, \
+             MIN(next_attempt_at) FILTER (WHERE next_attempt_at <= now()) AS oldest \
+             FROM webhook_deliveries WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Backlog {
+            ready: row.try_get::<i64, _>("ready")? as u64,
+            waiting: row.try_get::<i64, _>("waiting")? as u64,
+            oldest: row.try_get("oldest")?,
+        })
+    }
+
+    fn pool_use(&self) -> Vec<PoolUse> {
+        let size = self.pool.size();
+        let idle = self.pool.num_idle() as u32;
+        vec![PoolUse {
+            pool: "main",
+            in_use: size.saturating_sub(idle),
+            idle,
+            max: self.pool.options().get_max_connections(),
+        }]
     }
 
     async fn mark_events_published(&self, ids: &[i64]) -> Result<()> {

@@ -534,13 +534,15 @@ async fn insert_event(
     at: &str,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO outbox (event_type, carrier_id, subject_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO outbox (event_type, carrier_id, subject_id, payload, created_at, traceparent) \
+         VALUES (?, ?, ?, ?, ?, ?)",
     )
     .bind(event_type)
     .bind(carrier.as_str())
     .bind(subject_id)
     .bind(payload.to_string())
     .bind(at)
+    .bind(crate::trace::current())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -670,16 +672,18 @@ impl PendingRows {
             q.build().execute(&mut *conn).await?;
         }
         self.premium_transactions.clear();
+        let traceparent = crate::trace::current();
         for chunk in self.events.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO outbox (event_type, carrier_id, subject_id, payload, created_at) ",
+                "INSERT INTO outbox (event_type, carrier_id, subject_id, payload, created_at, traceparent) ",
             );
             q.push_values(chunk, |mut b, (event_type, carrier, subject, payload)| {
                 b.push_bind(*event_type)
                     .push_bind(carrier.as_str())
                     .push_bind(*subject)
                     .push_bind(payload.as_str())
-                    .push_bind(at);
+                    .push_bind(at)
+                    .push_bind(traceparent.clone());
             });
             q.build().execute(&mut *conn).await?;
         }
@@ -2266,6 +2270,62 @@ impl Store for SqliteStore {
         }
         tx.rollback().await?;
         Ok(out)
+    }
+
+    async fn outbox_backlog(&self) -> Result<Backlog> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(Backlog {
+            ready: row.try_get::<i64, _>("n")? as u64,
+            waiting: 0,
+            oldest: row
+                .try_get::<Option<String>, _>("oldest")?
+                .map(|t| ts(&t))
+                .transpose()?,
+        })
+    }
+
+    async fn webhook_backlog(&self) -> Result<Backlog> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(next_attempt_at <= ?1), 0) AS ready, \
+             COALESCE(SUM(next_attempt_at > ?1), 0) AS waiting, \
+             MIN(CASE WHEN next_attempt_at <= ?1 THEN next_attempt_at END) AS oldest \
+             FROM webhook_deliveries WHERE status = 'pending'",
+        )
+        .bind(now())
+        .fetch_one(&self.read)
+        .await?;
+        Ok(Backlog {
+            ready: row.try_get::<i64, _>("ready")? as u64,
+            waiting: row.try_get::<i64, _>("waiting")? as u64,
+            oldest: row
+                .try_get::<Option<String>, _>("oldest")?
+                .map(|t| ts(&t))
+                .transpose()?,
+        })
+    }
+
+    fn pool_use(&self) -> Vec<PoolUse> {
+        let size = self.read.size();
+        let idle = self.read.num_idle() as u32;
+        let writing = u32::from(self.writer.try_lock().is_err());
+        vec![
+            PoolUse {
+                pool: "read",
+                in_use: size.saturating_sub(idle),
+                idle,
+                max: self.read.options().get_max_connections(),
+            },
+            PoolUse {
+                pool: "write",
+                in_use: writing,
+                idle: 1 - writing,
+                max: 1,
+            },
+        ]
     }
 
     async fn mark_events_published(&self, ids: &[i64]) -> Result<()> {

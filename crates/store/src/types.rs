@@ -169,6 +169,32 @@ pub struct OutboxEvent {
     pub subject_id: i64,
     pub payload: serde_json::Value,
     pub created_at: DateTime<Utc>,
+    /// The W3C trace context of the span that wrote the event (see [`crate::trace`]); only
+    /// when traces are exported.
+    #[serde(skip)]
+    pub traceparent: Option<String>,
+}
+
+/// What waits to be sent, for the metrics: the outbox's unpublished events (the relay's lag)
+/// or the webhooks' pending deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Outbox: events committed and not yet published. Webhooks: deliveries due now.
+    pub ready: u64,
+    /// Webhooks: pending deliveries waiting for a later retry (0 for the outbox).
+    pub waiting: u64,
+    /// When the oldest of `ready` was written (outbox) or fell due (webhooks).
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// The connections of one of the store's pools, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    /// `read` and `write` for SQLite (one writing connection), `main` for PostgreSQL.
+    pub pool: &'static str,
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -14,7 +14,7 @@ const PUBLISH_LOCK: &str =
 
 pub(super) const EVENT_COLUMNS: &str =
     "o.id AS event_id, o.event_type, o.carrier_id, o.subject_id, \
-                             o.payload, o.created_at AS event_created_at";
+                             o.payload, o.created_at AS event_created_at, o.traceparent";
 
 pub(super) fn event_from_row(r: &PgRow) -> Result<OutboxEvent> {
     Ok(OutboxEvent {
@@ -24,6 +24,7 @@ pub(super) fn event_from_row(r: &PgRow) -> Result<OutboxEvent> {
         subject_id: r.try_get("subject_id")?,
         payload: r.try_get("payload")?,
         created_at: r.try_get("event_created_at")?,
+        traceparent: r.try_get("traceparent")?,
     })
 }
 

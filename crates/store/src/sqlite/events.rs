@@ -12,12 +12,13 @@ pub(super) fn event_from_row(r: &SqliteRow) -> Result<OutboxEvent> {
         payload: serde_json::from_str(&r.try_get::<String, _>("payload")?)
             .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
         created_at: ts(&r.try_get::<String, _>("event_created_at")?)?,
+        traceparent: r.try_get("traceparent")?,
     })
 }
 
 pub(super) const EVENT_COLUMNS: &str =
     "o.id AS event_id, o.event_type, o.carrier_id, o.subject_id, \
-                             o.payload, o.created_at AS event_created_at";
+                             o.payload, o.created_at AS event_created_at, o.traceparent";
 
 /// The scope of events (`o` is the outbox): its carriers; under a book restriction only the
 /// events of policies in the books and of their claims (submissions span books).
