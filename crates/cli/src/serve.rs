@@ -231,7 +231,10 @@ impl ServeFlags {
         set(&mut s.webhooks.allow_private, &self.webhooks_allow_private);
         set(&mut s.webhooks.timeout_secs, &self.webhook_timeout_secs);
         set(&mut s.webhooks.backoff_ms, &self.webhook_backoff_ms);
-        set(&mut s.webhooks.disable_after_secs, &self.webhook_disable_after_secs);
+        set(
+            &mut s.webhooks.disable_after_secs,
+            &self.webhook_disable_after_secs,
+        );
         set(&mut s.warehouse.interval_ms, &self.warehouse_interval_ms);
         set(
             &mut s.warehouse.events_per_step,

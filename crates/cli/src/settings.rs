@@ -683,7 +683,11 @@ impl Settings {
         at_least("relay.poll_ms", self.relay.poll_ms, 1)?;
         within("webhooks.timeout_secs", self.webhooks.timeout_secs, 1, 300)?;
         at_least("webhooks.backoff_ms", self.webhooks.backoff_ms, 1)?;
-        at_least("webhooks.disable_after_secs", self.webhooks.disable_after_secs, 1)?;
+        at_least(
+            "webhooks.disable_after_secs",
+            self.webhooks.disable_after_secs,
+            1,
+        )?;
         at_least(
             "warehouse.events_per_step",
             self.warehouse.events_per_step as u64,

@@ -34,6 +34,10 @@ pub fn init(log: &LogSettings, quiet: bool) {
             .with(crate::traces::layer())
             .init()
     } else {
-        builder.compact().finish().with(crate::traces::layer()).init()
+        builder
+            .compact()
+            .finish()
+            .with(crate::traces::layer())
+            .init()
     }
 }
