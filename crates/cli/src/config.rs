@@ -12,7 +12,7 @@ pub enum ConfigCommand {
     /// Print the settings `serve` would run with: the defaults, then the settings file
     /// (`--config`), the environment (`CARRIERHUB_…`) and the flags given here, each over
     /// the one before. Passwords, tokens and secrets are redacted.
-    Show(ShowArgs),
+    Show(Box<ShowArgs>),
     /// Check a settings file: unknown keys and bad values are refused, naming the line and
     /// the key. The environment is not read.
     Check {

@@ -526,11 +526,14 @@ pub fn specs() -> Vec<Spec> {
 // ---------------------------------------------------------------------------------------------
 // Loading
 
+/// Reads one environment variable.
+pub type EnvLookup = dyn Fn(&str) -> Option<String>;
+
 /// Where the settings come from, besides the defaults.
 pub struct Sources<'a> {
     pub file: Option<&'a Path>,
     /// The environment's variables; `None` ignores the environment.
-    pub env: Option<&'a dyn Fn(&str) -> Option<String>>,
+    pub env: Option<&'a EnvLookup>,
 }
 
 /// The process environment, for [`Sources::env`].
