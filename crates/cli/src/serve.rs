@@ -181,12 +181,21 @@ pub struct ServeArgs {
     )]
     pub webhook_backoff_ms: u64,
     /// Milliseconds the warehouse role waits between two of its steps (each rewrites the
-    /// files of the carriers that changed).
+    /// month partitions that changed).
     #[arg(long, env = "CARRIERHUB_WAREHOUSE_INTERVAL_MS", default_value_t = 2000)]
     pub warehouse_interval_ms: u64,
     /// Change events the warehouse role applies per step at most.
     #[arg(long, env = "CARRIERHUB_WAREHOUSE_EVENTS_PER_STEP", default_value_t = carrierhub_warehouse::writer::EVENTS_PER_STEP)]
     pub warehouse_events_per_step: usize,
+    /// Milliseconds the warehouse role's lease on its location lasts unless renewed: one
+    /// writer per location at a time; another takes over this long after the holder dies.
+    #[arg(
+        long,
+        env = "CARRIERHUB_WAREHOUSE_LEASE_MS",
+        default_value_t = carrierhub_warehouse::writer::LEASE_TTL.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(100..)
+    )]
+    pub warehouse_lease_ms: u64,
     #[command(flatten)]
     pub query_limits: crate::warehouse::QueryLimitArgs,
 }
@@ -308,7 +317,8 @@ pub async fn serve_app(
     if args.has(Role::Warehouse) {
         let writer =
             carrierhub_warehouse::WarehouseWriter::new(app.store.clone(), warehouse.clone())
-                .with_events_per_step(args.warehouse_events_per_step);
+                .with_events_per_step(args.warehouse_events_per_step)
+                .with_lease_ttl(Duration::from_millis(args.warehouse_lease_ms));
         tokio::spawn(writer.run(Duration::from_millis(args.warehouse_interval_ms.max(1))));
     }
     tokio::spawn(watch_lag(broker.clone()));
