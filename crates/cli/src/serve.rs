@@ -159,6 +159,11 @@ pub struct ServeFlags {
     /// (`warehouse.events_per_step`).
     #[arg(long)]
     pub warehouse_events_per_step: Option<usize>,
+    /// Milliseconds the warehouse role's lease on its location lasts unless renewed: one
+    /// writer per location at a time; another takes over this long after the holder dies
+    /// (`warehouse.lease_ms`, default 30000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(100..))]
+    pub warehouse_lease_ms: Option<u64>,
     #[command(flatten)]
     pub query_limits: crate::warehouse::QueryLimitArgs,
     /// Seconds a shutdown (SIGTERM, Ctrl-C) may take: requests in flight, the workers'
@@ -240,6 +245,7 @@ impl ServeFlags {
             &mut s.warehouse.events_per_step,
             &self.warehouse_events_per_step,
         );
+        set(&mut s.warehouse.lease_ms, &self.warehouse_lease_ms);
         self.query_limits.apply(&mut s.query);
     }
 }
@@ -266,6 +272,7 @@ pub struct ServeArgs {
     pub webhook_disable_after_secs: u64,
     pub warehouse_interval_ms: u64,
     pub warehouse_events_per_step: usize,
+    pub warehouse_lease_ms: u64,
     pub query_limits: carrierhub_warehouse::QueryLimits,
     pub relay_poll: Duration,
     pub lag_interval: Duration,
@@ -296,6 +303,7 @@ impl ServeArgs {
             webhook_disable_after_secs: s.webhooks.disable_after_secs,
             warehouse_interval_ms: s.warehouse.interval_ms,
             warehouse_events_per_step: s.warehouse.events_per_step,
+            warehouse_lease_ms: s.warehouse.lease_ms,
             query_limits: s.query.limits(),
             relay_poll: Duration::from_millis(s.relay.poll_ms),
             lag_interval: Duration::from_secs(s.metrics.lag_interval_secs.max(1)),
@@ -421,7 +429,8 @@ pub async fn serve_app(
     if args.has(Role::Warehouse) {
         let writer =
             carrierhub_warehouse::WarehouseWriter::new(app.store.clone(), warehouse.clone())
-                .with_events_per_step(args.warehouse_events_per_step);
+                .with_events_per_step(args.warehouse_events_per_step)
+                .with_lease_ttl(Duration::from_millis(args.warehouse_lease_ms));
         roles_running.spawn(writer.run_until(
             Duration::from_millis(args.warehouse_interval_ms.max(1)),
             stop.clone(),

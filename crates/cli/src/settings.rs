@@ -205,6 +205,7 @@ pub struct WarehouseSettings {
     pub url: Option<String>,
     pub interval_ms: u64,
     pub events_per_step: usize,
+    pub lease_ms: u64,
 }
 
 impl Default for WarehouseSettings {
@@ -213,6 +214,7 @@ impl Default for WarehouseSettings {
             url: None,
             interval_ms: 2000,
             events_per_step: carrierhub_warehouse::writer::EVENTS_PER_STEP,
+            lease_ms: carrierhub_warehouse::writer::LEASE_TTL.as_millis() as u64,
         }
     }
 }
@@ -502,6 +504,9 @@ pub fn specs() -> Vec<Spec> {
             "Milliseconds the warehouse role waits between two of its steps."),
         spec("warehouse.events_per_step", Integer, Some("--warehouse-events-per-step"),
             "Change events the warehouse role applies per step at most."),
+        legacy(spec("warehouse.lease_ms", Integer, Some("--warehouse-lease-ms"),
+            "Milliseconds the warehouse role's lease on its location lasts unless renewed: one writer per location at a time; another takes over this long after the holder dies (at least 100)."),
+            "CARRIERHUB_WAREHOUSE_LEASE_MS"),
         spec("query.memory_mib", Integer, Some("--query-memory-mib"),
             "Memory one warehouse query may use, in MiB."),
         spec("query.timeout_secs", Integer, Some("--query-timeout-secs"),
@@ -696,6 +701,7 @@ impl Settings {
             self.warehouse.events_per_step as u64,
             1,
         )?;
+        at_least("warehouse.lease_ms", self.warehouse.lease_ms, 100)?;
         at_least(
             "metrics.lag_interval_secs",
             self.metrics.lag_interval_secs,

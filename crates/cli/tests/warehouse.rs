@@ -275,6 +275,9 @@ fn query_totals_equal_the_stores_and_a_restarted_writer_writes_the_same_files() 
             "20",
             "--warehouse-events-per-step",
             "25",
+            // The restarted role takes over the killed one's lease when it runs out.
+            "--warehouse-lease-ms",
+            "500",
         ])
     };
     let server = role(&restarted);
@@ -310,6 +313,364 @@ fn query_totals_equal_the_stores_and_a_restarted_writer_writes_the_same_files() 
     assert_eq!(warehouse_portfolio(&env, &restarted), store);
 
     duckdb_reads_the_same_totals(&reference, &store);
+}
+
+/// A carrier of two policies (effective 2025-01 and 2025-03, producer AG1) and a claim on
+/// each (lost 2025-02 and 2025-04), in CSV, and what changes them.
+const BOOKS_POLICIES: &str = r#"
+[mapping]
+name = "books-policies"
+carrier = "books"
+record = "policy"
+version = 1
+
+[source]
+format = "csv"
+
+[conventions]
+date_format = "%Y-%m-%d"
+currency = "EUR"
+
+[fields]
+number = "number"
+line_of_business = { value = "homeowners" }
+status = { value = "active" }
+effective_date = "effective"
+expiration_date = "expires"
+premium = "premium"
+producer = "producer"
+
+[fields.insured]
+name = "insured"
+"#;
+
+const BOOKS_CLAIMS: &str = r#"
+[mapping]
+name = "books-claims"
+carrier = "books"
+record = "claim"
+version = 1
+
+[source]
+format = "csv"
+
+[conventions]
+date_format = "%Y-%m-%d"
+currency = "EUR"
+
+[fields]
+number = "number"
+policy_number = "policy"
+loss_date = "loss"
+reported_date = "reported"
+status = { value = "open" }
+paid = "paid"
+reserve = "reserve"
+"#;
+
+const POLICIES_HEADER: &str = "number,effective,expires,premium,producer,insured\n";
+const CLAIMS_HEADER: &str = "number,policy,loss,reported,paid,reserve\n";
+
+/// Ingests `rows` (CSV lines after the header) with the books carrier's policy or claim
+/// mapping.
+fn ingest_books(env: &Env, name: &str, claims: bool, rows: &str) {
+    let (mapping, header) = if claims {
+        (env.write("books-claims.toml", BOOKS_CLAIMS), CLAIMS_HEADER)
+    } else {
+        (
+            env.write("books-policies.toml", BOOKS_POLICIES),
+            POLICIES_HEADER,
+        )
+    };
+    let feed = env.write(name, format!("{header}{rows}"));
+    let report = env.ingest("books", &mapping, &feed);
+    assert_eq!(report["counts"]["rejected"], 0, "{report}");
+}
+
+fn books(env: &Env) {
+    ingest_books(
+        env,
+        "books-p1.csv",
+        false,
+        "B1,2025-01-10,2026-01-10,1000.00,AG1,Anna\nB2,2025-03-05,2026-03-05,500.00,AG1,Ben\n",
+    );
+    ingest_books(
+        env,
+        "books-c1.csv",
+        true,
+        "K1,B1,2025-02-01,2025-02-03,100.00,50.00\nK2,B2,2025-04-01,2025-04-02,20.00,0.00\n",
+    );
+}
+
+/// Every Parquet file under `dir` with its modification time and bytes.
+fn files_stamped(dir: &Path) -> BTreeMap<String, (std::time::SystemTime, Vec<u8>)> {
+    files(dir)
+        .into_iter()
+        .map(|(name, bytes)| {
+            let modified = std::fs::metadata(dir.join(&name))
+                .unwrap()
+                .modified()
+                .unwrap();
+            (name, (modified, bytes))
+        })
+        .collect()
+}
+
+/// The files that were written (or appeared, or went) between two stamps.
+fn rewritten(
+    before: &BTreeMap<String, (std::time::SystemTime, Vec<u8>)>,
+    after: &BTreeMap<String, (std::time::SystemTime, Vec<u8>)>,
+) -> Vec<String> {
+    let names: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    names
+        .into_iter()
+        .filter(|n| before.get(*n).map(|f| f.0) != after.get(*n).map(|f| f.0))
+        .cloned()
+        .collect()
+}
+
+/// Asserts that a warehouse written from scratch has the same files, byte for byte.
+fn same_as_from_scratch(env: &Env, warehouse: &Path, name: &str) {
+    let scratch = env.path(name);
+    sync(env, &scratch);
+    let (want, got) = (files(&scratch), files(warehouse));
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    for (file, bytes) in &want {
+        assert!(
+            got[file] == *bytes,
+            "{file} differs from the one written from scratch"
+        );
+    }
+}
+
+#[test]
+fn a_change_rewrites_only_the_months_it_touches() {
+    let env = Env::new();
+    ingest_demo(&env, 100);
+    books(&env);
+    let wh = env.path("incremental");
+    sync(&env, &wh);
+    let before = files_stamped(&wh);
+    assert!(before.len() > 40, "{} files", before.len());
+    let month = |table: &str, m: &str| format!("{table}/carrier=books/month={m}/part-0.parquet");
+
+    // A premium change of the January policy: its version and its movement, both January.
+    std::thread::sleep(Duration::from_millis(20));
+    ingest_books(
+        &env,
+        "books-p2.csv",
+        false,
+        "B1,2025-01-10,2026-01-10,1200.00,AG1,Anna\n",
+    );
+    sync(&env, &wh);
+    let after = files_stamped(&wh);
+    assert_eq!(
+        rewritten(&before, &after),
+        [
+            month("policies", "2025-01"),
+            month("premium_transactions", "2025-01")
+        ]
+    );
+    // The other files are the very same (not written again).
+    for (name, (modified, bytes)) in &before {
+        if !name.contains("month=2025-01") || !name.contains("carrier=books") {
+            assert_eq!(after[name].0, *modified, "{name} was rewritten");
+            assert!(after[name].1 == *bytes, "{name} changed");
+        }
+    }
+
+    // A claim whose loss moves from February to May, with a payment: its old version's
+    // validity ends in February, the new version and the payment are in May.
+    std::thread::sleep(Duration::from_millis(20));
+    ingest_books(
+        &env,
+        "books-c2.csv",
+        true,
+        "K1,B1,2025-05-15,2025-05-20,150.00,50.00\n",
+    );
+    sync(&env, &wh);
+    let moved = files_stamped(&wh);
+    assert_eq!(
+        rewritten(&after, &moved),
+        [
+            month("claim_transactions", "2025-05"),
+            month("claims", "2025-02"),
+            month("claims", "2025-05"),
+        ]
+    );
+    let claims = query_csv(
+        &env,
+        &wh,
+        "SELECT month, version, is_current, paid FROM claims WHERE claim_number = 'K1' ORDER BY version",
+    );
+    let claims: Vec<(&str, &str, &str, Decimal)> = claims[1..]
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str(), dec(&r[3])))
+        .collect();
+    assert_eq!(
+        claims,
+        [
+            ("2025-02", "1", "false", dec("100")),
+            ("2025-05", "2", "true", dec("150"))
+        ]
+    );
+
+    // Totals still equal the store's to the cent, and the files those written from scratch.
+    assert_eq!(warehouse_portfolio(&env, &wh), portfolio(&env));
+    same_as_from_scratch(&env, &wh, "scratch");
+}
+
+#[test]
+fn claims_keep_the_book_of_the_policy_version_in_force_at_their_loss() {
+    let env = Env::new();
+    books(&env);
+    let wh = env.path("warehouse");
+    sync(&env, &wh);
+    // B1 moves to producer AG2 after its claim's loss.
+    ingest_books(
+        &env,
+        "books-p2.csv",
+        false,
+        "B1,2025-01-10,2026-01-10,1000.00,AG2,Anna\n",
+    );
+    sync(&env, &wh);
+    let producers = query_csv(
+        &env,
+        &wh,
+        "SELECT 'policy', producer FROM policies WHERE policy_number = 'B1' AND is_current \
+         UNION ALL SELECT 'claim', producer FROM claims WHERE claim_number = 'K1' \
+         UNION ALL SELECT 'movement ' || kind, producer FROM claim_transactions WHERE claim_number = 'K1' \
+         ORDER BY 1",
+    );
+    assert_eq!(
+        producers[1..],
+        [
+            ["claim", "AG1"],
+            ["movement payment", "AG1"],
+            ["movement reserve_change", "AG1"],
+            ["policy", "AG2"],
+        ]
+        .map(|r| r.map(str::to_owned).to_vec())
+    );
+    // The old book still has the claim; the new one has the policy but not the claim.
+    let in_book = |book: &str, sql: &str| -> Vec<Vec<String>> {
+        let out = env
+            .command()
+            .arg("--warehouse")
+            .arg(&wh)
+            .args(["query", "--format", "csv", "--book", book, sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_owned).collect())
+            .collect()
+    };
+    let claims_sql = "SELECT claim_number FROM claims WHERE is_current ORDER BY 1";
+    assert_eq!(in_book("AG1", claims_sql), [["K1"], ["K2"]]);
+    assert!(in_book("AG2", claims_sql).is_empty());
+    assert_eq!(
+        in_book(
+            "AG2",
+            "SELECT policy_number FROM policies WHERE is_current ORDER BY 1"
+        ),
+        [["B1"]]
+    );
+    same_as_from_scratch(&env, &wh, "scratch");
+}
+
+/// The watermark's writer (`host:pid:n`) and lease token.
+fn watermark_writer(dir: &Path) -> (u32, i64) {
+    let bytes = std::fs::read(dir.join("_carrierhub/watermark.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let pid = v["writer"]
+        .as_str()
+        .and_then(|w| w.split(':').nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no writer in {v}"));
+    (pid, v["token"].as_i64().unwrap())
+}
+
+#[test]
+fn one_warehouse_role_writes_a_location_and_another_takes_over_when_it_dies() {
+    let env = Env::new();
+    books(&env);
+    let wh = env.path("warehouse");
+    let role = || {
+        env.serve_with(&[
+            "--role",
+            "warehouse",
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--warehouse-interval-ms",
+            "20",
+            "--warehouse-lease-ms",
+            "1000",
+        ])
+    };
+    let caught_up = |what: &str, within: Duration| {
+        let last = last_event(&env, &wh);
+        let deadline = Instant::now() + within;
+        while watermark(&wh) < last {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the warehouse is not written"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let first = role();
+    caught_up("first role", Duration::from_secs(30));
+    let (writer, token) = watermark_writer(&wh);
+    assert_eq!(writer, first.pid());
+
+    // A second role on the same location stands by, longer than a lease lasts: every change
+    // is still written by the first.
+    let second = role();
+    for (i, premium) in ["1100.00", "1200.00", "1300.00"].into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(600));
+        ingest_books(
+            &env,
+            &format!("books-change-{i}.csv"),
+            false,
+            &format!("B1,2025-01-10,2026-01-10,{premium},AG1,Anna\n"),
+        );
+        caught_up("while both run", Duration::from_secs(30));
+        assert_eq!(watermark_writer(&wh), (first.pid(), token));
+    }
+
+    // The first dies: the second takes over once its lease has run out, with a new token.
+    let killed = Instant::now();
+    first.kill();
+    ingest_books(
+        &env,
+        "books-after.csv",
+        false,
+        "B2,2025-03-05,2026-03-05,700.00,AG1,Ben\n",
+    );
+    caught_up("after the first died", Duration::from_secs(30));
+    let (writer, next) = watermark_writer(&wh);
+    assert_eq!(writer, second.pid());
+    assert!(next > token, "token {next} after {token}");
+    // The first renewed its lease at most a step before it died.
+    assert!(
+        killed.elapsed() >= Duration::from_millis(700),
+        "taken over {:?} after the holder died, before its lease ran out",
+        killed.elapsed()
+    );
+    second.kill();
+    assert_eq!(warehouse_portfolio(&env, &wh), portfolio(&env));
+    same_as_from_scratch(&env, &wh, "scratch");
 }
 
 /// The Python with `duckdb` that `.ci/warehouse-python.sh` prepares, if any.

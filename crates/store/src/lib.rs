@@ -25,6 +25,7 @@ mod sqlite;
 pub mod testing;
 pub mod trace;
 mod types;
+mod warehouse;
 mod webhooks;
 
 pub use access::*;
@@ -344,7 +345,16 @@ pub trait Store: Send + Sync + 'static {
     async fn last_event_id(&self) -> Result<i64>;
     /// Every version of a carrier's policies and claims and every premium and claim
     /// transaction, as committed now (unscoped: the warehouse applies scope when it is read).
-    async fn warehouse_carrier(&self, carrier: &str) -> Result<WarehouseCarrier>;
+    async fn warehouse_carrier(&self, carrier: &str) -> Result<WarehouseCarrier> {
+        self.warehouse_rows(carrier, &WarehouseSelection::All).await
+    }
+    /// The rows of a carrier that `selection` names, each list in the order of
+    /// [`WarehouseCarrier`], read in one transaction (one snapshot). Unscoped.
+    async fn warehouse_rows(
+        &self,
+        carrier: &str,
+        selection: &WarehouseSelection,
+    ) -> Result<WarehouseCarrier>;
     /// Marks events as published (after the broker acknowledged them), in one transaction
     /// that also gives each newly published event its place in the publication order
     /// (read by [`Store::list_events`]) and queues its deliveries to the webhooks that
@@ -415,6 +425,17 @@ pub trait Store: Send + Sync + 'static {
     /// Takes or renews the named lease for `owner` until `ttl` from now: true when `owner`
     /// holds it. One holder at a time; an expired lease is taken over.
     async fn take_lease(&self, name: &str, owner: &str, ttl: std::time::Duration) -> Result<bool>;
+    /// Takes or renews the named fenced lease for `owner` until `ttl` from now; `None` while
+    /// another owner holds it (not expired). The returned token stays the same while `owner`
+    /// renews it, and grows whenever the lease changes hands: a holder compares it with the
+    /// one it took to learn that it lost the lease in between. Separate from
+    /// [`Store::take_lease`]'s leases.
+    async fn take_fenced_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<FencedLease>>;
 
     /// Policies and premium by carrier, line and currency, over current versions.
     async fn portfolio(&self, scope: &Scope) -> Result<Vec<PortfolioLine>>;

@@ -2136,6 +2136,30 @@ async fn apply_batch(conn: &mut PgConnection, batch: &Batch) -> BatchResult<Batc
     Ok(BatchOutcome { counts })
 }
 
+/// How the warehouse's reads are spelled in PostgreSQL (see [`crate::warehouse`]).
+const WAREHOUSE_DIALECT: crate::warehouse::Dialect = crate::warehouse::Dialect {
+    ids: "(SELECT jsonb_array_elements_text(?::jsonb)::bigint)",
+    texts: "(SELECT jsonb_array_elements_text(?::jsonb))",
+    policy_month: "substr(v.record->>'effective_date', 1, 7)",
+    claim_month: "substr({}.record->>'loss_date', 1, 7)",
+    premium_month: "to_char(t.effective_date, 'YYYY-MM')",
+};
+
+/// `sql` with its `?` parameters numbered `$2`, `$3`, … (`$1` is the carrier).
+fn sql_params(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 1;
+    for ch in sql.chars() {
+        if ch == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> Result<()> {
@@ -3024,21 +3048,30 @@ impl Store for PgStore {
         )
     }
 
-    async fn warehouse_carrier(&self, carrier: &str) -> Result<WarehouseCarrier> {
+    async fn warehouse_rows(
+        &self,
+        carrier: &str,
+        selection: &WarehouseSelection,
+    ) -> Result<WarehouseCarrier> {
+        let [policy_cond, claim_cond, premium_cond, claim_tx_cond] =
+            crate::warehouse::conditions(&WAREHOUSE_DIALECT, carrier, selection);
         // One repeatable-read transaction, so the four reads see the same snapshot.
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
         let mut out = WarehouseCarrier::default();
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT v.policy_id, v.version, v.record, v.submission_id, v.valid_from, v.valid_to \
              FROM policy_versions v JOIN policies p ON p.id = v.policy_id \
-             WHERE p.carrier_id = $1 ORDER BY v.policy_id, v.version",
-        )
-        .bind(carrier)
-        .fetch_all(&mut *tx)
-        .await?;
+             WHERE p.carrier_id = $1 AND ({}) ORDER BY v.policy_id, v.version",
+            sql_params(&policy_cond.sql)
+        );
+        let mut q = sqlx::query(&sql).bind(carrier);
+        for param in &policy_cond.params {
+            q = q.bind(param);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
         for r in &rows {
             let policy_id: i64 = r.try_get("policy_id")?;
             let version: i64 = r.try_get("version")?;
@@ -3054,15 +3087,18 @@ impl Store for PgStore {
                 valid_to: r.try_get("valid_to")?,
             });
         }
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT v.claim_id, v.version, v.record, v.submission_id, v.valid_from, v.valid_to, \
                     COALESCE(v.policy_id, c.policy_id) AS policy_id \
              FROM claim_versions v JOIN claims c ON c.id = v.claim_id \
-             WHERE c.carrier_id = $1 ORDER BY v.claim_id, v.version",
-        )
-        .bind(carrier)
-        .fetch_all(&mut *tx)
-        .await?;
+             WHERE c.carrier_id = $1 AND ({}) ORDER BY v.claim_id, v.version",
+            sql_params(&claim_cond.sql)
+        );
+        let mut q = sqlx::query(&sql).bind(carrier);
+        for param in &claim_cond.params {
+            q = q.bind(param);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
         for r in &rows {
             let claim_id: i64 = r.try_get("claim_id")?;
             let version: i64 = r.try_get("version")?;
@@ -3079,15 +3115,18 @@ impl Store for PgStore {
                 valid_to: r.try_get("valid_to")?,
             });
         }
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT t.id, t.policy_id, t.policy_version, t.kind, t.amount, t.currency, \
                     t.effective_date, t.submission_id, t.recorded_at \
              FROM premium_transactions t JOIN policies p ON p.id = t.policy_id \
-             WHERE p.carrier_id = $1 ORDER BY t.id",
-        )
-        .bind(carrier)
-        .fetch_all(&mut *tx)
-        .await?;
+             WHERE p.carrier_id = $1 AND ({}) ORDER BY t.id",
+            sql_params(&premium_cond.sql)
+        );
+        let mut q = sqlx::query(&sql).bind(carrier);
+        for param in &premium_cond.params {
+            q = q.bind(param);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
         for r in &rows {
             out.premium_transactions.push(WarehousePremiumTransaction {
                 id: r.try_get("id")?,
@@ -3101,15 +3140,18 @@ impl Store for PgStore {
                 recorded_at: r.try_get("recorded_at")?,
             });
         }
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT t.id, t.claim_id, t.claim_version, t.kind, t.amount, t.currency, \
                     t.submission_id, t.recorded_at \
              FROM claim_transactions t JOIN claims c ON c.id = t.claim_id \
-             WHERE c.carrier_id = $1 ORDER BY t.id",
-        )
-        .bind(carrier)
-        .fetch_all(&mut *tx)
-        .await?;
+             WHERE c.carrier_id = $1 AND ({}) ORDER BY t.id",
+            sql_params(&claim_tx_cond.sql)
+        );
+        let mut q = sqlx::query(&sql).bind(carrier);
+        for param in &claim_tx_cond.params {
+            q = q.bind(param);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
         for r in &rows {
             out.claim_transactions.push(WarehouseClaimTransaction {
                 id: r.try_get("id")?,
@@ -3249,6 +3291,37 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn take_fenced_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<FencedLease>> {
+        let row = sqlx::query(
+            "INSERT INTO fenced_leases (name, owner, token, until) \
+             VALUES ($1, $2, 1, clock_timestamp() + $3) \
+             ON CONFLICT (name) DO UPDATE SET \
+                token = CASE WHEN fenced_leases.owner = excluded.owner \
+                        THEN fenced_leases.token ELSE fenced_leases.token + 1 END, \
+                owner = excluded.owner, until = excluded.until \
+             WHERE fenced_leases.owner = excluded.owner \
+                OR fenced_leases.until < clock_timestamp() \
+             RETURNING token, until",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(lease_interval(ttl))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(FencedLease {
+                token: r.try_get("token")?,
+                until: r.try_get("until")?,
+            })
+        })
+        .transpose()
     }
 
     async fn portfolio(&self, scope: &Scope) -> Result<Vec<PortfolioLine>> {

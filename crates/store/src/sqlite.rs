@@ -116,6 +116,15 @@ fn instant(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// How the warehouse's reads are spelled in SQLite (see [`crate::warehouse`]).
+const WAREHOUSE_DIALECT: crate::warehouse::Dialect = crate::warehouse::Dialect {
+    ids: "(SELECT value FROM json_each(?))",
+    texts: "(SELECT value FROM json_each(?))",
+    policy_month: "substr(json_extract(v.record, '$.effective_date'), 1, 7)",
+    claim_month: "substr(json_extract({}.record, '$.loss_date'), 1, 7)",
+    premium_month: "substr(t.effective_date, 1, 7)",
+};
+
 fn lease_end(lease: Duration) -> String {
     (Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5)))
         .to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -2172,19 +2181,28 @@ impl Store for SqliteStore {
         )
     }
 
-    async fn warehouse_carrier(&self, carrier: &str) -> Result<WarehouseCarrier> {
+    async fn warehouse_rows(
+        &self,
+        carrier: &str,
+        selection: &WarehouseSelection,
+    ) -> Result<WarehouseCarrier> {
+        let [policy_cond, claim_cond, premium_cond, claim_tx_cond] =
+            crate::warehouse::conditions(&WAREHOUSE_DIALECT, carrier, selection);
         // One read transaction, so the four reads see the same commit.
         let mut conn = self.read.acquire().await?;
         let mut tx = conn.begin().await?;
         let mut out = WarehouseCarrier::default();
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT v.policy_id, v.version, v.record, v.submission_id, v.valid_from, v.valid_to \
              FROM policy_versions v JOIN policies p ON p.id = v.policy_id \
-             WHERE p.carrier_id = ? ORDER BY v.policy_id, v.version",
-        )
-        .bind(carrier)
-        .fetch_all(&mut *tx)
-        .await?;
+             WHERE p.carrier_id = ? AND ({}) ORDER BY v.policy_id, v.version",
+            policy_cond.sql
+        );
+        let mut q = sqlx::query(&sql).bind(carrier);
+        for param in &policy_cond.params {
+            q = q.bind(param);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
         for r in &rows {
             let policy_id: i64 = r.try_get("policy_id")?;
             let version: i64 = r.try_get("version")?;
@@ -2197,15 +2215,18 @@ impl Store for SqliteStore {
                 valid_to: opt_ts(r.try_get("valid_to")?)?,
             });
         }
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT v.claim_id, v.version, v.record, v.submission_id, v.valid_from, v.valid_to, \
                     COALESCE(v.policy_id, c.policy_id) AS policy_id \
              FROM claim_versions v JOIN claims c ON c.id = v.claim_id \
-             WHERE c.carrier_id = ? ORDER BY v.claim_id, v.version",
-        )
-        .bind(carrier)
-        .fetch_all(&mut *tx)
-        .await?;
+             WHERE c.carrier_id = ? AND ({}) ORDER BY v.claim_id, v.version",
+            claim_cond.sql
+        );
+        let mut q = sqlx::query(&sql).bind(carrier);
+        for param in &claim_cond.params {
+            q = q.bind(param);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
         for r in &rows {
             let claim_id: i64 = r.try_get("claim_id")?;
             let version: i64 = r.try_get("version")?;
@@ -2221,15 +2242,18 @@ impl Store for SqliteStore {
                 valid_to: opt_ts(r.try_get("valid_to")?)?,
             });
         }
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT t.id, t.policy_id, t.policy_version, t.kind, t.amount, t.currency, \
                     t.effective_date, t.submission_id, t.recorded_at \
              FROM premium_transactions t JOIN policies p ON p.id = t.policy_id \
-             WHERE p.carrier_id = ? ORDER BY t.id",
-        )
-        .bind(carrier)
-        .fetch_all(&mut *tx)
-        .await?;
+             WHERE p.carrier_id = ? AND ({}) ORDER BY t.id",
+            premium_cond.sql
+        );
+        let mut q = sqlx::query(&sql).bind(carrier);
+        for param in &premium_cond.params {
+            q = q.bind(param);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
         for r in &rows {
             let amount: String = r.try_get("amount")?;
             out.premium_transactions.push(WarehousePremiumTransaction {
@@ -2245,15 +2269,18 @@ impl Store for SqliteStore {
                 recorded_at: ts(&r.try_get::<String, _>("recorded_at")?)?,
             });
         }
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT t.id, t.claim_id, t.claim_version, t.kind, t.amount, t.currency, \
                     t.submission_id, t.recorded_at \
              FROM claim_transactions t JOIN claims c ON c.id = t.claim_id \
-             WHERE c.carrier_id = ? ORDER BY t.id",
-        )
-        .bind(carrier)
-        .fetch_all(&mut *tx)
-        .await?;
+             WHERE c.carrier_id = ? AND ({}) ORDER BY t.id",
+            claim_tx_cond.sql
+        );
+        let mut q = sqlx::query(&sql).bind(carrier);
+        for param in &claim_tx_cond.params {
+            q = q.bind(param);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
         for r in &rows {
             let amount: String = r.try_get("amount")?;
             out.claim_transactions.push(WarehouseClaimTransaction {
@@ -2419,6 +2446,42 @@ impl Store for SqliteStore {
                 .execute(&mut *conn)
                 .await?;
                 Ok(done.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    async fn take_fenced_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<FencedLease>> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.in_transaction(move |conn| {
+            Box::pin(async move {
+                let row = sqlx::query(
+                    "INSERT INTO fenced_leases (name, owner, token, until) VALUES (?, ?, 1, ?) \
+                     ON CONFLICT (name) DO UPDATE SET \
+                        token = CASE WHEN fenced_leases.owner = excluded.owner \
+                                THEN fenced_leases.token ELSE fenced_leases.token + 1 END, \
+                        owner = excluded.owner, until = excluded.until \
+                     WHERE fenced_leases.owner = excluded.owner OR fenced_leases.until < ? \
+                     RETURNING token, until",
+                )
+                .bind(&name)
+                .bind(&owner)
+                .bind(lease_end(ttl))
+                .bind(now())
+                .fetch_optional(&mut *conn)
+                .await?;
+                row.map(|r| {
+                    Ok(FencedLease {
+                        token: r.try_get("token")?,
+                        until: ts(&r.try_get::<String, _>("until")?)?,
+                    })
+                })
+                .transpose()
             })
         })
         .await

@@ -539,6 +539,50 @@ mod tests {
     }
 }
 
+/// Which of a carrier's rows [`crate::Store::warehouse_rows`] reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WarehouseSelection {
+    /// Every row of the carrier.
+    All,
+    /// The history of these records: every version of the policies and their premium
+    /// transactions; every version of the claims, and every claim version that names one of
+    /// the policies; the transactions of all those claim versions' claims. What the warehouse
+    /// needs to work out which partitions a change touches.
+    Records {
+        policies: Vec<i64>,
+        claims: Vec<i64>,
+    },
+    /// The rows of these month partitions, and what they refer to (see [`WarehouseMonths`]).
+    Months(WarehouseMonths),
+}
+
+/// Month partitions (`YYYY-MM`) of the warehouse's tables, as [`WarehouseSelection::Months`]
+/// reads them. Besides the rows of the months, the read returns every version of each
+/// policy that a returned premium transaction or claim version refers to (their line and
+/// producer come from it), whatever its month.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WarehouseMonths {
+    /// Policy versions by the month of their effective date (the policies and coverages
+    /// tables).
+    pub policies: Vec<String>,
+    /// Premium transactions by the month of their effective date.
+    pub premium_transactions: Vec<String>,
+    /// Claim versions by the month of their loss date.
+    pub claims: Vec<String>,
+    /// Claim transactions by the month of their claim version's loss date (those claim
+    /// versions are returned too).
+    pub claim_transactions: Vec<String>,
+}
+
+/// A fenced lease (see [`crate::Store::take_fenced_lease`]): held by one owner at a time; the
+/// token grows by one whenever the lease changes hands, so a holder that was replaced can
+/// tell by its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FencedLease {
+    pub token: i64,
+    pub until: DateTime<Utc>,
+}
+
 /// Everything of one carrier the warehouse keeps (see [`crate::Store::warehouse_carrier`]):
 /// every version of its policies and claims and every premium and claim transaction.
 #[derive(Debug, Clone, Default)]

@@ -53,6 +53,8 @@ conformance!(
     events_are_read_in_publication_order_within_the_scope,
     webhook_deliveries_are_queued_once_in_scope_claimed_retried_and_logged,
     the_warehouse_reads_events_after_a_position_and_a_carriers_history,
+    the_warehouse_reads_the_history_of_records_and_the_rows_of_months,
+    fenced_leases_have_one_holder_and_a_token_that_grows_with_each_handover,
 );
 
 async fn versions_transactions_and_events_follow_the_changes(target: Target) {
@@ -3577,4 +3579,170 @@ async fn the_warehouse_reads_events_after_a_position_and_a_carriers_history(targ
         .unwrap()
         .policy_versions
         .is_empty());
+}
+
+async fn the_warehouse_reads_the_history_of_records_and_the_rows_of_months(target: Target) {
+    let store = target.store().await;
+    ingest(
+        &store,
+        vec![
+            policy("P1", 10000, PolicyStatus::Active),
+            policy("P2", 5000, PolicyStatus::Active),
+            policy("P1", 3000, PolicyStatus::Cancelled),
+        ],
+    )
+    .await;
+    // A claim of P2, lost in 2025-03 (the policies are effective in 2025-01).
+    ingest(&store, vec![claim("C1", "P2", 1000, 500)]).await;
+    let p1 = policy_id(&store, "P1").await;
+    let p2 = policy_id(&store, "P2").await;
+    let all = store.warehouse_carrier("acme").await.unwrap();
+    let c1 = all.claim_versions[0].claim_id;
+    let read = |selection: WarehouseSelection| {
+        let store = store.clone();
+        async move { store.warehouse_rows("acme", &selection).await.unwrap() }
+    };
+    let shape = |d: &WarehouseCarrier| {
+        (
+            d.policy_versions
+                .iter()
+                .map(|v| (v.policy_id, v.version))
+                .collect::<Vec<_>>(),
+            d.claim_versions
+                .iter()
+                .map(|v| (v.claim_id, v.version, v.policy_id))
+                .collect::<Vec<_>>(),
+            d.premium_transactions
+                .iter()
+                .map(|t| t.amount)
+                .sum::<Decimal>(),
+            d.claim_transactions.len(),
+        )
+    };
+    let records = |policies: Vec<i64>, claims: Vec<i64>| {
+        read(WarehouseSelection::Records { policies, claims })
+    };
+    let months = |m: WarehouseMonths| read(WarehouseSelection::Months(m));
+    let m = |s: &str| vec![s.to_owned()];
+
+    // A record's history: P1's versions and movements, not P2's or the claim.
+    assert_eq!(
+        shape(&records(vec![p1], vec![]).await),
+        (vec![(p1, 1), (p1, 2)], vec![], Decimal::from(30), 0)
+    );
+    // A policy's history includes the claims that name it, with their transactions.
+    assert_eq!(
+        shape(&records(vec![p2], vec![]).await),
+        (vec![(p2, 1)], vec![(c1, 1, p2)], Decimal::from(50), 2)
+    );
+    assert_eq!(
+        shape(&records(vec![], vec![c1]).await),
+        (vec![], vec![(c1, 1, p2)], Decimal::ZERO, 2)
+    );
+    // A month: its rows, and every version of the policies its transactions and claims
+    // refer to.
+    assert_eq!(
+        shape(
+            &months(WarehouseMonths {
+                policies: m("2025-01"),
+                ..Default::default()
+            })
+            .await
+        ),
+        (vec![(p1, 1), (p1, 2), (p2, 1)], vec![], Decimal::ZERO, 0)
+    );
+    assert_eq!(
+        shape(
+            &months(WarehouseMonths {
+                claims: m("2025-03"),
+                ..Default::default()
+            })
+            .await
+        ),
+        (vec![(p2, 1)], vec![(c1, 1, p2)], Decimal::ZERO, 0)
+    );
+    assert_eq!(
+        shape(
+            &months(WarehouseMonths {
+                claim_transactions: m("2025-03"),
+                ..Default::default()
+            })
+            .await
+        ),
+        (vec![(p2, 1)], vec![(c1, 1, p2)], Decimal::ZERO, 2)
+    );
+    assert_eq!(
+        shape(
+            &months(WarehouseMonths {
+                premium_transactions: m("2025-01"),
+                ..Default::default()
+            })
+            .await
+        ),
+        (
+            vec![(p1, 1), (p1, 2), (p2, 1)],
+            vec![],
+            Decimal::from(80),
+            0
+        )
+    );
+    let nothing = WarehouseMonths {
+        policies: m("2024-12"),
+        premium_transactions: m("2024-12"),
+        claims: m("2025-01"),
+        claim_transactions: m("2025-02"),
+    };
+    assert_eq!(
+        shape(&months(nothing).await),
+        (vec![], vec![], Decimal::ZERO, 0)
+    );
+    // Another carrier's ids are not read.
+    assert!(store
+        .warehouse_rows(
+            "nobody",
+            &WarehouseSelection::Records {
+                policies: vec![p1, p2],
+                claims: vec![c1]
+            }
+        )
+        .await
+        .unwrap()
+        .policy_versions
+        .is_empty());
+}
+
+async fn fenced_leases_have_one_holder_and_a_token_that_grows_with_each_handover(target: Target) {
+    let store = target.store().await;
+    let take = |owner: &'static str, ttl: Duration| {
+        let store = store.clone();
+        async move {
+            store
+                .take_fenced_lease("warehouse:/w", owner, ttl)
+                .await
+                .unwrap()
+                .map(|l| l.token)
+        }
+    };
+    assert_eq!(take("a", LEASE).await, Some(1));
+    // Renewed by its holder: the same token; refused to another owner.
+    assert_eq!(take("a", LEASE).await, Some(1));
+    assert_eq!(take("b", LEASE).await, None);
+    assert_eq!(
+        store
+            .take_fenced_lease("warehouse:/other", "b", LEASE)
+            .await
+            .unwrap()
+            .map(|l| l.token),
+        Some(1)
+    );
+    // Expired: taken over with the next token; the old holder is refused and learns it.
+    assert_eq!(take("a", Duration::from_millis(1)).await, Some(1));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(take("b", LEASE).await, Some(2));
+    assert_eq!(take("a", LEASE).await, None);
+    assert_eq!(take("b", Duration::from_millis(1)).await, Some(2));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(take("a", LEASE).await, Some(3));
+    // The plain leases are another name space.
+    assert!(store.take_lease("warehouse:/w", "b", LEASE).await.unwrap());
 }

@@ -3,7 +3,8 @@
 //! - [`tables`]: the tables (policies and claims with every version's validity, coverages,
 //!   premium and claim transactions), their Arrow schemas and one carrier's rows per month.
 //! - [`writer`]: [`WarehouseWriter`] applies the store's outbox after a durable watermark and
-//!   rewrites the partitions of the carriers it touched (`carrier=X/month=YYYY-MM/`).
+//!   rewrites the partitions (`carrier=X/month=YYYY-MM/`) the events changed, one writer
+//!   per location (a fenced lease in the store).
 //! - [`query`]: [`QueryEngine`] runs read-only SQL with DataFusion, each table wrapped in a
 //!   [`query::ScopedTable`] that filters every scan to the caller's carriers and books.
 //! - [`insights`]: insurance metrics (written, in-force and earned premium, incurred losses,
@@ -33,6 +34,9 @@ pub enum WarehouseError {
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
     #[error("warehouse data is corrupt: {0}")]
     Corrupt(String),
+    /// Another writer holds (or took over) the location's lease.
+    #[error("{0}")]
+    LeaseLost(String),
 }
 
 pub type Result<T, E = WarehouseError> = std::result::Result<T, E>;

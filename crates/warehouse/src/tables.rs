@@ -6,15 +6,15 @@
 //! `Date32`, instants `Timestamp(Microsecond, "UTC")`, so a warehouse loads the files as they
 //! are. The book a row belongs to (what a scope's books restrict) is its `producer` column.
 
-use carrierhub_store::WarehouseCarrier;
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use carrierhub_store::{WarehouseCarrier, WarehouseClaimVersion, WarehousePolicyVersion};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Utc};
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Int64Builder, RecordBatch,
     StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
 /// Precision and scale of every money column.
@@ -319,6 +319,143 @@ impl Partitions {
     }
 }
 
+/// The instant a claim's loss date stands for when its policy's version is looked up: the
+/// start of the day, UTC.
+pub fn loss_instant(loss_date: NaiveDate) -> DateTime<Utc> {
+    loss_date.and_time(NaiveTime::MIN).and_utc()
+}
+
+/// Each policy's versions, oldest first.
+fn versions_by_policy(data: &WarehouseCarrier) -> HashMap<i64, Vec<&WarehousePolicyVersion>> {
+    let mut by_policy: HashMap<i64, Vec<&WarehousePolicyVersion>> = HashMap::new();
+    for v in &data.policy_versions {
+        by_policy.entry(v.policy_id).or_default().push(v);
+    }
+    for list in by_policy.values_mut() {
+        list.sort_by_key(|v| v.version);
+    }
+    by_policy
+}
+
+/// The version of policy `policy_id` in force at a claim's loss date, which gives the claim
+/// (and its transactions) its line of business and producer (book): the version that was
+/// current at the start of the loss day (UTC), `valid_from <= loss < valid_to`; the first
+/// version when the loss predates every version. A policy that changes producer later thus
+/// keeps its earlier claims in the earlier book.
+pub fn in_force<'a>(
+    by_policy: &HashMap<i64, Vec<&'a WarehousePolicyVersion>>,
+    policy_id: i64,
+    loss_date: NaiveDate,
+) -> Option<&'a WarehousePolicyVersion> {
+    let versions = by_policy.get(&policy_id)?;
+    let at = loss_instant(loss_date);
+    let mut chosen = *versions.first()?;
+    for v in versions {
+        if v.valid_from <= at {
+            chosen = v;
+        }
+    }
+    Some(chosen)
+}
+
+/// A change an outbox event reports: a record and, when the event names it, the version the
+/// change made (`None`: any of the record's versions may be new).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Change {
+    Policy { id: i64, version: Option<i64> },
+    Claim { id: i64, version: Option<i64> },
+}
+
+/// Month partitions by table.
+pub type PartitionSet = BTreeMap<Table, BTreeSet<String>>;
+
+/// The partitions whose contents `changes` altered, given the history of the records they
+/// name (what [`carrierhub_store::WarehouseSelection::Records`] reads). A new policy version
+/// `n` touches the month of its effective date in policies (and coverages when it has
+/// some), the month of version `n - 1` (whose `valid_to` it set), the months of its premium
+/// transactions, and the months of the claim versions naming the policy whose loss is at
+/// or after the version's `valid_from` (their policy version in force moved to it, see
+/// [`in_force`]) with their transactions' months. A new claim version touches the month of
+/// its loss date and that of the version before (a changed loss date moves the claim from
+/// one month to another; a claim moved to another policy stays in its months), and its
+/// transactions' month.
+pub fn touched_partitions(changes: &[Change], data: &WarehouseCarrier) -> PartitionSet {
+    let mut out = PartitionSet::new();
+    let mut add = |table: Table, date: NaiveDate| {
+        out.entry(table).or_default().insert(month_of(date));
+    };
+    let by_policy = versions_by_policy(data);
+    let mut claims: HashMap<i64, Vec<&WarehouseClaimVersion>> = HashMap::new();
+    let mut claims_of_policy: HashMap<i64, Vec<&WarehouseClaimVersion>> = HashMap::new();
+    for v in &data.claim_versions {
+        claims.entry(v.claim_id).or_default().push(v);
+        claims_of_policy.entry(v.policy_id).or_default().push(v);
+    }
+    let mut premiums: HashMap<(i64, i64), Vec<NaiveDate>> = HashMap::new();
+    for t in &data.premium_transactions {
+        premiums
+            .entry((t.policy_id, t.policy_version))
+            .or_default()
+            .push(t.effective_date);
+    }
+    let claim_tx: HashSet<(i64, i64)> = data
+        .claim_transactions
+        .iter()
+        .map(|t| (t.claim_id, t.claim_version))
+        .collect();
+    for change in changes {
+        match *change {
+            Change::Policy { id, version } => {
+                let Some(versions) = by_policy.get(&id) else {
+                    continue;
+                };
+                let new = versions
+                    .iter()
+                    .filter(|v| version.is_none_or(|n| v.version == n));
+                for v in new {
+                    let previous = versions.iter().find(|p| p.version == v.version - 1);
+                    for p in std::iter::once(v).chain(previous) {
+                        add(Table::Policies, p.record.effective_date);
+                        if !p.record.coverages.is_empty() {
+                            add(Table::Coverages, p.record.effective_date);
+                        }
+                    }
+                    for d in premiums.get(&(id, v.version)).into_iter().flatten() {
+                        add(Table::PremiumTransactions, *d);
+                    }
+                    for c in claims_of_policy.get(&id).into_iter().flatten() {
+                        let loss = c.record.loss_date;
+                        if v.version == 1 || loss_instant(loss) >= v.valid_from {
+                            add(Table::Claims, loss);
+                            if claim_tx.contains(&(c.claim_id, c.version)) {
+                                add(Table::ClaimTransactions, loss);
+                            }
+                        }
+                    }
+                }
+            }
+            Change::Claim { id, version } => {
+                let Some(versions) = claims.get(&id) else {
+                    continue;
+                };
+                let new = versions
+                    .iter()
+                    .filter(|v| version.is_none_or(|n| v.version == n));
+                for v in new {
+                    add(Table::Claims, v.record.loss_date);
+                    if let Some(p) = versions.iter().find(|p| p.version == v.version - 1) {
+                        add(Table::Claims, p.record.loss_date);
+                    }
+                    if claim_tx.contains(&(id, v.version)) {
+                        add(Table::ClaimTransactions, v.record.loss_date);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// One carrier's rows: for each table, one record batch per month, months in order. The
 /// rows are in the order of the store's ids, so the same data always gives the same batches.
 pub fn carrier_batches(data: &WarehouseCarrier) -> Vec<(Table, Vec<(String, RecordBatch)>)> {
@@ -328,10 +465,12 @@ pub fn carrier_batches(data: &WarehouseCarrier) -> Vec<(Table, Vec<(String, Reco
     let mut claims = Partitions::new(Table::Claims);
     let mut claim_tx = Partitions::new(Table::ClaimTransactions);
 
-    // Each policy's current version: its number, line and book for the claims.
+    // Each policy's current version: the fallback for a transaction whose version is gone.
     let mut current: HashMap<i64, &carrierhub_model::Policy> = HashMap::new();
     // Each policy version, for its transactions.
     let mut versions: HashMap<(i64, i64), &carrierhub_model::Policy> = HashMap::new();
+    // Each policy's versions in order, for the claims (see [`in_force`]).
+    let by_policy = versions_by_policy(data);
     for v in &data.policy_versions {
         let p = &v.record;
         versions.insert((v.policy_id, v.version), p);
@@ -427,7 +566,7 @@ pub fn carrier_batches(data: &WarehouseCarrier) -> Vec<(Table, Vec<(String, Reco
     for v in &data.claim_versions {
         let c = &v.record;
         claim_versions.insert((v.claim_id, v.version), (c, v.policy_id));
-        let policy = current.get(&v.policy_id);
+        let policy = in_force(&by_policy, v.policy_id, c.loss_date).map(|p| &p.record);
         let line = policy.map_or("", |p| p.line_of_business.value.code());
         let producer = policy.and_then(|p| p.producer.as_deref());
         let currency = c.paid.currency.to_string();
@@ -461,7 +600,7 @@ pub fn carrier_batches(data: &WarehouseCarrier) -> Vec<(Table, Vec<(String, Reco
         let Some((c, policy_id)) = claim_versions.get(&(t.claim_id, t.claim_version)) else {
             continue;
         };
-        let policy = current.get(policy_id);
+        let policy = in_force(&by_policy, *policy_id, c.loss_date).map(|p| &p.record);
         let line = policy.map_or("", |p| p.line_of_business.value.code());
         let producer = policy.and_then(|p| p.producer.as_deref());
         claim_tx.push(
@@ -508,6 +647,167 @@ mod tests {
             -500_000_000
         );
         assert_eq!(decimal_to_i128(Decimal::from(7)), 7_000_000_000);
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn policy_version(
+        version: i64,
+        effective: &str,
+        producer: &str,
+        from: &str,
+        to: Option<&str>,
+    ) -> WarehousePolicyVersion {
+        let record = serde_json::json!({
+            "carrier": "c", "number": "P1",
+            "line_of_business": {"value": "homeowners", "original": "HO"},
+            "status": {"value": "active", "original": "A"},
+            "effective_date": effective, "expiration_date": "2026-12-31",
+            "premium": {"amount": "100", "currency": "EUR"},
+            "producer": producer,
+            "insured": {"reference": null, "kind": "person", "name": "A", "postal_code": null, "country": null},
+            "coverages": [],
+        });
+        WarehousePolicyVersion {
+            policy_id: 1,
+            version,
+            record: serde_json::from_value(record).unwrap(),
+            submission_id: 1,
+            valid_from: at(from),
+            valid_to: to.map(at),
+        }
+    }
+
+    fn claim_version(claim_id: i64, version: i64, loss: &str, from: &str) -> WarehouseClaimVersion {
+        let record = serde_json::json!({
+            "carrier": "c", "number": format!("C{claim_id}"), "policy_number": "P1",
+            "loss_date": loss, "reported_date": loss,
+            "status": {"value": "open", "original": "O"}, "cause": null,
+            "paid": {"amount": "10", "currency": "EUR"},
+            "reserve": {"amount": "0", "currency": "EUR"},
+        });
+        WarehouseClaimVersion {
+            claim_id,
+            version,
+            policy_id: 1,
+            record: serde_json::from_value(record).unwrap(),
+            submission_id: 1,
+            valid_from: at(from),
+            valid_to: None,
+        }
+    }
+
+    /// Policy 1: AG1 from 2025-03-01, AG2 from 2025-06-15 (effective month moved to
+    /// 2025-02); claim 7 lost 2025-01-20 (before the first version), claim 8 lost 2025-05-31,
+    /// claim 9 lost 2025-07-01.
+    fn history() -> WarehouseCarrier {
+        WarehouseCarrier {
+            policy_versions: vec![
+                policy_version(
+                    1,
+                    "2025-01-10",
+                    "AG1",
+                    "2025-03-01T09:00:00Z",
+                    Some("2025-06-15T12:00:00Z"),
+                ),
+                policy_version(2, "2025-02-10", "AG2", "2025-06-15T12:00:00Z", None),
+            ],
+            claim_versions: vec![
+                claim_version(7, 1, "2025-01-20", "2025-03-02T00:00:00Z"),
+                claim_version(8, 1, "2025-05-31", "2025-06-01T00:00:00Z"),
+                claim_version(9, 1, "2025-07-01", "2025-07-02T00:00:00Z"),
+            ],
+            ..WarehouseCarrier::default()
+        }
+    }
+
+    #[test]
+    fn a_claim_takes_the_policy_version_in_force_at_its_loss() {
+        let data = history();
+        let by_policy = versions_by_policy(&data);
+        let producer = |loss: &str| {
+            let loss = NaiveDate::parse_from_str(loss, "%Y-%m-%d").unwrap();
+            in_force(&by_policy, 1, loss)
+                .and_then(|v| v.record.producer.clone())
+                .unwrap()
+        };
+        assert_eq!(
+            producer("2025-01-20"),
+            "AG1",
+            "before every version: the first"
+        );
+        assert_eq!(producer("2025-05-31"), "AG1");
+        assert_eq!(
+            producer("2025-06-15"),
+            "AG1",
+            "the day began before the change"
+        );
+        assert_eq!(producer("2025-06-16"), "AG2");
+        assert!(in_force(&by_policy, 2, NaiveDate::MIN).is_none());
+        let claims = &carrier_batches(&data)[3].1;
+        let rows: Vec<(String, usize)> = claims
+            .iter()
+            .map(|(month, b)| (month.clone(), b.num_rows()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("2025-01".to_owned(), 1),
+                ("2025-05".to_owned(), 1),
+                ("2025-07".to_owned(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_change_touches_the_months_of_its_versions_and_of_the_claims_it_moves() {
+        let data = history();
+        let months = |changes: &[Change]| -> Vec<(Table, String)> {
+            touched_partitions(changes, &data)
+                .into_iter()
+                .flat_map(|(t, ms)| ms.into_iter().map(move |m| (t, m)))
+                .collect()
+        };
+        let m = |t: Table, s: &str| (t, s.to_owned());
+        // Version 2: its month and version 1's, and the claim lost after it began.
+        assert_eq!(
+            months(&[Change::Policy {
+                id: 1,
+                version: Some(2)
+            }]),
+            [
+                m(Table::Policies, "2025-01"),
+                m(Table::Policies, "2025-02"),
+                m(Table::Claims, "2025-07")
+            ]
+        );
+        // Version 1 (or an event without a version): every claim of the policy too.
+        assert_eq!(
+            months(&[Change::Policy {
+                id: 1,
+                version: Some(1)
+            }]),
+            [
+                m(Table::Policies, "2025-01"),
+                m(Table::Claims, "2025-01"),
+                m(Table::Claims, "2025-05"),
+                m(Table::Claims, "2025-07")
+            ]
+        );
+        assert_eq!(
+            months(&[Change::Claim {
+                id: 8,
+                version: Some(1)
+            }]),
+            [m(Table::Claims, "2025-05")]
+        );
+        assert!(months(&[Change::Claim {
+            id: 99,
+            version: None
+        }])
+        .is_empty());
     }
 
     #[test]

@@ -190,6 +190,11 @@ impl Server {
         None
     }
 
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: the process dies at once, mid-write or not.
     pub fn kill(mut self) {
         let _ = self.child.kill();
