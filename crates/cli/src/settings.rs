@@ -504,9 +504,8 @@ pub fn specs() -> Vec<Spec> {
             "Milliseconds the warehouse role waits between two of its steps."),
         spec("warehouse.events_per_step", Integer, Some("--warehouse-events-per-step"),
             "Change events the warehouse role applies per step at most."),
-        legacy(spec("warehouse.lease_ms", Integer, Some("--warehouse-lease-ms"),
+        spec("warehouse.lease_ms", Integer, Some("--warehouse-lease-ms"),
             "Milliseconds the warehouse role's lease on its location lasts unless renewed: one writer per location at a time; another takes over this long after the holder dies (at least 100)."),
-            "CARRIERHUB_WAREHOUSE_LEASE_MS"),
         spec("query.memory_mib", Integer, Some("--query-memory-mib"),
             "Memory one warehouse query may use, in MiB."),
         spec("query.timeout_secs", Integer, Some("--query-timeout-secs"),
@@ -910,6 +909,7 @@ mod tests {
         full.broker.url = Some("nats://h:4222".into());
         full.warehouse.url = Some("s3://b/p".into());
         full.rate_limits.redis_url = Some("redis://h".into());
+        full.traces.otlp_endpoint = Some("http://collector:4318".into());
         let mut oidc = OidcConfig::new("i", "a", "https://j");
         oidc.default_role = Some(carrierhub_store::Role::Analyst);
         full.auth.oidc = Some(oidc);
