@@ -223,27 +223,14 @@ fn engine(state: &AppState) -> Result<&QueryEngine, Problem> {
 }
 
 fn failure(e: QueryError) -> Problem {
-    let detail = e.to_string();
-    match e {
-        QueryError::Timeout(_) => Problem::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "query-timeout",
-            "Query timed out",
-            detail,
-        ),
-        QueryError::TooLarge(_) => Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "query-too-large",
-            "Query too large",
-            detail,
-        ),
-        _ => Problem::new(
+    crate::query::limit_exceeded(&e).unwrap_or_else(|| {
+        Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "insight-failed",
             "Insight failed",
-            detail,
-        ),
-    }
+            e.to_string(),
+        )
+    })
 }
 
 /// Written premium by period.

@@ -116,6 +116,27 @@ fn accepted(headers: &HeaderMap) -> Result<Format, Problem> {
     ))
 }
 
+/// The answer to a query stopped by one of its limits (time, memory), the same for SQL and
+/// for insights; `None` for any other error.
+pub(crate) fn limit_exceeded(e: &QueryError) -> Option<Problem> {
+    let detail = e.to_string();
+    match e {
+        QueryError::Timeout(_) => Some(Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "query-timeout",
+            "Query timed out",
+            detail,
+        )),
+        QueryError::TooLarge(_) => Some(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "query-too-large",
+            "Query too large",
+            detail,
+        )),
+        _ => None,
+    }
+}
+
 fn problem(e: QueryError) -> Problem {
     let detail = e.to_string();
     match e {
@@ -131,18 +152,9 @@ fn problem(e: QueryError) -> Problem {
             "Invalid query",
             detail,
         ),
-        QueryError::Timeout(_) => Problem::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "query-timeout",
-            "Query timed out",
-            detail,
-        ),
-        QueryError::TooLarge(_) => Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "query-too-large",
-            "Query too large",
-            detail,
-        ),
+        QueryError::Timeout(_) | QueryError::TooLarge(_) => {
+            limit_exceeded(&e).expect("a limit's error")
+        }
         QueryError::Failed(_) => Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "query-failed",
