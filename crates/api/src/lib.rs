@@ -146,7 +146,7 @@ fn endpoint(route: &openapi::Route, max_upload_bytes: usize) -> MethodRouter<App
 pub fn router(state: AppState) -> Router {
     let (gateway, max_upload_bytes) = (state.gateway.clone(), state.max_upload_bytes);
     // The routes are the table's, and nothing else: the OpenAPI document describes exactly
-    // these (tests/openapi.rs).
+    // these (tests/http/openapi.rs).
     let api = openapi::ROUTES
         .iter()
         .fold(Router::new(), |router, route| {

@@ -45,7 +45,7 @@ const fn route(method: &'static str, path: &'static str, public: bool) -> Route 
 }
 
 /// Every route the API serves. `router` builds itself from this table (see `lib.rs`), and
-/// `tests/openapi.rs` checks that the document describes exactly these operations.
+/// `tests/http/openapi.rs` checks that the document describes exactly these operations.
 pub const ROUTES: &[Route] = &[
     route("GET", "/healthz", true),
     route("GET", "/readyz", true),

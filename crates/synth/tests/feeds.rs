@@ -1,6 +1,6 @@
 //! End-to-end checks of the delimited-text carriers' feeds against the real readers and
 //! mappings: the ground truth each writer returns must be exactly what ingestion finds. (The
-//! carriers writing other formats are reconciled end to end in `crates/cli/tests/formats.rs`.)
+//! carriers writing other formats are reconciled end to end in `crates/cli/tests/e2e/formats.rs`.)
 
 use carrierhub_mapping::{ErrorKind, Mapped, MappingSpec};
 use carrierhub_model::{CanonicalRecord, CarrierId, Claim, Policy};

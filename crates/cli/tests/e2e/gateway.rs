@@ -2,7 +2,7 @@
 //! roles, the audit log, tenant isolation on every route, conditional GETs and the read
 //! cache, and rate limits shared by two API processes through Redis.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::{response, Env, Server};
@@ -545,15 +545,15 @@ const ISOLATION_CHECKED: &[(&str, &str, &str)] = &[
     ("POST", "/v1/mappings/check", "this file"),
     ("GET", "/v1/portfolio", "this file"),
     ("GET", "/v1/audit", "admin only: this file"),
-    ("GET", "/v1/events", "tests/events.rs"),
+    ("GET", "/v1/events", "e2e/events.rs"),
     ("GET", "/v1/webhooks", "this file"),
-    ("POST", "/v1/webhooks", "this file and tests/events.rs"),
+    ("POST", "/v1/webhooks", "this file and e2e/events.rs"),
     ("GET", "/v1/webhooks/{id}", "this file"),
     ("DELETE", "/v1/webhooks/{id}", "this file"),
     (
         "POST",
         "/v1/webhooks/{id}/enable",
-        "this file and tests/events.rs",
+        "this file and e2e/events.rs",
     ),
     ("GET", "/v1/webhooks/{id}/deliveries", "this file"),
     (
@@ -561,19 +561,19 @@ const ISOLATION_CHECKED: &[(&str, &str, &str)] = &[
         "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
         "this file",
     ),
-    ("POST", "/v1/query", "tests/warehouse.rs"),
-    ("GET", "/v1/insights/premium", "tests/insights.rs"),
-    ("GET", "/v1/insights/in-force", "tests/insights.rs"),
-    ("GET", "/v1/insights/earned", "tests/insights.rs"),
-    ("GET", "/v1/insights/incurred", "tests/insights.rs"),
-    ("GET", "/v1/insights/loss-ratio", "tests/insights.rs"),
+    ("POST", "/v1/query", "e2e/warehouse.rs"),
+    ("GET", "/v1/insights/premium", "e2e/insights.rs"),
+    ("GET", "/v1/insights/in-force", "e2e/insights.rs"),
+    ("GET", "/v1/insights/earned", "e2e/insights.rs"),
+    ("GET", "/v1/insights/incurred", "e2e/insights.rs"),
+    ("GET", "/v1/insights/loss-ratio", "e2e/insights.rs"),
     (
         "GET",
         "/v1/insights/frequency-severity",
-        "tests/insights.rs",
+        "e2e/insights.rs",
     ),
-    ("GET", "/v1/insights/triangles", "tests/insights.rs"),
-    ("GET", "/v1/insights/live", "this file and tests/live.rs"),
+    ("GET", "/v1/insights/triangles", "e2e/insights.rs"),
+    ("GET", "/v1/insights/live", "this file and e2e/live.rs"),
 ];
 
 #[test]
@@ -757,9 +757,9 @@ mod oidc {
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
     use serde_json::json;
 
-    const KEY: &[u8] = include_bytes!("../../api/tests/fixtures/test-only-rsa-a.pem");
+    const KEY: &[u8] = include_bytes!("../../../api/tests/fixtures/test-only-rsa-a.pem");
     /// Never published by the provider.
-    const OTHER_KEY: &[u8] = include_bytes!("../../api/tests/fixtures/test-only-rsa-c.pem");
+    const OTHER_KEY: &[u8] = include_bytes!("../../../api/tests/fixtures/test-only-rsa-c.pem");
     const ISSUER: &str = "https://id.example.test/realms/hub";
 
     fn sign(pem: &[u8], kid: &str, claims: &Value) -> String {

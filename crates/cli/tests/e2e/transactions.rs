@@ -2,7 +2,7 @@
 //! additional/return premiums and cancellations, each applied once to the policy's current
 //! version, whatever how often the file is sent.
 
-mod common;
+use crate::common;
 
 use common::{counts, get, Env};
 

@@ -8,7 +8,7 @@
 //! makes such a virtual environment). Without it the webhook tests are skipped with a notice,
 //! except under `CI=true`, where that is a failure.
 
-mod common;
+use crate::common;
 
 use carrierhub_store::testing::{running_in_ci, TestDatabase};
 use common::{Env, Server};
@@ -303,7 +303,7 @@ impl Receiver {
     fn start(python: &str, env: &Env, options: &[&str]) -> Self {
         let secret_file = env.path("receiver-secret");
         let log = env.path("receiver.jsonl");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/webhook_receiver.py");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/webhook_receiver.py");
         let mut child = Command::new(python)
             .arg(script)
             .arg("--secret-file")

@@ -4,7 +4,7 @@
 //! `carrierhub_store::testing`); without a server the test skips with a notice, except under
 //! `CI=true`, where it fails.
 
-mod common;
+use crate::common;
 
 use carrierhub_store::testing::TestDatabase;
 use carrierhub_synth::{carrier, write_claim_feed, write_policy_feed, Defects, FeedOptions};

@@ -4,7 +4,7 @@
 //! a carrier's key and a book-restricted key see only their own; a second API replica on the
 //! same database keeps the same totals.
 
-mod common;
+use crate::common;
 
 use carrierhub_store::testing::TestDatabase;
 use common::{Env, Server};

@@ -1,6 +1,6 @@
 //! The user's story of `carrierhub ingest`: deliveries, changes, cancellations, re-sends.
 
-mod common;
+use crate::common;
 
 use carrierhub_synth::{
     carrier, write_claim_feed, write_policy_feed, Defects, FeedOptions, PolicyTruth,

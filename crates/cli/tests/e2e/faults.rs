@@ -16,7 +16,7 @@
 //! PostgreSQL or nats-server the scenarios needing them skip with a notice, except under
 //! `CI=true`, where they fail.
 
-mod common;
+use crate::common;
 
 use carrierhub_broker::testing::NatsServer;
 use carrierhub_broker::{Broker, ConsumerConfig, EmbeddedBroker, NatsBroker};

@@ -20,12 +20,12 @@ use std::time::Duration;
 const ISSUER: &str = "https://sso.example.test/realms/carrierhub";
 const AUDIENCE: &str = "carrierhub-api";
 
-const KEY_A: &[u8] = include_bytes!("fixtures/test-only-rsa-a.pem");
-const KEY_A_PUBLIC: &[u8] = include_bytes!("fixtures/test-only-rsa-a.pub.pem");
-const KEY_B: &[u8] = include_bytes!("fixtures/test-only-rsa-b.pem");
+const KEY_A: &[u8] = include_bytes!("../fixtures/test-only-rsa-a.pem");
+const KEY_A_PUBLIC: &[u8] = include_bytes!("../fixtures/test-only-rsa-a.pub.pem");
+const KEY_B: &[u8] = include_bytes!("../fixtures/test-only-rsa-b.pem");
 /// Never published: an attacker's key.
-const KEY_C: &[u8] = include_bytes!("fixtures/test-only-rsa-c.pem");
-const KEY_EC: &[u8] = include_bytes!("fixtures/test-only-ec-p256.pem");
+const KEY_C: &[u8] = include_bytes!("../fixtures/test-only-rsa-c.pem");
+const KEY_EC: &[u8] = include_bytes!("../fixtures/test-only-ec-p256.pem");
 
 fn encoding_key(pem: &[u8], alg: Algorithm) -> EncodingKey {
     match alg.family() {

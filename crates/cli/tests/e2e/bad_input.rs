@@ -1,7 +1,7 @@
 //! Bad input: bad rows are rejected with file, line, field and reason while the rest is
 //! committed; a payload that cannot be read at all leaves nothing behind.
 
-mod common;
+use crate::common;
 
 use common::{counts, Env, ACME_FEED, ACME_MAPPING};
 use std::path::PathBuf;

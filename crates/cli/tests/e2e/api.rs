@@ -1,6 +1,6 @@
 //! The HTTP API, driven like a client: uploads, queries, pagination and problem+json errors.
 
-mod common;
+use crate::common;
 
 use carrierhub_synth::generate_portfolio;
 use common::{get, response, Env};

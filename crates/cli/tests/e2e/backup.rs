@@ -10,7 +10,7 @@
 //! - served again, the restored store finishes the interrupted submissions, and ends with
 //!   exactly the canonical rows of the original server (nothing lost, nothing doubled).
 
-mod common;
+use crate::common;
 
 use carrierhub_store::{ClaimFilter, Cursor, PageRequest, PolicyFilter, Scope, Store};
 use common::Env;

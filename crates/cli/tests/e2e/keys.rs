@@ -2,7 +2,7 @@
 //! on PostgreSQL (a fresh database; without a server that half skips with a notice, except
 //! under `CI=true`, where it fails). What the commands printed is checked against the store.
 
-mod common;
+use crate::common;
 
 use carrierhub_store::testing::TestDatabase;
 use carrierhub_store::{open_store, verify_token, AuditFilter, Role};

@@ -5,7 +5,7 @@
 //! exactly: counts, premium by line and currency, paid and reserve by currency, and every
 //! injected defect rejected on its record and line, for its field, with its reason.
 
-mod common;
+use crate::common;
 
 use carrierhub_synth::{Defect, PortfolioTruth};
 use common::{counts, Env};

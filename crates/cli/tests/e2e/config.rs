@@ -3,7 +3,7 @@
 //! fault, the example file complete and valid, the reference in docs/configuration.md current,
 //! and settings from a file taking effect in `serve` (its address, its log levels).
 
-mod common;
+use crate::common;
 
 use common::{Env, Server};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! Onboarding a carrier: a dry run of a mapping that writes nothing, then a fixed mapping
 //! replayed over the same submission.
 
-mod common;
+use crate::common;
 
 use common::{counts, get, response, Env, ACME_FEED, ACME_MAPPING};
 

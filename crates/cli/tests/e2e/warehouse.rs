@@ -2,7 +2,7 @@
 //! by the `warehouse` role (killed mid-way and restarted), read back by `carrierhub query`,
 //! `POST /v1/query` within a key's scope, DuckDB, and through S3 (moto's server).
 
-mod common;
+use crate::common;
 
 use common::{Env, BIN};
 use rust_decimal::Decimal;

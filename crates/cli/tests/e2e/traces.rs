@@ -5,7 +5,7 @@
 //! context on. The spans are received by an OTLP/HTTP receiver in this test, decoded with
 //! the protocol's own protobuf types.
 
-mod common;
+use crate::common;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;

@@ -5,7 +5,7 @@
 //! same totals are read back with `carrierhub query` and `carrierhub portfolio`, and a
 //! carrier's key never sees another carrier's numbers, whatever it asks for.
 
-mod common;
+use crate::common;
 
 use common::{response, Env, Server};
 use reqwest::StatusCode;

@@ -1,7 +1,7 @@
 //! The binary with its broker: `/metrics` after an upload counts what was processed and
 //! published, and `carrierhub dlq` lists, shows and redrives what the pipeline gave up on.
 
-mod common;
+use crate::common;
 
 use carrierhub_broker::{Broker, EmbeddedBroker, Outgoing};
 use common::{Env, ACME_FEED, ACME_MAPPING};

@@ -2,7 +2,7 @@
 //! request sent again with its key gets the first response and creates nothing; the key with
 //! another request, or while the first is in flight, is a 409.
 
-mod common;
+use crate::common;
 
 use carrierhub_store::testing::TestDatabase;
 use common::{get, response, Env, Server, ACME_FEED, ACME_MAPPING};

@@ -10,7 +10,7 @@
 //! - SIGTERM while an upload is being streamed slowly: `/readyz` answers 503 (draining), new
 //!   connections are refused once the delay is over, and the upload still gets its 202.
 
-mod common;
+use crate::common;
 
 use common::{Env, Server};
 use reqwest::StatusCode;
