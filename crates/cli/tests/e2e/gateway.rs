@@ -567,11 +567,7 @@ const ISOLATION_CHECKED: &[(&str, &str, &str)] = &[
     ("GET", "/v1/insights/earned", "e2e/insights.rs"),
     ("GET", "/v1/insights/incurred", "e2e/insights.rs"),
     ("GET", "/v1/insights/loss-ratio", "e2e/insights.rs"),
-    (
-        "GET",
-        "/v1/insights/frequency-severity",
-        "e2e/insights.rs",
-    ),
+    ("GET", "/v1/insights/frequency-severity", "e2e/insights.rs"),
     ("GET", "/v1/insights/triangles", "e2e/insights.rs"),
     ("GET", "/v1/insights/live", "this file and e2e/live.rs"),
 ];

@@ -125,7 +125,13 @@ fn keys_are_created_listed_and_revoked(env: &Env, locator: &str) {
     assert!(analyst_key.scope.is_unrestricted() && analyst_key.expires_at.is_none());
 
     // Listed without secrets or hashes.
-    let secret = token.rsplit_once('_').unwrap().1;
+    // `chk_<id>_<secret>`: the secret is base64url and may itself hold `_`, so it is what
+    // follows the id, not what follows the last `_` (which can be a few characters that the
+    // listing holds by chance).
+    let secret = token
+        .strip_prefix(&format!("chk_{id}_"))
+        .expect("chk_<id>_<secret>");
+    assert_eq!(secret.len(), 43, "{token}");
     let forbidden = [
         token.as_str(),
         secret,
