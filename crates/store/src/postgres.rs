@@ -9,17 +9,21 @@
 //! check on its policy is not blocked. A second writer of the same natural key therefore waits
 //! for the first to commit, then reads the first's result (the reads after the locks are new
 //! statements, with a new snapshot): no update is lost. A new key cannot be locked before it
-//! exists: new rows are inserted with `ON CONFLICT DO NOTHING`, and when another writer
-//! inserted the same key in the meantime, the whole batch is rolled back and run again (it then
-//! finds the key and makes the next version). Deadlocks and serialisation failures are retried
+//! exists: when another writer inserted the same key in the meantime, the batch's insert of it
+//! fails on the unique key (a new policy's `COPY`) or does nothing (a new claim's
+//! `ON CONFLICT DO NOTHING`), and the whole batch is rolled back and run again (it then finds
+//! the key and makes the next version). Deadlocks and serialisation failures are retried
 //! the same way. In the schema, the primary key (policy_id, version) and a unique index on the
 //! open version make a lost or doubled version impossible whatever the code does.
 //!
 //! **Bulk path.** After the locks, a handful of queries read the state of every key the batch
 //! mentions (current version, content hash, and the record where it will be needed). The
 //! batch is then resolved in memory, record by record, exactly as the SQLite store resolves it,
-//! and written with one multi-row statement per table: each column travels as one array
-//! parameter and `UNNEST` turns the arrays back into rows.
+//! and written with one statement per table. Rows that are pure inserts (versions, new
+//! policies, premium and claim transactions, applied transactions, change events) go in with
+//! one binary `COPY` each (`copy.rs`), the cheapest way into a table; the others (new claims,
+//! rejections, changes to stored rows) with one multi-row statement: each column travels as one
+//! array parameter and `UNNEST` turns the arrays back into rows.
 //!
 //! **Documents.** The store shares raw payloads' bytes (`document_chunks`), so that a worker
 //! on another machine can process a file an API replica received. A document's chunks are
@@ -51,8 +55,11 @@ use std::str::FromStr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+mod copy;
 mod events;
 mod live;
+
+use copy::{CopyError, CopyRows};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -434,6 +441,15 @@ impl From<sqlx::Error> for BatchError {
         match code.as_deref() {
             Some("40P01") | Some("40001") => Self::Retry(e.to_string()),
             _ => Self::Store(e.into()),
+        }
+    }
+}
+
+impl From<CopyError> for BatchError {
+    fn from(e: CopyError) -> Self {
+        match e {
+            CopyError::Store(e) => Self::Store(e),
+            CopyError::Database(e) => e.into(),
         }
     }
 }
@@ -1569,84 +1585,37 @@ impl<'b> BatchState<'b> {
                         .ok_or_else(|| internal("a written policy has no record"))?,
                 );
             }
-            let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
-            let versions: Vec<i64> = rows.iter().map(|c| c.version).collect();
-            let hashes: Vec<&str> = rows.iter().map(|c| c.content_hash.as_str()).collect();
-            let lobs: Vec<&str> = records
-                .iter()
-                .map(|p| p.line_of_business.value.code())
-                .collect();
-            let lob_originals: Vec<&str> = records
-                .iter()
-                .map(|p| p.line_of_business.original.as_str())
-                .collect();
-            let statuses: Vec<&str> = records.iter().map(|p| p.status.value.code()).collect();
-            let status_originals: Vec<&str> =
-                records.iter().map(|p| p.status.original.as_str()).collect();
-            let effective: Vec<NaiveDate> = records.iter().map(|p| p.effective_date).collect();
-            let expiration: Vec<NaiveDate> = records.iter().map(|p| p.expiration_date).collect();
-            let premiums: Vec<Decimal> = records
-                .iter()
-                .map(|p| p.premium.amount.normalize())
-                .collect();
-            let currencies: Vec<&str> = records
-                .iter()
-                .map(|p| p.premium.currency.as_str())
-                .collect();
-            let producers: Vec<Option<&str>> =
-                records.iter().map(|p| p.producer.as_deref()).collect();
-            let insured: Vec<&str> = records.iter().map(|p| p.insured.name.as_str()).collect();
             if is_new {
-                let carriers: Vec<&str> = records.iter().map(|p| p.carrier.as_str()).collect();
-                let numbers: Vec<&str> = records.iter().map(|p| p.number.as_str()).collect();
-                let inserted: Vec<i64> = sqlx::query_scalar(
-                    "INSERT INTO policies (id, carrier_id, policy_number, version, content_hash, \
-                     line_of_business, line_of_business_original, status, status_original, \
-                     effective_date, expiration_date, premium, currency, producer, insured_name, \
-                     created_at, updated_at) \
-                     SELECT u.id, u.carrier_id, u.policy_number, u.version, u.content_hash, u.lob, \
-                     u.lob_original, u.status, u.status_original, u.effective_date, u.expiration_date, \
-                     u.premium, u.currency, u.producer, u.insured_name, $16, $16 \
-                     FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
-                     $6::text[], $7::text[], $8::text[], $9::text[], $10::date[], $11::date[], \
-                     $12::numeric[], $13::text[], $14::text[], $15::text[]) \
-                     AS u(id, carrier_id, policy_number, version, content_hash, lob, lob_original, \
-                     status, status_original, effective_date, expiration_date, premium, currency, \
-                     producer, insured_name) \
-                     ORDER BY u.carrier_id, u.policy_number \
-                     ON CONFLICT (carrier_id, policy_number) DO NOTHING RETURNING id",
-                )
-                .bind(&ids)
-                .bind(&carriers)
-                .bind(&numbers)
-                .bind(&versions)
-                .bind(&hashes)
-                .bind(&lobs)
-                .bind(&lob_originals)
-                .bind(&statuses)
-                .bind(&status_originals)
-                .bind(&effective)
-                .bind(&expiration)
-                .bind(&premiums)
-                .bind(&currencies)
-                .bind(&producers)
-                .bind(&insured)
-                .bind(self.at)
-                .fetch_all(&mut *conn)
-                .await?;
-                if inserted.len() != ids.len() {
-                    let inserted: HashSet<i64> = inserted.into_iter().collect();
-                    let lost = records
-                        .iter()
-                        .zip(&ids)
-                        .find(|(_, id)| !inserted.contains(id))
-                        .map(|(p, _)| format!("{}/{}", p.carrier, p.number))
-                        .unwrap_or_default();
-                    return Err(BatchError::Retry(format!(
-                        "policy {lost} was created by another writer meanwhile"
-                    )));
-                }
+                copy_new_policies(conn, rows, &records, self.at).await?;
             } else {
+                let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
+                let versions: Vec<i64> = rows.iter().map(|c| c.version).collect();
+                let hashes: Vec<&str> = rows.iter().map(|c| c.content_hash.as_str()).collect();
+                let lobs: Vec<&str> = records
+                    .iter()
+                    .map(|p| p.line_of_business.value.code())
+                    .collect();
+                let lob_originals: Vec<&str> = records
+                    .iter()
+                    .map(|p| p.line_of_business.original.as_str())
+                    .collect();
+                let statuses: Vec<&str> = records.iter().map(|p| p.status.value.code()).collect();
+                let status_originals: Vec<&str> =
+                    records.iter().map(|p| p.status.original.as_str()).collect();
+                let effective: Vec<NaiveDate> = records.iter().map(|p| p.effective_date).collect();
+                let expiration: Vec<NaiveDate> =
+                    records.iter().map(|p| p.expiration_date).collect();
+                let premiums: Vec<Decimal> = records
+                    .iter()
+                    .map(|p| p.premium.amount.normalize())
+                    .collect();
+                let currencies: Vec<&str> = records
+                    .iter()
+                    .map(|p| p.premium.currency.as_str())
+                    .collect();
+                let producers: Vec<Option<&str>> =
+                    records.iter().map(|p| p.producer.as_deref()).collect();
+                let insured: Vec<&str> = records.iter().map(|p| p.insured.name.as_str()).collect();
                 let expected: Vec<i64> = rows
                     .iter()
                     .map(|c| c.stored_version.unwrap_or_default())
@@ -1696,34 +1665,31 @@ impl<'b> BatchState<'b> {
     }
 
     async fn write_premiums(&self, conn: &mut PgConnection) -> BatchResult<()> {
-        if self.premiums.is_empty() {
-            return Ok(());
+        let mut copy = CopyRows::new(
+            "premium_transactions",
+            &[
+                "policy_id",
+                "policy_version",
+                "kind",
+                "amount",
+                "currency",
+                "effective_date",
+                "submission_id",
+                "recorded_at",
+            ],
+        );
+        for t in &self.premiums {
+            copy.row()?;
+            copy.value(&t.policy_id)?;
+            copy.value(&t.version)?;
+            copy.text(t.kind)?;
+            copy.value(&t.amount)?;
+            copy.text(&t.currency)?;
+            copy.value(&t.effective_date)?;
+            copy.value(&self.batch.submission_id)?;
+            copy.value(&self.at)?;
         }
-        let p = &self.premiums;
-        let ids: Vec<i64> = p.iter().map(|t| t.policy_id).collect();
-        let versions: Vec<i64> = p.iter().map(|t| t.version).collect();
-        let kinds: Vec<&str> = p.iter().map(|t| t.kind).collect();
-        let amounts: Vec<Decimal> = p.iter().map(|t| t.amount).collect();
-        let currencies: Vec<&str> = p.iter().map(|t| t.currency.as_str()).collect();
-        let dates: Vec<NaiveDate> = p.iter().map(|t| t.effective_date).collect();
-        sqlx::query(
-            "INSERT INTO premium_transactions (policy_id, policy_version, kind, amount, currency, \
-             effective_date, submission_id, recorded_at) \
-             SELECT u.policy_id, u.version, u.kind, u.amount, u.currency, u.effective_date, $7, $8 \
-             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::numeric[], $5::text[], $6::date[]) \
-             WITH ORDINALITY AS u(policy_id, version, kind, amount, currency, effective_date, n) \
-             ORDER BY u.n",
-        )
-        .bind(&ids)
-        .bind(&versions)
-        .bind(&kinds)
-        .bind(&amounts)
-        .bind(&currencies)
-        .bind(&dates)
-        .bind(self.batch.submission_id)
-        .bind(self.at)
-        .execute(&mut *conn)
-        .await?;
+        copy.send(conn).await?;
         Ok(())
     }
 
@@ -1859,91 +1825,160 @@ impl<'b> BatchState<'b> {
     }
 
     async fn write_claim_transactions(&self, conn: &mut PgConnection) -> BatchResult<()> {
-        if self.claim_transactions.is_empty() {
-            return Ok(());
+        let mut copy = CopyRows::new(
+            "claim_transactions",
+            &[
+                "claim_id",
+                "claim_version",
+                "kind",
+                "amount",
+                "currency",
+                "submission_id",
+                "recorded_at",
+            ],
+        );
+        for t in &self.claim_transactions {
+            copy.row()?;
+            copy.value(&t.claim_id)?;
+            copy.value(&t.version)?;
+            copy.text(t.kind)?;
+            copy.value(&t.amount)?;
+            copy.text(&t.currency)?;
+            copy.value(&self.batch.submission_id)?;
+            copy.value(&self.at)?;
         }
-        let t = &self.claim_transactions;
-        let ids: Vec<i64> = t.iter().map(|t| t.claim_id).collect();
-        let versions: Vec<i64> = t.iter().map(|t| t.version).collect();
-        let kinds: Vec<&str> = t.iter().map(|t| t.kind).collect();
-        let amounts: Vec<Decimal> = t.iter().map(|t| t.amount).collect();
-        let currencies: Vec<&str> = t.iter().map(|t| t.currency.as_str()).collect();
-        sqlx::query(
-            "INSERT INTO claim_transactions (claim_id, claim_version, kind, amount, currency, \
-             submission_id, recorded_at) \
-             SELECT u.claim_id, u.version, u.kind, u.amount, u.currency, $6, $7 \
-             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::numeric[], $5::text[]) \
-             WITH ORDINALITY AS u(claim_id, version, kind, amount, currency, n) ORDER BY u.n",
-        )
-        .bind(&ids)
-        .bind(&versions)
-        .bind(&kinds)
-        .bind(&amounts)
-        .bind(&currencies)
-        .bind(self.batch.submission_id)
-        .bind(self.at)
-        .execute(&mut *conn)
-        .await?;
+        copy.send(conn).await?;
         Ok(())
     }
 
     async fn write_applied(&self, conn: &mut PgConnection) -> BatchResult<()> {
-        if self.applied_rows.is_empty() {
-            return Ok(());
+        let mut copy = CopyRows::new(
+            "applied_transactions",
+            &[
+                "policy_id",
+                "reference",
+                "content_hash",
+                "record",
+                "policy_version",
+                "submission_id",
+                "record_number",
+                "applied_at",
+            ],
+        );
+        for a in &self.applied_rows {
+            copy.row()?;
+            copy.value(&a.policy_id)?;
+            copy.text(&a.reference)?;
+            copy.text(&a.content_hash)?;
+            copy.jsonb(&a.record)?;
+            copy.value(&a.version)?;
+            copy.value(&self.batch.submission_id)?;
+            copy.value(&a.record_number)?;
+            copy.value(&self.at)?;
         }
-        let a = &self.applied_rows;
-        let ids: Vec<i64> = a.iter().map(|a| a.policy_id).collect();
-        let references: Vec<&str> = a.iter().map(|a| a.reference.as_str()).collect();
-        let hashes: Vec<&str> = a.iter().map(|a| a.content_hash.as_str()).collect();
-        let records: Vec<&str> = a.iter().map(|a| a.record.as_str()).collect();
-        let versions: Vec<i64> = a.iter().map(|a| a.version).collect();
-        let numbers: Vec<i64> = a.iter().map(|a| a.record_number).collect();
-        sqlx::query(
-            "INSERT INTO applied_transactions (policy_id, reference, content_hash, record, \
-             policy_version, submission_id, record_number, applied_at) \
-             SELECT u.policy_id, u.reference, u.content_hash, u.record::jsonb, u.version, $7, \
-             u.record_number, $8 \
-             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) \
-             AS u(policy_id, reference, content_hash, record, version, record_number)",
-        )
-        .bind(&ids)
-        .bind(&references)
-        .bind(&hashes)
-        .bind(&records)
-        .bind(&versions)
-        .bind(&numbers)
-        .bind(self.batch.submission_id)
-        .bind(self.at)
-        .execute(&mut *conn)
-        .await?;
+        copy.send(conn).await?;
         Ok(())
     }
 
+    /// The change events, in batch order (the outbox's ids, and so the order they are
+    /// published in, follow the rows' order in the `COPY`).
     async fn write_events(&self, conn: &mut PgConnection) -> BatchResult<()> {
-        if self.events.is_empty() {
-            return Ok(());
+        let mut copy = CopyRows::new(
+            "outbox",
+            &[
+                "event_type",
+                "carrier_id",
+                "subject_id",
+                "payload",
+                "created_at",
+                "traceparent",
+            ],
+        );
+        let traceparent = crate::trace::current();
+        for e in &self.events {
+            copy.row()?;
+            copy.text(e.event_type)?;
+            copy.text(&e.carrier)?;
+            copy.value(&e.subject_id)?;
+            copy.jsonb(&e.payload)?;
+            copy.value(&self.at)?;
+            copy.opt_text(traceparent.as_deref())?;
         }
-        let e = &self.events;
-        let types: Vec<&str> = e.iter().map(|e| e.event_type).collect();
-        let carriers: Vec<&str> = e.iter().map(|e| e.carrier.as_str()).collect();
-        let subjects: Vec<i64> = e.iter().map(|e| e.subject_id).collect();
-        let payloads: Vec<&str> = e.iter().map(|e| e.payload.as_str()).collect();
-        sqlx::query(
-            "INSERT INTO outbox (event_type, carrier_id, subject_id, payload, created_at, traceparent) \
-             SELECT u.event_type, u.carrier_id, u.subject_id, u.payload::jsonb, $5, $6 \
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[]) \
-             WITH ORDINALITY AS u(event_type, carrier_id, subject_id, payload, n) ORDER BY u.n",
-        )
-        .bind(&types)
-        .bind(&carriers)
-        .bind(&subjects)
-        .bind(&payloads)
-        .bind(self.at)
-        .bind(crate::trace::current())
-        .execute(&mut *conn)
-        .await?;
+        copy.send(conn).await?;
         Ok(())
     }
+}
+
+/// The columns of a new `policies` row, in the order [`copy_new_policies`] writes them.
+const POLICY_COLUMNS: &[&str] = &[
+    "id",
+    "carrier_id",
+    "policy_number",
+    "version",
+    "content_hash",
+    "line_of_business",
+    "line_of_business_original",
+    "status",
+    "status_original",
+    "effective_date",
+    "expiration_date",
+    "premium",
+    "currency",
+    "producer",
+    "insured_name",
+    "created_at",
+    "updated_at",
+];
+
+/// Inserts the batch's new policies with one `COPY`, in key order (two batches creating some of
+/// the same keys then meet them in the same order). A key another writer created meanwhile
+/// fails the `COPY` on the unique key (carrier, number), after that writer committed: the batch
+/// is run again, and then finds the policy stored.
+async fn copy_new_policies(
+    conn: &mut PgConnection,
+    rows: &[&CurrentPolicy],
+    records: &[&Policy],
+    at: DateTime<Utc>,
+) -> BatchResult<()> {
+    let mut order: Vec<(&CurrentPolicy, &Policy)> =
+        rows.iter().copied().zip(records.iter().copied()).collect();
+    order.sort_by(|(_, a), (_, b)| {
+        (a.carrier.as_str(), a.number.as_str()).cmp(&(b.carrier.as_str(), b.number.as_str()))
+    });
+    let mut copy = CopyRows::new("policies", POLICY_COLUMNS);
+    for (cur, p) in order {
+        copy.row()?;
+        copy.value(&cur.id)?;
+        copy.text(p.carrier.as_str())?;
+        copy.text(p.number.as_str())?;
+        copy.value(&cur.version)?;
+        copy.text(&cur.content_hash)?;
+        copy.text(p.line_of_business.value.code())?;
+        copy.text(&p.line_of_business.original)?;
+        copy.text(p.status.value.code())?;
+        copy.text(&p.status.original)?;
+        copy.value(&p.effective_date)?;
+        copy.value(&p.expiration_date)?;
+        copy.value(&p.premium.amount.normalize())?;
+        copy.text(p.premium.currency.as_str())?;
+        copy.opt_text(p.producer.as_deref())?;
+        copy.text(&p.insured.name)?;
+        copy.value(&at)?;
+        copy.value(&at)?;
+    }
+    match copy.send(conn).await {
+        Err(CopyError::Database(e)) if is_unique_violation(&e) => Err(BatchError::Retry(format!(
+            "a policy was created by another writer meanwhile: {e}"
+        ))),
+        other => Ok(other?),
+    }
+}
+
+/// A unique key refused a row (SQLSTATE 23505).
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "23505")
 }
 
 /// Locks the current rows of `keys` in `table` (`FOR NO KEY UPDATE`, in id order) and
@@ -1973,7 +2008,7 @@ async fn lock_rows(
 /// Closes the stored versions the batch superseded, then inserts the batch's versions.
 async fn write_versions(
     conn: &mut PgConnection,
-    table: &str,
+    table: &'static str,
     owner_column: &str,
     close: &[(i64, i64)],
     versions: &[PendingVersion],
@@ -2001,92 +2036,94 @@ async fn write_versions(
     if versions.is_empty() {
         return Ok(());
     }
-    let owners: Vec<i64> = versions.iter().map(|v| v.owner_id).collect();
-    let numbers: Vec<i64> = versions.iter().map(|v| v.version).collect();
-    let hashes: Vec<&str> = versions.iter().map(|v| v.content_hash.as_str()).collect();
-    let records: Vec<&str> = versions.iter().map(|v| v.record.as_str()).collect();
-    let record_numbers: Vec<i64> = versions.iter().map(|v| v.record_number).collect();
-    let lines: Vec<i64> = versions.iter().map(|v| v.source_line).collect();
-    let valid_to: Vec<Option<DateTime<Utc>>> = versions.iter().map(|v| v.valid_to).collect();
-    // The as-of columns: a policy's carrier, line, status, premium and currency; a claim's
-    // carrier, status and policy. Unused arrays stay empty.
-    let mut carriers: Vec<&str> = Vec::with_capacity(versions.len());
-    let mut statuses: Vec<&str> = Vec::with_capacity(versions.len());
-    let mut lobs: Vec<&str> = Vec::new();
-    let mut premiums: Vec<Decimal> = Vec::new();
-    let mut currencies: Vec<&str> = Vec::new();
-    let mut policy_ids: Vec<i64> = Vec::new();
+    let columns = if table == "policy_versions" {
+        POLICY_VERSION_COLUMNS
+    } else {
+        CLAIM_VERSION_COLUMNS
+    };
+    let mut copy = CopyRows::new(table, columns);
     for v in versions {
-        match &v.columns {
-            VersionColumns::Policy {
-                carrier,
-                line_of_business,
-                status,
-                premium,
-                currency,
-            } => {
-                carriers.push(carrier);
-                statuses.push(status);
-                lobs.push(line_of_business);
-                premiums.push(*premium);
-                currencies.push(currency);
+        copy.row()?;
+        copy.value(&v.owner_id)?;
+        copy.value(&v.version)?;
+        copy.text(&v.content_hash)?;
+        copy.jsonb(&v.record)?;
+        copy.value(&submission_id)?;
+        copy.value(&v.record_number)?;
+        copy.value(&v.source_line)?;
+        copy.value(&at)?;
+        copy.value(&v.valid_to)?;
+        // The as-of columns: a policy's carrier, status, line, premium and currency; a claim's
+        // carrier, status and policy.
+        match (&v.columns, table == "policy_versions") {
+            (
+                VersionColumns::Policy {
+                    carrier,
+                    line_of_business,
+                    status,
+                    premium,
+                    currency,
+                },
+                true,
+            ) => {
+                copy.text(carrier)?;
+                copy.text(status)?;
+                copy.text(line_of_business)?;
+                copy.value(premium)?;
+                copy.text(currency)?;
             }
-            VersionColumns::Claim {
-                carrier,
-                status,
-                policy_id,
-            } => {
-                carriers.push(carrier);
-                statuses.push(status);
-                policy_ids.push(*policy_id);
+            (
+                VersionColumns::Claim {
+                    carrier,
+                    status,
+                    policy_id,
+                },
+                false,
+            ) => {
+                copy.text(carrier)?;
+                copy.text(status)?;
+                copy.value(policy_id)?;
             }
+            _ => return Err(internal("a version's columns are not its table's")),
         }
     }
-    let query = if table == "policy_versions" {
-        sqlx::query(
-            "INSERT INTO policy_versions (policy_id, version, content_hash, record, submission_id, \
-             record_number, source_line, valid_from, valid_to, carrier_id, status, \
-             line_of_business, premium, currency) \
-             SELECT u.owner_id, u.version, u.content_hash, u.record::jsonb, $8, u.record_number, \
-             u.source_line, $9, u.valid_to, u.carrier_id, u.status, u.lob, u.premium, u.currency \
-             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
-             $6::bigint[], $7::timestamptz[], $10::text[], $11::text[], $12::text[], \
-             $13::numeric[], $14::text[]) \
-             AS u(owner_id, version, content_hash, record, record_number, source_line, valid_to, \
-             carrier_id, status, lob, premium, currency)",
-        )
-    } else {
-        sqlx::query(
-            "INSERT INTO claim_versions (claim_id, version, content_hash, record, submission_id, \
-             record_number, source_line, valid_from, valid_to, carrier_id, status, policy_id) \
-             SELECT u.owner_id, u.version, u.content_hash, u.record::jsonb, $8, u.record_number, \
-             u.source_line, $9, u.valid_to, u.carrier_id, u.status, u.policy_id \
-             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
-             $6::bigint[], $7::timestamptz[], $10::text[], $11::text[], $12::bigint[]) \
-             AS u(owner_id, version, content_hash, record, record_number, source_line, valid_to, \
-             carrier_id, status, policy_id)",
-        )
-    };
-    let query = query
-        .bind(&owners)
-        .bind(&numbers)
-        .bind(&hashes)
-        .bind(&records)
-        .bind(&record_numbers)
-        .bind(&lines)
-        .bind(&valid_to)
-        .bind(submission_id)
-        .bind(at)
-        .bind(&carriers)
-        .bind(&statuses);
-    let query = if table == "policy_versions" {
-        query.bind(&lobs).bind(&premiums).bind(&currencies)
-    } else {
-        query.bind(&policy_ids)
-    };
-    query.execute(&mut *conn).await?;
+    copy.send(conn).await?;
     Ok(())
 }
+
+/// The columns of a `policy_versions` row, in the order [`write_versions`] writes them.
+const POLICY_VERSION_COLUMNS: &[&str] = &[
+    "policy_id",
+    "version",
+    "content_hash",
+    "record",
+    "submission_id",
+    "record_number",
+    "source_line",
+    "valid_from",
+    "valid_to",
+    "carrier_id",
+    "status",
+    "line_of_business",
+    "premium",
+    "currency",
+];
+
+/// The columns of a `claim_versions` row, in the order [`write_versions`] writes them.
+const CLAIM_VERSION_COLUMNS: &[&str] = &[
+    "claim_id",
+    "version",
+    "content_hash",
+    "record",
+    "submission_id",
+    "record_number",
+    "source_line",
+    "valid_from",
+    "valid_to",
+    "carrier_id",
+    "status",
+    "policy_id",
+];
 
 /// One attempt at a batch, inside the caller's transaction.
 async fn insert_submission_event(

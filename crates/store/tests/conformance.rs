@@ -55,6 +55,7 @@ conformance!(
     the_warehouse_reads_events_after_a_position_and_a_carriers_history,
     the_warehouse_reads_the_history_of_records_and_the_rows_of_months,
     fenced_leases_have_one_holder_and_a_token_that_grows_with_each_handover,
+    text_with_separators_and_escapes_is_stored_as_sent,
 );
 
 async fn versions_transactions_and_events_follow_the_changes(target: Target) {
@@ -3745,4 +3746,66 @@ async fn fenced_leases_have_one_holder_and_a_token_that_grows_with_each_handover
     assert_eq!(take("a", LEASE).await, Some(3));
     // The plain leases are another name space.
     assert!(store.take_lease("warehouse:/w", "b", LEASE).await.unwrap());
+}
+
+/// Text is stored exactly as it was sent, whatever it holds. The PostgreSQL store writes a
+/// batch's rows with `COPY`, where a tab, a newline, a backslash or `\N` would be a separator,
+/// an escape or a NULL if a value were not encoded right.
+async fn text_with_separators_and_escapes_is_stored_as_sent(target: Target) {
+    const HOSTILE: &str =
+        "tab\there\nnew line\r\n\\N \\. back\\slash \"quoted\" 'single' ; | , ünï ✓ 😀";
+    let number = r#"P\1"';|,\N"#;
+    let store = target.store().await;
+    let mut p = policy_of("acme", number, eur(12_345), PolicyStatus::Active);
+    p.insured.name = HOSTILE.into();
+    p.producer = Some(format!("producer {HOSTILE}"));
+    p.line_of_business = Coded::new(LineOfBusiness::Homeowners, "W\tG\\");
+    p.status = Coded::new(PolicyStatus::Active, "\\N");
+    p.extras.insert("note\t1".into(), HOSTILE.into());
+    let (_, counts) = ingest(&store, vec![CanonicalRecord::Policy(p)]).await;
+    assert_eq!(iuur(&counts), (1, 0, 0, 0));
+
+    let id = policy_id(&store, number).await;
+    let summary = store
+        .get_policy(id, &Scope::all())
+        .await
+        .unwrap()
+        .unwrap()
+        .summary;
+    assert_eq!(summary.number, number);
+    assert_eq!(summary.insured_name, HOSTILE);
+    assert_eq!(summary.producer, Some(format!("producer {HOSTILE}")));
+    assert_eq!(summary.line_of_business.original, "W\tG\\");
+    assert_eq!(summary.status.original, "\\N");
+    let versions = assert_consistent_history(&store, id).await;
+    assert_eq!(versions[0].record["insured"]["name"], HOSTILE);
+    assert_eq!(versions[0].record["extras"]["note\t1"], HOSTILE);
+
+    // A transaction whose reference holds the same characters is applied, and recognised by
+    // that reference when it is sent again.
+    let reference = "T\\1\t\"x\"\n\\N";
+    let endorsement = || {
+        transaction(
+            number,
+            reference,
+            TransactionType::Endorsement,
+            1_000,
+            date(2025, 6, 1),
+        )
+    };
+    let (_, counts) = ingest(&store, vec![endorsement()]).await;
+    assert_eq!(iuur(&counts), (0, 1, 0, 0));
+    let (_, counts) = ingest(&store, vec![endorsement()]).await;
+    assert_eq!(iuur(&counts), (0, 0, 1, 0));
+    let versions = assert_consistent_history(&store, id).await;
+    assert_eq!(versions.len(), 2);
+    assert_eq!(
+        versions[1].transaction.as_ref().unwrap()["reference"],
+        reference
+    );
+
+    // The change events carry the number as sent.
+    let events = target.outbox().await;
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.payload["number"] == number));
 }
