@@ -3,6 +3,7 @@
 
 use crate::app::{App, Location};
 use anyhow::Context;
+use carrierhub_pipeline::Relay;
 use carrierhub_store::Scope;
 use carrierhub_warehouse::tables::{date32, Table, MONEY_PRECISION, MONEY_SCALE};
 use carrierhub_warehouse::writer::{parquet_bytes, PART_FILE};
@@ -12,7 +13,7 @@ use clap::{Args, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct QueryArgs {
@@ -140,31 +141,110 @@ pub async fn run(location: &Location, command: WarehouseCommand) -> anyhow::Resu
     match command {
         WarehouseCommand::Sync => {
             let app = App::open(location).await?;
+            publish_pending(&app, location).await;
             let writer = WarehouseWriter::new(app.store.clone(), location.warehouse()?);
             let watermark = writer.sync().await?;
             println!(
-                "warehouse {} is up to date through event {watermark}",
-                writer.location().describe()
+                "warehouse {} is up to date through event {} (publication position {})",
+                writer.location().describe(),
+                watermark.outbox_id,
+                watermark.position()
             );
         }
         WarehouseCommand::Status => {
             let app = App::open(location).await?;
             let writer = WarehouseWriter::new(app.store.clone(), location.warehouse()?);
-            let watermark = writer.watermark().await?.outbox_id;
+            let watermark = writer.watermark().await?;
+            let lag = writer.lag(&watermark).await?;
             let last = app.store.last_event_id().await?;
             println!(
                 "{}",
                 serde_json::json!({
                     "location": writer.location().describe(),
-                    "watermark": watermark,
+                    "watermark": watermark.outbox_id,
+                    "published_seq": watermark.position(),
                     "last_event": last,
-                    "lag_events": (last - watermark).max(0),
+                    "last_published_seq": lag.last_published_seq,
+                    "unpublished": lag.unpublished,
+                    "lag_events": lag.events(),
                 })
             );
         }
         WarehouseCommand::GenBench(args) => gen_bench(args).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long `warehouse sync` waits for another relay (a running server's) to publish the
+/// events that were pending when it started.
+const PUBLISH_WAIT: Duration = Duration::from_secs(30);
+/// How often it looks meanwhile.
+const PUBLISH_POLL: Duration = Duration::from_millis(200);
+
+/// Publishes the outbox's pending events through the relay (to the configured broker), so
+/// that every event committed before the sync began is in the publication order the
+/// warehouse follows: without a server nothing else publishes them. When another relay (a
+/// running server's) holds the relay's lease, waits until it has published them, at most
+/// [`PUBLISH_WAIT`]. Gives the lease up afterwards, so a server's relay need not wait for it
+/// to run out. A failure or a wait given up is said on standard error, and the sync applies
+/// what is published (the rest is applied by the next sync or the warehouse role).
+async fn publish_pending(app: &App, location: &Location) {
+    match publish_pending_through(app, location).await {
+        Ok(Published::All) => {}
+        Ok(Published::GaveUp { pending }) => eprintln!(
+            "warning: another relay (a running server's) holds the outbox's lease and has not \
+             published the events written before the sync began within {} s ({pending} \
+             unpublished now); the warehouse is brought up to date with the events published \
+             so far, and the rest is applied by the next sync",
+            PUBLISH_WAIT.as_secs()
+        ),
+        Err(e) => eprintln!(
+            "warning: cannot publish the outbox's pending events ({e:#}); the warehouse is \
+             brought up to date with the events published so far"
+        ),
+    }
+}
+
+enum Published {
+    /// Every event written before the sync began is published.
+    All,
+    /// Another relay holds the lease, and this many events are still unpublished.
+    GaveUp { pending: u64 },
+}
+
+async fn publish_pending_through(app: &App, location: &Location) -> anyhow::Result<Published> {
+    let through = app.store.last_event_id().await?;
+    // Whether an event written before the sync began is unpublished (the oldest by id).
+    let pending = || async move {
+        let oldest = app.store.unpublished_events(1).await?;
+        anyhow::Ok(oldest.first().is_some_and(|e| e.id <= through))
+    };
+    if !pending().await? {
+        return Ok(Published::All);
+    }
+    let broker = location.open_broker().await?;
+    let relay = Relay::new(app.store.clone(), broker);
+    let deadline = Instant::now() + PUBLISH_WAIT;
+    let outcome = async {
+        loop {
+            relay.publish_pending().await.context("the relay failed")?;
+            if !pending().await? {
+                return Ok(Published::All);
+            }
+            if Instant::now() >= deadline {
+                return Ok(Published::GaveUp {
+                    pending: app.store.outbox_backlog().await?.ready,
+                });
+            }
+            tokio::time::sleep(PUBLISH_POLL).await;
+        }
+    }
+    .await;
+    relay
+        .release()
+        .await
+        .context("cannot give the relay's lease up")?;
+    outcome
 }
 
 /// A small deterministic generator (SplitMix64).

@@ -164,6 +164,16 @@ impl Relay {
         }
     }
 
+    /// Gives the relay's lease up (it ends now) if this relay holds it, so that another
+    /// relay (a server's) takes over at once instead of when it runs out: what `carrierhub
+    /// warehouse sync` does once it published the pending events.
+    pub async fn release(&self) -> relay_error::Result<()> {
+        self.store
+            .take_lease(LEASE_NAME, &self.owner, Duration::ZERO)
+            .await?;
+        Ok(())
+    }
+
     /// Publishes events as they are written; never returns.
     pub async fn run(self) {
         self.run_until(CancellationToken::new()).await

@@ -338,9 +338,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Outbox events not yet published, oldest first.
     async fn unpublished_events(&self, limit: usize) -> Result<Vec<OutboxEvent>>;
-    /// Outbox events with an id above `after`, published or not, oldest first: the feed of
-    /// consumers that keep their own position (the warehouse's watermark).
-    async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<OutboxEvent>>;
+    /// Published events at publication positions (`published_seq`) above `after_seq`, in
+    /// publication order, each with its position: the feed of consumers that keep their own
+    /// position (the warehouse's watermark). Unpublished events are not returned. Ids are
+    /// no position: on PostgreSQL an event with a lower id can commit after one with a
+    /// higher id was read, while every position is committed before any higher one is seen.
+    async fn published_events_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>>;
     /// The id of the newest outbox event (0 when there is none).
     async fn last_event_id(&self) -> Result<i64>;
     /// Every version of a carrier's policies and claims and every premium and claim

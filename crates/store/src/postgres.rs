@@ -3065,12 +3065,17 @@ impl Store for PgStore {
         rows.iter().map(events::event_from_row).collect()
     }
 
-    async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<OutboxEvent>> {
+    async fn published_events_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>> {
         let rows = sqlx::query(&format!(
-            "SELECT {} FROM outbox o WHERE o.id > $1 ORDER BY o.id LIMIT $2",
+            "SELECT {} FROM outbox o WHERE o.published_seq > $1 \
+             ORDER BY o.published_seq LIMIT $2",
             events::EVENT_COLUMNS
         ))
-        .bind(after)
+        .bind(after_seq)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;

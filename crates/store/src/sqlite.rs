@@ -2161,12 +2161,17 @@ impl Store for SqliteStore {
         rows.iter().map(events::event_from_row).collect()
     }
 
-    async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<OutboxEvent>> {
+    async fn published_events_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>> {
         let rows = sqlx::query(&format!(
-            "SELECT {} FROM outbox o WHERE o.id > ? ORDER BY o.id LIMIT ?",
+            "SELECT {} FROM outbox o WHERE o.published_seq > ? \
+             ORDER BY o.published_seq LIMIT ?",
             events::EVENT_COLUMNS
         ))
-        .bind(after)
+        .bind(after_seq)
         .bind(limit as i64)
         .fetch_all(&self.read)
         .await?;

@@ -173,6 +173,11 @@ pub struct OutboxEvent {
     /// when traces are exported.
     #[serde(skip)]
     pub traceparent: Option<String>,
+    /// The event's place in the publication order (`outbox.published_seq`), given when the
+    /// relay marked it published; `None` while it is not. Readers that keep their own
+    /// position (the warehouse) keep this one. Not part of any JSON the API sends.
+    #[serde(skip)]
+    pub published_seq: Option<i64>,
 }
 
 /// What waits to be sent, for the metrics: the outbox's unpublished events (the relay's lag)

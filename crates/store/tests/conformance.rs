@@ -52,7 +52,8 @@ conformance!(
     the_audit_log_lists_newest_first_by_page_filters_and_purges,
     events_are_read_in_publication_order_within_the_scope,
     webhook_deliveries_are_queued_once_in_scope_claimed_retried_and_logged,
-    the_warehouse_reads_events_after_a_position_and_a_carriers_history,
+    the_warehouse_reads_published_events_after_a_position_and_a_carriers_history,
+    the_warehouse_follows_the_publication_order_not_the_ids,
     the_warehouse_reads_the_history_of_records_and_the_rows_of_months,
     fenced_leases_have_one_holder_and_a_token_that_grows_with_each_handover,
     text_with_separators_and_escapes_is_stored_as_sent,
@@ -3518,7 +3519,9 @@ async fn webhook_deliveries_are_queued_once_in_scope_claimed_retried_and_logged(
     assert!(!store.delete_webhook(book.id, Some("key:b")).await.unwrap());
 }
 
-async fn the_warehouse_reads_events_after_a_position_and_a_carriers_history(target: Target) {
+async fn the_warehouse_reads_published_events_after_a_position_and_a_carriers_history(
+    target: Target,
+) {
     let store = target.store().await;
     let first = claimed_submission(&store, "w").await;
     store
@@ -3535,20 +3538,56 @@ async fn the_warehouse_reads_events_after_a_position_and_a_carriers_history(targ
         .unwrap();
     store.finish_submission(first, "w", None).await.unwrap();
 
-    // Every event, published or not, in id order, from any position.
-    let all = store.events_after(0, 1000).await.unwrap();
+    // Nothing is read before it is published.
+    let all = store.unpublished_events(1000).await.unwrap();
     assert!(all.len() >= 4, "{all:?}");
-    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
-    assert_eq!(store.last_event_id().await.unwrap(), all.last().unwrap().id);
-    let ids: Vec<i64> = all.iter().map(|e| e.id).collect();
-    store.mark_events_published(&ids[..2]).await.unwrap();
-    let after = store.events_after(ids[1], 2).await.unwrap();
-    assert_eq!(after.iter().map(|e| e.id).collect::<Vec<_>>(), ids[2..4]);
+    assert!(all.iter().all(|e| e.published_seq.is_none()), "{all:?}");
     assert!(store
-        .events_after(*ids.last().unwrap(), 10)
+        .published_events_after(0, 1000)
         .await
         .unwrap()
         .is_empty());
+    assert_eq!(store.last_event_id().await.unwrap(), all.last().unwrap().id);
+    let ids: Vec<i64> = all.iter().map(|e| e.id).collect();
+    let of = |events: &[OutboxEvent]| events.iter().map(|e| e.id).collect::<Vec<_>>();
+
+    // Published events, in publication order, each with its position, from any position.
+    store.mark_events_published(&ids[..3]).await.unwrap();
+    let published = store.published_events_after(0, 1000).await.unwrap();
+    assert_eq!(of(&published), ids[..3]);
+    let seqs: Vec<i64> = published
+        .iter()
+        .map(|e| e.published_seq.expect("a published event has its position"))
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(store.last_published_seq().await.unwrap(), seqs[2]);
+    let after = store.published_events_after(seqs[0], 1).await.unwrap();
+    assert_eq!(of(&after), ids[1..2]);
+    // The rest is unpublished: not there until the relay marks it.
+    assert!(store
+        .published_events_after(seqs[2], 10)
+        .await
+        .unwrap()
+        .is_empty());
+    store.mark_events_published(&ids).await.unwrap();
+    let rest = store.published_events_after(seqs[2], 1000).await.unwrap();
+    assert_eq!(of(&rest), ids[3..]);
+    assert_eq!(
+        store.last_published_seq().await.unwrap(),
+        rest.last().unwrap().published_seq.unwrap()
+    );
+    // The events of `list_events` carry their positions too.
+    let listed = store
+        .list_events(
+            &Scope::all(),
+            &EventFilter {
+                limit: 1000,
+                ..EventFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed, [published, rest].concat());
 
     // The carrier's whole history: both versions of P1, one of P2, their premium movements.
     let carrier = all[0].carrier.clone();
@@ -3580,6 +3619,51 @@ async fn the_warehouse_reads_events_after_a_position_and_a_carriers_history(targ
         .unwrap()
         .policy_versions
         .is_empty());
+}
+
+/// On PostgreSQL an event with a lower id can commit (and be published) after one with a
+/// higher id: a reader that follows the publication order still reads it, after the other.
+async fn the_warehouse_follows_the_publication_order_not_the_ids(target: Target) {
+    let store = target.store().await;
+    ingest(
+        &store,
+        vec![
+            policy("P1", 10000, PolicyStatus::Active),
+            policy("P2", 5000, PolicyStatus::Active),
+        ],
+    )
+    .await;
+    let pending = store.unpublished_events(100).await.unwrap();
+    assert!(pending.len() >= 3, "{pending:?}");
+    let (low, high) = (pending[0].id, pending[1].id);
+    assert!(low < high);
+    let of = |events: &[OutboxEvent]| events.iter().map(|e| e.id).collect::<Vec<_>>();
+
+    // The higher id is published first; a reader applies it and keeps its position.
+    store.mark_events_published(&[high]).await.unwrap();
+    let read = store.published_events_after(0, 100).await.unwrap();
+    assert_eq!(of(&read), [high]);
+    let position = read[0].published_seq.unwrap();
+    assert!(store
+        .published_events_after(position, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    // The lower id is published later: it comes after that position, not before it.
+    store.mark_events_published(&[low]).await.unwrap();
+    let next = store.published_events_after(position, 100).await.unwrap();
+    assert_eq!(of(&next), [low]);
+    assert!(next[0].published_seq.unwrap() > position);
+    // From the start: the publication order, not the ids; the others, unpublished, are not
+    // there. Publishing again moves nothing.
+    let all = store.published_events_after(0, 100).await.unwrap();
+    assert_eq!(of(&all), [high, low]);
+    store.mark_events_published(&[low, high]).await.unwrap();
+    assert_eq!(store.published_events_after(0, 100).await.unwrap(), all);
+    let rest: Vec<i64> = pending[2..].iter().map(|e| e.id).collect();
+    store.mark_events_published(&rest).await.unwrap();
+    let everything = store.published_events_after(0, 100).await.unwrap();
+    assert_eq!(of(&everything), [vec![high, low], rest].concat());
 }
 
 async fn the_warehouse_reads_the_history_of_records_and_the_rows_of_months(target: Target) {

@@ -20,7 +20,7 @@ pub mod writer;
 pub use location::Location;
 pub use query::{Format, QueryEngine, QueryError, QueryLimits, QueryOutput};
 pub use tables::Table;
-pub use writer::{WarehouseWriter, Watermark};
+pub use writer::{Lag, WarehouseWriter, Watermark};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {

@@ -1,7 +1,8 @@
 //! Keeps the warehouse's Parquet files up to date from the store's outbox.
 //!
-//! The writer reads change events after its watermark (the id of the last outbox event it
-//! applied), in id order, and works out from them which partitions changed: it reads the
+//! The writer reads the published change events after its watermark (the publication
+//! position, `published_seq`, of the last event it applied), in publication order, and works
+//! out from them which partitions changed: it reads the
 //! history of the policies and claims the events name, and [`touched_partitions`] names the
 //! (table, carrier, month) partitions whose rows the changes altered (new versions, old
 //! versions whose validity ended, records moved from one month to another, claims whose
@@ -19,6 +20,18 @@
 //! out while it worked renews it before its next file and before the watermark, sees the
 //! token changed when another writer took over, and stops without storing its watermark.
 //! The watermark records the token of the writer that stored it.
+//!
+//! Publication order, not ids: on PostgreSQL an outbox id is taken at INSERT and seen at
+//! COMMIT, so an event with a lower id can become visible after one with a higher id was
+//! applied, and a writer following ids would pass it for good. The relay numbers events as
+//! it marks them published (`Store::mark_events_published`), and every position is committed
+//! before a higher one can be seen, so a writer following positions misses nothing. An event
+//! is therefore applied once the relay published it: with `serve`, that is within the
+//! relay's poll; `carrierhub warehouse sync` publishes what is pending first.
+//!
+//! A watermark of the earlier version (an outbox id and no position) is taken up from the
+//! start of the publication order, passing over the events with an id up to its own (that
+//! version applied them; the bound is kept in the watermark as `legacy_through`).
 //!
 //! Invariant: a partition file is never appended to; it is replaced whole.
 
@@ -48,10 +61,21 @@ pub const PART_FILE: &str = "part-0.parquet";
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
 const WATERMARK: [&str; 2] = ["_carrierhub", "watermark.json"];
 
-/// What the writer has applied: every outbox event up to `outbox_id`.
+/// What the writer has applied: every published event up to the publication position
+/// `published_seq`, of which `outbox_id` is the last.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watermark {
+    /// The id of the last event applied (0: none). Without `published_seq` (a watermark of
+    /// the earlier version, which followed ids): every event up to this id was applied.
     pub outbox_id: i64,
+    /// The publication position of the last event applied: the writer reads after it.
+    /// `None` in a new warehouse and in a watermark of the earlier version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_seq: Option<i64>,
+    /// The events with an id up to this one were applied by the earlier version: the writer
+    /// passes over them, wherever they are in the publication order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_through: Option<i64>,
     /// The lease token of the writer that stored it (0: before leases).
     #[serde(default)]
     pub token: i64,
@@ -60,16 +84,56 @@ pub struct Watermark {
     pub writer: Option<String>,
 }
 
+impl Watermark {
+    /// The publication position to read after.
+    pub fn position(&self) -> i64 {
+        self.published_seq.unwrap_or(0)
+    }
+
+    /// Events with an id up to this one are passed over (0: none): those the earlier
+    /// version, which followed ids, applied.
+    pub fn applied_through(&self) -> i64 {
+        match (self.legacy_through, self.published_seq) {
+            (Some(through), _) => through,
+            (None, None) => self.outbox_id,
+            (None, Some(_)) => 0,
+        }
+    }
+}
+
+/// How far the warehouse is behind the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lag {
+    /// Published events after the watermark's position: the newest position less the
+    /// watermark's (the relay numbers events without gaps).
+    pub published: u64,
+    /// Events the relay has not published yet: the warehouse reads them once it has.
+    pub unpublished: u64,
+    /// When the oldest of them was written (`None`: none is waiting).
+    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
+    /// The newest publication position.
+    pub last_published_seq: i64,
+}
+
+impl Lag {
+    /// Events not yet in the warehouse, published or not.
+    pub fn events(&self) -> u64 {
+        self.published + self.unpublished
+    }
+}
+
 /// What one step did.
 #[derive(Debug, Clone, Default)]
 pub struct Step {
-    /// Events applied (0: caught up, or another writer holds the lease).
+    /// Events the watermark moved past (0: caught up, or another writer holds the lease),
+    /// including those an earlier version applied already.
     pub events: usize,
     pub carriers: BTreeSet<String>,
     /// Partition files written or removed.
     pub partitions: usize,
     pub rows: u64,
-    pub watermark: i64,
+    /// The watermark after the step.
+    pub watermark: Watermark,
     /// False when another writer holds the location's lease: nothing was done.
     pub holder: bool,
 }
@@ -232,26 +296,52 @@ impl WarehouseWriter {
         Ok(())
     }
 
-    /// Applies the next events after the watermark (up to [`EVENTS_PER_STEP`]), if this
-    /// writer holds (or takes) the location's lease.
+    /// Applies the next published events after the watermark (up to [`EVENTS_PER_STEP`]),
+    /// if this writer holds (or takes) the location's lease.
     pub async fn step(&self) -> Result<Step> {
         let Some(token) = self.take_lease().await? else {
             return Ok(Step::default());
         };
         let mark = self.watermark().await?;
-        let events = self
-            .store
-            .events_after(mark.outbox_id, self.events_per_step)
-            .await?;
-        let Some(last) = events.last() else {
-            self.observe_lag(mark.outbox_id).await;
+        let applied_through = mark.applied_through();
+        let mut position = mark.position();
+        let mut last = None;
+        let mut read = 0;
+        let mut events = Vec::new();
+        // Events an earlier version applied are passed over; a step goes on reading until it
+        // has events to apply or has read them all.
+        loop {
+            let batch = self
+                .store
+                .published_events_after(position, self.events_per_step)
+                .await?;
+            let full = batch.len() >= self.events_per_step;
+            for event in batch {
+                let seq = event.published_seq.ok_or_else(|| {
+                    WarehouseError::Corrupt(format!(
+                        "outbox event {} was read as published without its position",
+                        event.id
+                    ))
+                })?;
+                position = seq;
+                last = Some((event.id, seq));
+                read += 1;
+                if event.id > applied_through {
+                    events.push(event);
+                }
+            }
+            if !events.is_empty() || !full {
+                break;
+            }
+        }
+        let Some((last_id, last_seq)) = last else {
+            self.observe_lag(&mark).await;
             return Ok(Step {
-                watermark: mark.outbox_id,
+                watermark: mark,
                 holder: true,
                 ..Step::default()
             });
         };
-        let last_id = last.id;
         let mut changes: BTreeMap<String, BTreeSet<Change>> = BTreeMap::new();
         for event in &events {
             if let Some(change) = change_of(event) {
@@ -261,9 +351,16 @@ impl WarehouseWriter {
                     .insert(change);
             }
         }
+        let watermark = Watermark {
+            outbox_id: last_id,
+            published_seq: Some(last_seq),
+            legacy_through: (applied_through > 0).then_some(applied_through),
+            token,
+            writer: Some(self.owner.clone()),
+        };
         let mut step = Step {
-            events: events.len(),
-            watermark: last_id,
+            events: read,
+            watermark: watermark.clone(),
             holder: true,
             ..Step::default()
         };
@@ -276,19 +373,15 @@ impl WarehouseWriter {
             step.rows += rows;
         }
         self.fence(token, true).await?;
-        self.store_watermark(&Watermark {
-            outbox_id: last_id,
-            token,
-            writer: Some(self.owner.clone()),
-        })
-        .await?;
+        self.store_watermark(&watermark).await?;
         metrics::counter!("carrierhub_warehouse_events_applied_total")
             .increment(events.len() as u64);
         metrics::counter!("carrierhub_warehouse_partitions_written_total")
             .increment(step.partitions as u64);
-        self.observe_lag(last_id).await;
-        tracing::debug!(events = events.len(), watermark = last_id, carriers = ?step.carriers,
-            partitions = step.partitions, rows = step.rows, "warehouse step");
+        self.observe_lag(&watermark).await;
+        tracing::debug!(events = read, applied = events.len(), watermark = last_id,
+            position = last_seq, carriers = ?step.carriers, partitions = step.partitions,
+            rows = step.rows, "warehouse step");
         Ok(step)
     }
 
@@ -304,16 +397,16 @@ impl WarehouseWriter {
         Ok(())
     }
 
-    /// Applies events until none is left after the watermark; returns the last step's
+    /// Applies published events until none is left after the watermark; returns the
     /// watermark, and gives the lease up. Fails when another writer holds the location's
-    /// lease.
-    pub async fn sync(&self) -> Result<i64> {
+    /// lease. Events not yet published are not applied (see the module's documentation).
+    pub async fn sync(&self) -> Result<Watermark> {
         let synced = self.sync_holding().await;
         self.release().await?;
         synced
     }
 
-    async fn sync_holding(&self) -> Result<i64> {
+    async fn sync_holding(&self) -> Result<Watermark> {
         loop {
             let step = self.step().await?;
             if !step.holder {
@@ -371,26 +464,45 @@ impl WarehouseWriter {
         tracing::info!("warehouse writer stopped");
     }
 
-    /// Sets the lag gauges: events after the watermark, and the age of the oldest of them.
-    async fn observe_lag(&self, watermark: i64) {
-        let Ok(last) = self.store.last_event_id().await else {
+    /// How far the warehouse at `watermark` is behind the store: the published events after
+    /// its position, those not published yet, and when the oldest of them was written. A
+    /// watermark of the earlier version counts from the start of the publication order
+    /// until its first step.
+    pub async fn lag(&self, watermark: &Watermark) -> Result<Lag> {
+        let last_published_seq = self.store.last_published_seq().await?;
+        let backlog = self.store.outbox_backlog().await?;
+        let published = (last_published_seq - watermark.position()).max(0) as u64;
+        let next = if published > 0 {
+            self.store
+                .published_events_after(watermark.position(), 1)
+                .await?
+                .first()
+                .map(|e| e.created_at)
+        } else {
+            None
+        };
+        let oldest = match (next, backlog.oldest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(Lag {
+            published,
+            unpublished: backlog.ready,
+            oldest,
+            last_published_seq,
+        })
+    }
+
+    /// Sets the lag gauges: events not yet applied (published after the watermark, and not
+    /// yet published), and the age of the oldest of them.
+    async fn observe_lag(&self, watermark: &Watermark) {
+        let Ok(lag) = self.lag(watermark).await else {
             return;
         };
-        let behind = (last - watermark).max(0);
-        metrics::gauge!("carrierhub_warehouse_lag_events").set(behind as f64);
-        let seconds = if behind == 0 {
-            0.0
-        } else {
-            match self.store.events_after(watermark, 1).await {
-                Ok(next) => next.first().map_or(0.0, |e| {
-                    (chrono::Utc::now() - e.created_at)
-                        .num_milliseconds()
-                        .max(0) as f64
-                        / 1000.0
-                }),
-                Err(_) => return,
-            }
-        };
+        metrics::gauge!("carrierhub_warehouse_lag_events").set(lag.events() as f64);
+        let seconds = lag.oldest.map_or(0.0, |oldest| {
+            (chrono::Utc::now() - oldest).num_milliseconds().max(0) as f64 / 1000.0
+        });
         metrics::gauge!("carrierhub_warehouse_lag_seconds").set(seconds);
     }
 
@@ -540,7 +652,217 @@ pub fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use carrierhub_store::SqliteStore;
+    use carrierhub_model::*;
+    use carrierhub_store::{Batch, NewMapping, NewSubmission, SqliteStore, StagedRecord};
+
+    async fn sqlite_store(dir: &std::path::Path) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&dir.join("store.db")).await.unwrap())
+    }
+
+    /// Commits policy `number` of carrier `acme`, effective on the first of `month` 2025, as
+    /// a submission of its own; returns the ids of the events it wrote (none published).
+    async fn commit_policy(store: &Arc<dyn Store>, number: &str, month: u32) -> Vec<i64> {
+        let before = store.last_event_id().await.unwrap();
+        let acme = CarrierId::parse("acme").unwrap();
+        store.ensure_carrier(&acme, "Acme").await.unwrap();
+        let mapping = store
+            .register_mapping(NewMapping {
+                carrier: &acme,
+                name: "acme-policies",
+                record: RecordKind::Policy,
+                version: 1,
+                sha256: "0",
+                text: "",
+            })
+            .await
+            .unwrap();
+        store.record_document("d", 1).await.unwrap();
+        let submission = store
+            .create_submission(NewSubmission {
+                carrier: &acme,
+                mapping_id: mapping.id,
+                file_name: "f.csv",
+                document_sha256: "d",
+                received_via: "test",
+                replay_of: None,
+            })
+            .await
+            .unwrap();
+        let lease = Duration::from_secs(60);
+        store
+            .claim_submission(submission, "w", lease)
+            .await
+            .unwrap()
+            .claimed()
+            .unwrap();
+        let eur = Currency::parse("EUR").unwrap();
+        let policy = Policy {
+            carrier: acme.clone(),
+            number: PolicyNumber::parse(number).unwrap(),
+            line_of_business: Coded::new(LineOfBusiness::Homeowners, "WG"),
+            status: Coded::new(PolicyStatus::Active, "A"),
+            effective_date: chrono::NaiveDate::from_ymd_opt(2025, month, 1).unwrap(),
+            expiration_date: chrono::NaiveDate::from_ymd_opt(2026, month, 1).unwrap(),
+            premium: Money::new(rust_decimal::Decimal::new(10000, 2), eur),
+            producer: None,
+            insured: InsuredParty {
+                reference: None,
+                kind: PartyKind::Person,
+                name: "Ada".into(),
+                postal_code: None,
+                country: None,
+            },
+            coverages: vec![],
+            extras: Default::default(),
+        };
+        store
+            .commit_batch(Batch {
+                message_id: None,
+                submission_id: submission,
+                owner: "w".into(),
+                lease,
+                records: vec![StagedRecord {
+                    record: CanonicalRecord::Policy(policy),
+                    record_number: 1,
+                    source_line: 2,
+                    sheet: None,
+                }],
+                rejections: vec![],
+                rejected_records: 0,
+                skipped_records: 0,
+                through_record: 1,
+            })
+            .await
+            .unwrap();
+        store
+            .finish_submission(submission, "w", None)
+            .await
+            .unwrap();
+        let ids: Vec<i64> = store
+            .unpublished_events(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .filter(|id| *id > before)
+            .collect();
+        assert!(ids.len() >= 2, "a submission and a policy event: {ids:?}");
+        ids
+    }
+
+    /// Whether the warehouse at `dir` has acme's `policies` file of month `2025-MM`.
+    fn has_month(dir: &std::path::Path, month: u32) -> bool {
+        dir.join(format!(
+            "policies/carrier=acme/month=2025-{month:02}/{PART_FILE}"
+        ))
+        .exists()
+    }
+
+    #[tokio::test]
+    async fn the_writer_follows_the_publication_order_and_applies_a_lower_id_published_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path()).await;
+        let wh = dir.path().join("wh");
+        let writer = WarehouseWriter::new(
+            store.clone(),
+            Location::parse(wh.to_str().unwrap()).unwrap(),
+        );
+        let january = commit_policy(&store, "P1", 1).await;
+        let march = commit_policy(&store, "P2", 3).await;
+
+        // Nothing is published: nothing is applied, and all of it is the lag.
+        let step = writer.step().await.unwrap();
+        assert_eq!((step.holder, step.events), (true, 0));
+        let lag = writer
+            .lag(&writer.watermark().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(lag.published, 0);
+        assert_eq!(lag.unpublished as usize, january.len() + march.len());
+        assert!(lag.oldest.is_some());
+
+        // The higher ids are published first (as when the lower ones commit later).
+        store.mark_events_published(&march).await.unwrap();
+        let step = writer.step().await.unwrap();
+        assert_eq!(step.events, march.len());
+        assert!(has_month(&wh, 3) && !has_month(&wh, 1));
+        let mark = writer.watermark().await.unwrap();
+        assert_eq!(mark.outbox_id, *march.last().unwrap());
+        assert_eq!(mark.published_seq, Some(march.len() as i64));
+        assert_eq!(mark.legacy_through, None);
+        let lag = writer.lag(&mark).await.unwrap();
+        assert_eq!(
+            (lag.published, lag.unpublished as usize),
+            (0, january.len())
+        );
+
+        // The lower ids, published later, come after that position: applied, not passed.
+        store.mark_events_published(&january).await.unwrap();
+        let lag = writer.lag(&mark).await.unwrap();
+        assert_eq!(
+            (lag.published as usize, lag.unpublished),
+            (january.len(), 0)
+        );
+        let step = writer.step().await.unwrap();
+        assert_eq!(step.events, january.len());
+        assert!(has_month(&wh, 1) && has_month(&wh, 3));
+        let mark = writer.watermark().await.unwrap();
+        assert_eq!(mark.outbox_id, *january.last().unwrap());
+        assert_eq!(
+            mark.published_seq,
+            Some((january.len() + march.len()) as i64)
+        );
+        let lag = writer.lag(&mark).await.unwrap();
+        assert_eq!((lag.events(), lag.oldest), (0, None));
+        assert_eq!(writer.step().await.unwrap().events, 0);
+    }
+
+    #[tokio::test]
+    async fn a_watermark_of_the_earlier_release_is_taken_up_past_the_events_it_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path()).await;
+        let wh = dir.path().join("wh");
+        let location = Location::parse(wh.to_str().unwrap()).unwrap();
+        let january = commit_policy(&store, "P1", 1).await;
+        let march = commit_policy(&store, "P2", 3).await;
+        store
+            .mark_events_published(&[january.clone(), march.clone()].concat())
+            .await
+            .unwrap();
+        // The earlier release applied January's events and stored their last id.
+        let through = *january.last().unwrap();
+        location
+            .store
+            .put(
+                &location.path(&WATERMARK),
+                PutPayload::from(format!(r#"{{"outbox_id":{through},"token":1}}"#).into_bytes()),
+            )
+            .await
+            .unwrap();
+        let writer = WarehouseWriter::new(store.clone(), location).with_events_per_step(1);
+        assert_eq!(writer.watermark().await.unwrap().applied_through(), through);
+
+        // One event at a time: the first step passes over January's to the first of March's.
+        let step = writer.step().await.unwrap();
+        assert_eq!(step.events, january.len() + 1);
+        let synced = writer.sync().await.unwrap();
+        assert!(has_month(&wh, 3), "March's policy is written");
+        assert!(
+            !has_month(&wh, 1),
+            "January's, applied before, is passed over"
+        );
+        assert_eq!(
+            synced,
+            Watermark {
+                outbox_id: *march.last().unwrap(),
+                published_seq: Some((january.len() + march.len()) as i64),
+                legacy_through: Some(through),
+                token: synced.token,
+                writer: Some(writer.owner().to_owned()),
+            }
+        );
+        assert_eq!(writer.watermark().await.unwrap(), synced);
+    }
 
     #[tokio::test]
     async fn one_writer_holds_a_location_and_a_replaced_one_finds_out_before_writing() {

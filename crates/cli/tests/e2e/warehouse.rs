@@ -606,6 +606,8 @@ fn one_warehouse_role_writes_a_location_and_another_takes_over_when_it_dies() {
     let env = Env::new();
     books(&env);
     let wh = env.path("warehouse");
+    // The warehouse follows the publication order: a relay of its own publishes the changes.
+    let relay = env.serve_with(&["--role", "relay"]);
     let role = || {
         env.serve_with(&[
             "--role",
@@ -669,8 +671,129 @@ fn one_warehouse_role_writes_a_location_and_another_takes_over_when_it_dies() {
         killed.elapsed()
     );
     second.kill();
+    relay.kill();
     assert_eq!(warehouse_portfolio(&env, &wh), portfolio(&env));
     same_as_from_scratch(&env, &wh, "scratch");
+}
+
+/// The mapping of carrier `late`: the books carrier's policy mapping under another name.
+fn late_mapping(env: &Env) -> PathBuf {
+    env.write(
+        "late-policies.toml",
+        BOOKS_POLICIES
+            .replace("name = \"books-policies\"", "name = \"late-policies\"")
+            .replace("carrier = \"books\"", "carrier = \"late\""),
+    )
+}
+
+/// On PostgreSQL an outbox id is taken at INSERT and seen at COMMIT: a submission whose
+/// change events commit after those of a later one has lower ids than events the warehouse
+/// applied already. It follows the publication order, in which they come later, and so still
+/// writes them; following ids, it would pass them for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_committed_after_higher_ids_reach_the_warehouse_on_postgres() {
+    use carrierhub_store::testing::TestDatabase;
+    let Some(db) = TestDatabase::create_or_skip("warehouse::late_commit_on_postgres").await else {
+        return;
+    };
+    let env = Env::with_database(db.url());
+    let out = env.run(&["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+    // Carrier `late`'s change events wait, inserted (their ids taken) and not committed,
+    // until the test lets them go.
+    for statement in [
+        "CREATE FUNCTION hold_late() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.carrier_id = 'late' AND NEW.event_type LIKE 'policy.%' THEN \
+             PERFORM pg_advisory_xact_lock(4242); \
+           END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER hold_late AFTER INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION hold_late()",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    let mut gate = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(4242)")
+        .execute(&mut *gate)
+        .await
+        .unwrap();
+
+    let mapping = late_mapping(&env);
+    let feed = env.write(
+        "late.csv",
+        format!("{POLICIES_HEADER}L1,2025-06-10,2026-06-10,800.00,AG9,Lena\n"),
+    );
+    let late = env
+        .command()
+        .args(["ingest", "--carrier", "late", "--mapping"])
+        .arg(&mapping)
+        .arg(&feed)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap()
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the late batch never reached the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Meanwhile another carrier's changes commit, with higher ids, and are applied.
+    books(&env);
+    let wh = env.path("warehouse");
+    sync(&env, &wh);
+    let carriers = "SELECT carrier, COUNT(*) FROM policies GROUP BY 1 ORDER BY 1";
+    assert_eq!(query_csv(&env, &wh, carriers)[1..], [["books", "2"]]);
+
+    // The late batch commits: its events' ids are below those applied, and they are
+    // published (and applied) after them.
+    sqlx::query("SELECT pg_advisory_unlock(4242)")
+        .execute(&mut *gate)
+        .await
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut late = late;
+        late.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(status.success());
+    let ids = "SELECT MAX(id) FILTER (WHERE carrier_id = 'late'), \
+                      MIN(id) FILTER (WHERE carrier_id = 'books') \
+                 FROM outbox WHERE event_type LIKE 'policy.%'";
+    let (late_id, books_id): (Option<i64>, Option<i64>) =
+        sqlx::query_as(ids).fetch_one(&pool).await.unwrap();
+    assert!(
+        late_id.unwrap() < books_id.unwrap(),
+        "the late events have the lower ids: {late_id:?} {books_id:?}"
+    );
+    sync(&env, &wh);
+    assert_eq!(
+        query_csv(&env, &wh, carriers)[1..],
+        [["books", "2"], ["late", "1"]]
+    );
+    let positions = "SELECT MIN(published_seq) FILTER (WHERE carrier_id = 'late'), \
+                            MAX(published_seq) FILTER (WHERE carrier_id = 'books') \
+                       FROM outbox WHERE event_type LIKE 'policy.%'";
+    let (late_seq, books_seq): (Option<i64>, Option<i64>) =
+        sqlx::query_as(positions).fetch_one(&pool).await.unwrap();
+    assert!(late_seq.unwrap() > books_seq.unwrap());
+    assert_eq!(warehouse_portfolio(&env, &wh), portfolio(&env));
+    drop(gate);
+    pool.close().await;
 }
 
 /// The Python with `duckdb` that `.ci/warehouse-python.sh` prepares, if any.

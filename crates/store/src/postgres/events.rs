@@ -14,7 +14,8 @@ const PUBLISH_LOCK: &str =
 
 pub(super) const EVENT_COLUMNS: &str =
     "o.id AS event_id, o.event_type, o.carrier_id, o.subject_id, \
-                             o.payload, o.created_at AS event_created_at, o.traceparent";
+                             o.payload, o.created_at AS event_created_at, o.traceparent, \
+                             o.published_seq";
 
 pub(super) fn event_from_row(r: &PgRow) -> Result<OutboxEvent> {
     Ok(OutboxEvent {
@@ -25,6 +26,7 @@ pub(super) fn event_from_row(r: &PgRow) -> Result<OutboxEvent> {
         payload: r.try_get("payload")?,
         created_at: r.try_get("event_created_at")?,
         traceparent: r.try_get("traceparent")?,
+        published_seq: r.try_get("published_seq")?,
     })
 }
 

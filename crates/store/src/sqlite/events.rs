@@ -13,12 +13,14 @@ pub(super) fn event_from_row(r: &SqliteRow) -> Result<OutboxEvent> {
             .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
         created_at: ts(&r.try_get::<String, _>("event_created_at")?)?,
         traceparent: r.try_get("traceparent")?,
+        published_seq: r.try_get("published_seq")?,
     })
 }
 
 pub(super) const EVENT_COLUMNS: &str =
     "o.id AS event_id, o.event_type, o.carrier_id, o.subject_id, \
-                             o.payload, o.created_at AS event_created_at, o.traceparent";
+                             o.payload, o.created_at AS event_created_at, o.traceparent, \
+                             o.published_seq";
 
 /// The scope of events (`o` is the outbox): its carriers; under a book restriction only the
 /// events of policies in the books and of their claims (submissions span books).

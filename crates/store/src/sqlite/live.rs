@@ -42,6 +42,22 @@ SELECT cv.carrier_id, pv.line_of_business, json_extract(pv.record, '$.producer')
    AND (pv.valid_to IS NULL OR pv.valid_to > cv.valid_from)
  WHERE ev.event_type = 'claim.created'";
 
+/// The range of positions in [`MOVEMENTS`], and the same not served by an index.
+const SEQ_RANGE: &str = "o.published_seq > ?1 AND o.published_seq <= ?2";
+const SEED_SEQ_RANGE: &str = "+o.published_seq > ?1 AND +o.published_seq <= ?2";
+
+/// [`MOVEMENTS`] for `range`. A seed (every position up to `through`) finds the day's events
+/// by `created_at` (index `outbox_created_at`): `+` keeps SQLite, which has no statistics to
+/// weigh the two, off the positions' index, which would have it read the whole outbox. A
+/// page of later positions reads those by their index.
+fn movements_sql(range: &LiveRange) -> std::borrow::Cow<'static, str> {
+    if range.after == 0 {
+        MOVEMENTS.replacen(SEQ_RANGE, SEED_SEQ_RANGE, 1).into()
+    } else {
+        MOVEMENTS.into()
+    }
+}
+
 fn amount(r: &SqliteRow, column: &str) -> Result<Decimal> {
     let text: String = r.try_get(column)?;
     Decimal::from_str(&text).map_err(|e| StoreError::Corrupt(format!("amount '{text}': {e}")))
@@ -58,7 +74,8 @@ impl SqliteStore {
     }
 
     pub(super) async fn live_movements_impl(&self, range: &LiveRange) -> Result<Vec<LiveRow>> {
-        let rows = sqlx::query(MOVEMENTS)
+        let sql = movements_sql(range);
+        let rows = sqlx::query(&sql)
             .bind(range.after)
             .bind(range.through)
             .bind(instant(range.since))
@@ -87,5 +104,51 @@ impl SqliteStore {
             .into_iter()
             .map(|(key, amounts)| LiveRow { key, amounts })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan SQLite makes for the movements of `range`, its steps' details joined.
+    async fn plan(store: &SqliteStore, range: &LiveRange) -> String {
+        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {}", movements_sql(range)))
+            .bind(range.after)
+            .bind(range.through)
+            .bind(instant(range.since))
+            .bind(instant(range.until))
+            .fetch_all(&store.read)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn a_seed_reads_the_days_events_and_a_page_its_positions_by_their_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.db"))
+            .await
+            .unwrap();
+        let since = "2026-11-26T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let day = |after| LiveRange {
+            after,
+            through: 1_000_000,
+            since,
+            until: since + chrono::Duration::days(1),
+        };
+        assert_ne!(
+            movements_sql(&day(0)),
+            MOVEMENTS,
+            "the seed's range is replaced"
+        );
+        let seed = plan(&store, &day(0)).await;
+        assert!(seed.contains("outbox_created_at"), "{seed}");
+        assert!(!seed.contains("outbox_published_seq"), "{seed}");
+        let page = plan(&store, &day(995_000)).await;
+        assert!(page.contains("outbox_published_seq"), "{page}");
     }
 }
