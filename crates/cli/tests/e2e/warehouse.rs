@@ -676,6 +676,56 @@ fn one_warehouse_role_writes_a_location_and_another_takes_over_when_it_dies() {
     same_as_from_scratch(&env, &wh, "scratch");
 }
 
+/// `warehouse sync` beside a running server: the server's relay holds the outbox's lease, so
+/// the sync cannot publish the events written before it began; it waits for that relay to
+/// publish them and then applies them. Nothing is left out, nothing is said on standard error,
+/// and the server's relay goes on publishing afterwards.
+#[test]
+fn warehouse_sync_beside_a_running_servers_relay_applies_what_that_relay_publishes() {
+    let env = Env::new();
+    books(&env);
+    let wh = env.path("warehouse");
+    // A relay that looks at the outbox only every 3 s (nothing in its process writes), so
+    // the changes another process writes wait unpublished that long, under its lease.
+    let mut command = env.command();
+    command.env("CARRIERHUB_RELAY_POLL_MS", "3000").args([
+        "serve",
+        "--role",
+        "relay",
+        "--bind",
+        "127.0.0.1:0",
+        "--admin-bind",
+        "127.0.0.1:0",
+    ]);
+    let relay = common::Server::start(command);
+    for (i, premium) in ["1100.00", "1200.00", "1300.00"].into_iter().enumerate() {
+        ingest_books(
+            &env,
+            &format!("books-change-{i}.csv"),
+            false,
+            &format!("B1,2025-01-10,2026-01-10,{premium},AG1,Anna\n"),
+        );
+        let out = env
+            .command()
+            .arg("--warehouse")
+            .arg(&wh)
+            .args(["warehouse", "sync"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("warning"), "change {i}: {stderr}");
+        assert_eq!(watermark(&wh), last_event(&env, &wh), "change {i}");
+        assert_eq!(
+            warehouse_portfolio(&env, &wh),
+            portfolio(&env),
+            "change {i}"
+        );
+    }
+    relay.kill();
+    same_as_from_scratch(&env, &wh, "scratch");
+}
+
 /// The mapping of carrier `late`: the books carrier's policy mapping under another name.
 fn late_mapping(env: &Env) -> PathBuf {
     env.write(
