@@ -265,28 +265,34 @@ fn scan_schema(file: &Schema) -> SchemaRef {
 /// An answer's string columns as plain `Utf8`, whatever the plan made of them: the types a
 /// caller gets (in Arrow IPC and Parquet above all) do not depend on how a scan reads.
 fn plain_strings(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
+    fn plain(t: &DataType) -> Option<DataType> {
+        match t {
+            DataType::Utf8View => Some(DataType::Utf8),
+            DataType::BinaryView => Some(DataType::Binary),
+            _ => None,
+        }
+    }
     let schema = batch.schema();
     if !schema
         .fields()
         .iter()
-        .any(|f| matches!(f.data_type(), DataType::Utf8View | DataType::BinaryView))
+        .any(|f| plain(f.data_type()).is_some())
     {
         return Ok(batch.clone());
     }
     let mut fields = Vec::with_capacity(schema.fields().len());
     let mut columns = Vec::with_capacity(schema.fields().len());
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
-        let plain = match field.data_type() {
-            DataType::Utf8View => DataType::Utf8,
-            DataType::BinaryView => DataType::Binary,
-            _ => {
-                fields.push(field.as_ref().clone());
-                columns.push(column.clone());
-                continue;
+        match plain(field.data_type()) {
+            Some(t) => {
+                columns.push(cast(column, &t).map_err(failed)?);
+                fields.push(field.as_ref().clone().with_data_type(t));
             }
-        };
-        columns.push(cast(column, &plain).map_err(failed)?);
-        fields.push(field.as_ref().clone().with_data_type(plain));
+            None => {
+                columns.push(column.clone());
+                fields.push(field.as_ref().clone());
+            }
+        }
     }
     let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     RecordBatch::try_new(schema, columns).map_err(failed)
@@ -400,17 +406,14 @@ fn in_list(schema: &Schema, column: &str, values: Vec<String>) -> Expr {
     if values.is_empty() {
         return lit(false);
     }
-    let view = schema
-        .field_with_name(column)
-        .is_ok_and(|f| f.data_type() == &DataType::Utf8View);
-    let value = |v: String| {
-        if view {
-            lit(ScalarValue::Utf8View(Some(v)))
-        } else {
-            lit(v)
+    let typed = |v: String| {
+        let text = ScalarValue::Utf8(Some(v));
+        match schema.field_with_name(column) {
+            Ok(f) => text.cast_to(f.data_type()).unwrap_or(text),
+            Err(_) => text,
         }
     };
-    col(column).in_list(values.into_iter().map(value).collect(), false)
+    col(column).in_list(values.into_iter().map(|v| lit(typed(v))).collect(), false)
 }
 
 #[async_trait]
