@@ -39,8 +39,8 @@ rss_mib() {
 rate() { # rate ROWS SECS
     awk -v n="$1" -v s="$2" 'BEGIN { if (s <= 0) s = 0.01; printf "%.0f", n / s }'
 }
-ratio() {
-    awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "n/a"; else printf "%.2f", a / b }'
+ratio() { # ratio A B [DIGITS]: A / B, to DIGITS decimals (default 2)
+    awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b <= 0) print "n/a"; else printf "%.*f", d, a / b }'
 }
 # timed TIMEFILE CMD...: runs CMD under `time -v`; wall seconds (from
 # $EPOCHREALTIME, finer than time's centiseconds) go to TIMEFILE.wall.

@@ -8,7 +8,8 @@
 #   * times a re-send of the identical file into the same database; checks
 #     counts.unchanged == N,
 #   * baseline: exports CarrierHub's own `policies` rows (the normalised values it stored:
-#     canonical codes, ISO dates, plain decimals, ids, hashes, timestamps) to CSV, and times
+#     canonical codes, ISO dates, plain decimals, ids, hashes, timestamps, and the canonical
+#     record with its coverages, insured and extras, and its lineage) to CSV, and times
 #     `psql \copy … FROM … WITH (FORMAT csv)` of that CSV, in one transaction, into a table
 #     created `(LIKE policies INCLUDING ALL)` in a fresh database migrated by
 #     `carrierhub migrate` (same column types, constraints and indexes, so index maintenance
@@ -52,6 +53,12 @@ require_time
 command -v "$PSQL" >/dev/null 2>&1 || die "psql not available (needed for the baseline)"
 
 db_url() { printf '%s/%s' "$PG_SERVER" "$1"; }
+# Before each timed step: the files just written (a feed, an exported CSV) are flushed to disk
+# and the server checkpointed, so that no step pays for the previous one's writeback.
+quiesce() {
+    sync
+    sql postgres 'CHECKPOINT' >/dev/null
+}
 # sql DB STATEMENT...: runs statements in DB, unaligned, tuples only; fails on error.
 sql() {
     local db=$1; shift
@@ -119,7 +126,7 @@ for N in $SIZES; do
     # --- CarrierHub → PostgreSQL: first ingest into a fresh database ------------
     log "N=$N: carrierhub ingest into PostgreSQL (fresh database $CH_DB)"
     create_db "$CH_DB"
-    sql postgres 'CHECKPOINT' >/dev/null
+    quiesce
     srv0=$(pg_server_cpu)
     timed "$W/pg-ingest.time" \
         "$BIN" --log-format json --database-url "$(db_url "$CH_DB")" --data-dir "$W/pg-data" \
@@ -140,12 +147,12 @@ for N in $SIZES; do
     sql "$CH_DB" "SELECT string_agg(format('%s %s MiB', relname,
                       round(pg_total_relation_size(relid) / 1048576.0)), ', ' ORDER BY relname)
                   FROM pg_stat_user_tables
-                  WHERE relname IN ('policies', 'policy_versions', 'premium_transactions', 'outbox')" \
+                  WHERE relname IN ('policies', 'policy_history', 'premium_transactions', 'outbox')" \
         >"$W/pg-sizes.txt"
 
     # --- CarrierHub → PostgreSQL: re-send of the identical file -----------------
     log "N=$N: carrierhub ingest into PostgreSQL (re-send, same database)"
-    sql postgres 'CHECKPOINT' >/dev/null
+    quiesce
     timed "$W/pg-resend.time" \
         "$BIN" --log-format json --database-url "$(db_url "$CH_DB")" --data-dir "$W/pg-data" \
         ingest --carrier "$CARRIER" --mapping "$MAP" --json "$CSV" \
@@ -177,7 +184,7 @@ for N in $SIZES; do
     # Created before the timed transaction (as CarrierHub's table is), so COPY cannot take
     # the WAL-skipping path of a table created in its own transaction.
     sql "$COPY_DB" 'CREATE TABLE policies_copy (LIKE policies INCLUDING ALL)' >/dev/null
-    sql postgres 'CHECKPOINT' >/dev/null
+    quiesce
     srv0=$(pg_server_cpu)
     timed "$W/copy.time" \
         "$PSQL" -X -q -v ON_ERROR_STOP=1 "$(db_url "$COPY_DB")" \
@@ -199,12 +206,12 @@ for N in $SIZES; do
     cp_rss=$(rss_mib "$W/copy.time")
 
     # --- second baseline: COPY of every row CarrierHub wrote ----------------------
-    # CarrierHub keeps more than the policies: every version with its record, the premium
-    # transactions and the change events. COPYing all of those rows, as stored, into the same
+    # CarrierHub keeps more than the policies: the superseded versions (none on a first
+    # load), the premium transactions and the change events. COPYing all of those rows, as stored, into the same
     # migrated schema (constraints and indexes included) shows what the write path costs
     # against a bulk load of the same data.
     ALL_DB="${DB_PREFIX}_${N}_all"
-    ALL_TABLES="carriers mappings documents submissions policies policy_versions premium_transactions outbox"
+    ALL_TABLES="carriers mappings documents submissions policies policy_history premium_transactions outbox"
     log "N=$N: COPY of every table CarrierHub wrote into fresh database $ALL_DB"
     create_db "$ALL_DB"
     "$BIN" --log-format json --database-url "$(db_url "$ALL_DB")" --data-dir "$W/all-data" \
@@ -216,7 +223,7 @@ for N in $SIZES; do
         copy_args+=(-c "\\copy $t FROM '$W/all-$t.csv' WITH (FORMAT csv)")
     done
     copy_args+=(-c 'COMMIT')
-    sql postgres 'CHECKPOINT' >/dev/null
+    quiesce
     srv0=$(pg_server_cpu)
     timed "$W/copy-all.time" \
         "$PSQL" -X -q -v ON_ERROR_STOP=1 "$(db_url "$ALL_DB")" "${copy_args[@]}" \
@@ -248,7 +255,7 @@ for N in $SIZES; do
     cp_rate=$(rate "$N" "$cp_s")
     sq_rate=$(rate "$N" "$sq_s")
     all_rate=$(rate "$N" "$all_s")
-    rows_md+=("| $N | $csv_mib | $pg_s | $pg_rate | $pg_rss | $rs_s | $rs_rate | $rs_rss | $norm_mib | $cp_s | $cp_rate | $(ratio "$pg_rate" "$cp_rate") | $all_s | $(ratio "$pg_rate" "$all_rate") | $sq_s | $sq_rate | $sq_rss |")
+    rows_md+=("| $N | $csv_mib | $pg_s | $pg_rate | $pg_rss | $rs_s | $rs_rate | $rs_rss | $norm_mib | $cp_s | $cp_rate | $(ratio "$pg_rate" "$cp_rate" 3) | $all_s | $(ratio "$pg_rate" "$all_rate" 3) | $sq_s | $sq_rate | $sq_rss |")
     cpu_md+=("| $N | $pg_cpu | $pg_srv | $cp_srv | $all_srv |")
     sizes_md+=("- N=$N: CarrierHub's tables after the ingest (with indexes): $(cat "$W/pg-sizes.txt")")
     log "N=$N: PostgreSQL ${pg_rate} rows/s (${pg_rss} MiB), re-send ${rs_rate} rows/s, COPY ${cp_rate} rows/s, SQLite ${sq_rate} rows/s"
@@ -274,7 +281,7 @@ done
     echo "CarrierHub→PG: \`carrierhub --database-url … ingest\` into a fresh database; re-send: the same file again (all rows unchanged)."
     echo "COPY: \`psql \\copy … FROM … WITH (FORMAT csv)\` in one transaction of CarrierHub's own \`policies\` rows (every column, as stored),"
     echo "into \`(LIKE policies INCLUDING ALL)\` in a fresh database migrated by \`carrierhub migrate\`; checked equal to CarrierHub's table."
-    echo "COPY all tables: the same, for every row CarrierHub wrote (carriers, mappings, documents, submissions, policies, policy_versions,"
+    echo "COPY all tables: the same, for every row CarrierHub wrote (carriers, mappings, documents, submissions, policies, policy_history,"
     echo "premium_transactions, outbox) into a fresh migrated database, constraints and indexes included, in one transaction."
     echo "SQLite: \`carrierhub --data-dir … ingest\` of the same file into a fresh data dir. Issue target: ratio CarrierHub/COPY >= 0.5."
     echo "The issue's baseline (\"COPY the same rows, already normalised, into an identical table\") read literally is COPY (one"

@@ -76,6 +76,11 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// The columns of `policies` a [`PolicySummary`] is read from (not the record).
+const POLICY_SUMMARY_COLUMNS: &str = "id, carrier_id, policy_number, version, content_hash, \
+     line_of_business, line_of_business_original, status, status_original, effective_date, \
+     expiration_date, premium, currency, producer, insured_name, created_at, updated_at";
+
 /// A natural key: (carrier, policy or claim number).
 type Key = (String, String);
 
@@ -877,9 +882,7 @@ impl<'b> BatchState<'b> {
             let ids: Vec<i64> = wanted_policies.into_iter().collect();
             let mut records: HashMap<i64, Policy> = HashMap::with_capacity(ids.len());
             let rows = sqlx::query(
-                "SELECT v.policy_id, v.record FROM policies p \
-                 JOIN policy_versions v ON v.policy_id = p.id AND v.version = p.version \
-                 WHERE p.id = ANY($1)",
+                "SELECT p.id AS policy_id, p.record FROM policies p WHERE p.id = ANY($1)",
             )
             .bind(&ids)
             .fetch_all(&mut *conn)
@@ -1046,14 +1049,13 @@ impl<'b> BatchState<'b> {
             return Ok(record.clone());
         }
         let (id, version) = (cur.id, cur.version);
-        let Json(record): Json<Policy> = sqlx::query_scalar(
-            "SELECT record FROM policy_versions WHERE policy_id = $1 AND version = $2",
-        )
-        .bind(id)
-        .bind(version)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| StoreError::Corrupt(format!("policy {id} v{version}: {e}")))?;
+        let Json(record): Json<Policy> =
+            sqlx::query_scalar("SELECT record FROM policies WHERE id = $1 AND version = $2")
+                .bind(id)
+                .bind(version)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("policy {id} v{version}: {e}")))?;
         Ok(record)
     }
 
@@ -1494,16 +1496,6 @@ impl<'b> BatchState<'b> {
         let submission_id = self.batch.submission_id;
         self.write_rejections(conn).await?;
         self.write_policies(conn).await?;
-        write_versions(
-            conn,
-            "policy_versions",
-            "policy_id",
-            &self.close_policy_versions,
-            &self.policy_versions,
-            submission_id,
-            self.at,
-        )
-        .await?;
         self.write_premiums(conn).await?;
         self.write_claims(conn).await?;
         write_versions(
@@ -1511,7 +1503,7 @@ impl<'b> BatchState<'b> {
             "claim_versions",
             "claim_id",
             &self.close_claim_versions,
-            &self.claim_versions,
+            &self.claim_versions.iter().collect::<Vec<_>>(),
             submission_id,
             self.at,
         )
@@ -1560,110 +1552,177 @@ impl<'b> BatchState<'b> {
         Ok(())
     }
 
-    /// The policies rows: the batch's last state of each new or changed policy.
+    /// Writes the batch's policy versions. The stored versions it supersedes move from
+    /// `policies` to `policy_history` (closed at the batch's time) before their rows are
+    /// rewritten; versions the batch wrote and superseded itself go straight to
+    /// `policy_history`; each policy's last version is its `policies` row: one `COPY` of the
+    /// new policies, one `UPDATE` of the changed ones.
     async fn write_policies(&self, conn: &mut PgConnection) -> BatchResult<()> {
-        let mut created: Vec<&CurrentPolicy> = Vec::new();
-        let mut changed: Vec<&CurrentPolicy> = Vec::new();
-        for cur in self.policies.values() {
-            match cur.stored_version {
-                None => created.push(cur),
-                Some(v) if v != cur.version => changed.push(cur),
-                Some(_) => {}
+        if !self.close_policy_versions.is_empty() {
+            let (ids, numbers): (Vec<i64>, Vec<i64>) =
+                self.close_policy_versions.iter().copied().unzip();
+            let done = sqlx::query(
+                "INSERT INTO policy_history (policy_id, version, content_hash, record, \
+                 submission_id, record_number, source_line, valid_from, valid_to, carrier_id, \
+                 line_of_business, status, premium, currency) \
+                 SELECT p.id, p.version, p.content_hash, p.record, p.submission_id, \
+                 p.record_number, p.source_line, p.updated_at, $1, p.carrier_id, \
+                 p.line_of_business, p.status, p.premium, p.currency \
+                 FROM policies p JOIN UNNEST($2::bigint[], $3::bigint[]) AS u(id, version) \
+                 ON p.id = u.id AND p.version = u.version",
+            )
+            .bind(self.at)
+            .bind(&ids)
+            .bind(&numbers)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() != ids.len() as u64 {
+                // The rows are locked: a version moved under the lock is a bug, and running
+                // the batch again is the safe answer.
+                return Err(BatchError::Retry(
+                    "a policy's version changed under its lock".into(),
+                ));
             }
         }
-        created.sort_by_key(|c| c.id);
-        changed.sort_by_key(|c| c.id);
-        for (rows, is_new) in [(&created, true), (&changed, false)] {
-            if rows.is_empty() {
+        let superseded: Vec<&PendingVersion> = self
+            .policy_versions
+            .iter()
+            .filter(|v| v.valid_to.is_some())
+            .collect();
+        write_versions(
+            conn,
+            "policy_history",
+            "policy_id",
+            &[],
+            &superseded,
+            self.batch.submission_id,
+            self.at,
+        )
+        .await?;
+
+        let mut created: Vec<CurrentRow<'_>> = Vec::new();
+        let mut changed: Vec<CurrentRow<'_>> = Vec::new();
+        for cur in self.policies.values() {
+            if cur.stored_version == Some(cur.version) {
                 continue;
             }
-            let mut records = Vec::with_capacity(rows.len());
-            for cur in rows.iter() {
-                records.push(
-                    cur.record
-                        .as_ref()
-                        .ok_or_else(|| internal("a written policy has no record"))?,
-                );
+            let (Some(record), Some(pending)) = (
+                cur.record.as_ref(),
+                cur.open_pending.and_then(|i| self.policy_versions.get(i)),
+            ) else {
+                return Err(internal("a written policy has no record"));
+            };
+            if pending.valid_to.is_some() || pending.version != cur.version {
+                return Err(internal("a policy's last version is not its open one"));
             }
-            if is_new {
-                copy_new_policies(conn, rows, &records, self.at).await?;
-            } else {
-                let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
-                let versions: Vec<i64> = rows.iter().map(|c| c.version).collect();
-                let hashes: Vec<&str> = rows.iter().map(|c| c.content_hash.as_str()).collect();
-                let lobs: Vec<&str> = records
-                    .iter()
-                    .map(|p| p.line_of_business.value.code())
-                    .collect();
-                let lob_originals: Vec<&str> = records
-                    .iter()
-                    .map(|p| p.line_of_business.original.as_str())
-                    .collect();
-                let statuses: Vec<&str> = records.iter().map(|p| p.status.value.code()).collect();
-                let status_originals: Vec<&str> =
-                    records.iter().map(|p| p.status.original.as_str()).collect();
-                let effective: Vec<NaiveDate> = records.iter().map(|p| p.effective_date).collect();
-                let expiration: Vec<NaiveDate> =
-                    records.iter().map(|p| p.expiration_date).collect();
-                let premiums: Vec<Decimal> = records
-                    .iter()
-                    .map(|p| p.premium.amount.normalize())
-                    .collect();
-                let currencies: Vec<&str> = records
-                    .iter()
-                    .map(|p| p.premium.currency.as_str())
-                    .collect();
-                let producers: Vec<Option<&str>> =
-                    records.iter().map(|p| p.producer.as_deref()).collect();
-                let insured: Vec<&str> = records.iter().map(|p| p.insured.name.as_str()).collect();
-                let expected: Vec<i64> = rows
-                    .iter()
-                    .map(|c| c.stored_version.unwrap_or_default())
-                    .collect();
-                let done = sqlx::query(
-                    "UPDATE policies p SET version = u.version, content_hash = u.content_hash, \
-                     line_of_business = u.lob, line_of_business_original = u.lob_original, \
-                     status = u.status, status_original = u.status_original, \
-                     effective_date = u.effective_date, expiration_date = u.expiration_date, \
-                     premium = u.premium, currency = u.currency, producer = u.producer, \
-                     insured_name = u.insured_name, updated_at = $15 \
-                     FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], \
-                     $6::text[], $7::text[], $8::text[], $9::date[], $10::date[], $11::numeric[], \
-                     $12::text[], $13::text[], $14::text[]) \
-                     AS u(id, expected, version, content_hash, lob, lob_original, status, \
-                     status_original, effective_date, expiration_date, premium, currency, producer, \
-                     insured_name) \
-                     WHERE p.id = u.id AND p.version = u.expected",
-                )
-                .bind(&ids)
-                .bind(&expected)
-                .bind(&versions)
-                .bind(&hashes)
-                .bind(&lobs)
-                .bind(&lob_originals)
-                .bind(&statuses)
-                .bind(&status_originals)
-                .bind(&effective)
-                .bind(&expiration)
-                .bind(&premiums)
-                .bind(&currencies)
-                .bind(&producers)
-                .bind(&insured)
-                .bind(self.at)
-                .execute(&mut *conn)
-                .await?;
-                if done.rows_affected() != ids.len() as u64 {
-                    // The rows are locked: a version moved under the lock is a bug, and
-                    // running the batch again is the safe answer.
-                    return Err(BatchError::Retry(
-                        "a policy's version changed under its lock".into(),
-                    ));
-                }
+            let row = CurrentRow {
+                cur,
+                record,
+                pending,
+            };
+            match cur.stored_version {
+                None => created.push(row),
+                Some(_) => changed.push(row),
             }
+        }
+        if !created.is_empty() {
+            copy_new_policies(conn, created, self.batch.submission_id, self.at).await?;
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        changed.sort_by_key(|r| r.cur.id);
+        let ids: Vec<i64> = changed.iter().map(|r| r.cur.id).collect();
+        let expected: Vec<i64> = changed
+            .iter()
+            .map(|r| r.cur.stored_version.unwrap_or_default())
+            .collect();
+        let versions: Vec<i64> = changed.iter().map(|r| r.cur.version).collect();
+        let hashes: Vec<&str> = changed
+            .iter()
+            .map(|r| r.cur.content_hash.as_str())
+            .collect();
+        let lobs: Vec<&str> = changed
+            .iter()
+            .map(|r| r.record.line_of_business.value.code())
+            .collect();
+        let lob_originals: Vec<&str> = changed
+            .iter()
+            .map(|r| r.record.line_of_business.original.as_str())
+            .collect();
+        let statuses: Vec<&str> = changed
+            .iter()
+            .map(|r| r.record.status.value.code())
+            .collect();
+        let status_originals: Vec<&str> = changed
+            .iter()
+            .map(|r| r.record.status.original.as_str())
+            .collect();
+        let effective: Vec<NaiveDate> = changed.iter().map(|r| r.record.effective_date).collect();
+        let expiration: Vec<NaiveDate> = changed.iter().map(|r| r.record.expiration_date).collect();
+        let premiums: Vec<Decimal> = changed
+            .iter()
+            .map(|r| r.record.premium.amount.normalize())
+            .collect();
+        let currencies: Vec<&str> = changed
+            .iter()
+            .map(|r| r.record.premium.currency.as_str())
+            .collect();
+        let producers: Vec<Option<&str>> = changed
+            .iter()
+            .map(|r| r.record.producer.as_deref())
+            .collect();
+        let insured: Vec<&str> = changed
+            .iter()
+            .map(|r| r.record.insured.name.as_str())
+            .collect();
+        let records: Vec<&str> = changed.iter().map(|r| r.pending.record.as_str()).collect();
+        let record_numbers: Vec<i64> = changed.iter().map(|r| r.pending.record_number).collect();
+        let source_lines: Vec<i64> = changed.iter().map(|r| r.pending.source_line).collect();
+        let done = sqlx::query(
+            "UPDATE policies p SET version = u.version, content_hash = u.content_hash, \
+             line_of_business = u.lob, line_of_business_original = u.lob_original, \
+             status = u.status, status_original = u.status_original, \
+             effective_date = u.effective_date, expiration_date = u.expiration_date, \
+             premium = u.premium, currency = u.currency, producer = u.producer, \
+             insured_name = u.insured_name, record = u.record::jsonb, submission_id = $18, \
+             record_number = u.record_number, source_line = u.source_line, updated_at = $19 \
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::date[], $10::date[], $11::numeric[], \
+             $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[]) \
+             AS u(id, expected, version, content_hash, lob, lob_original, status, \
+             status_original, effective_date, expiration_date, premium, currency, producer, \
+             insured_name, record, record_number, source_line) \
+             WHERE p.id = u.id AND p.version = u.expected",
+        )
+        .bind(&ids)
+        .bind(&expected)
+        .bind(&versions)
+        .bind(&hashes)
+        .bind(&lobs)
+        .bind(&lob_originals)
+        .bind(&statuses)
+        .bind(&status_originals)
+        .bind(&effective)
+        .bind(&expiration)
+        .bind(&premiums)
+        .bind(&currencies)
+        .bind(&producers)
+        .bind(&insured)
+        .bind(&records)
+        .bind(&record_numbers)
+        .bind(&source_lines)
+        .bind(self.batch.submission_id)
+        .bind(self.at)
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() != ids.len() as u64 {
+            return Err(BatchError::Retry(
+                "a policy's version changed under its lock".into(),
+            ));
         }
         Ok(())
     }
-
     async fn write_premiums(&self, conn: &mut PgConnection) -> BatchResult<()> {
         let mut copy = CopyRows::new(
             "premium_transactions",
@@ -1928,7 +1987,18 @@ const POLICY_COLUMNS: &[&str] = &[
     "insured_name",
     "created_at",
     "updated_at",
+    "record",
+    "submission_id",
+    "record_number",
+    "source_line",
 ];
+
+/// A policy's version that becomes its `policies` row.
+struct CurrentRow<'s> {
+    cur: &'s CurrentPolicy,
+    record: &'s Policy,
+    pending: &'s PendingVersion,
+}
 
 /// Inserts the batch's new policies with one `COPY`, in key order (two batches creating some of
 /// the same keys then meet them in the same order). A key another writer created meanwhile
@@ -1936,17 +2006,21 @@ const POLICY_COLUMNS: &[&str] = &[
 /// is run again, and then finds the policy stored.
 async fn copy_new_policies(
     conn: &mut PgConnection,
-    rows: &[&CurrentPolicy],
-    records: &[&Policy],
+    mut rows: Vec<CurrentRow<'_>>,
+    submission_id: i64,
     at: DateTime<Utc>,
 ) -> BatchResult<()> {
-    let mut order: Vec<(&CurrentPolicy, &Policy)> =
-        rows.iter().copied().zip(records.iter().copied()).collect();
-    order.sort_by(|(_, a), (_, b)| {
-        (a.carrier.as_str(), a.number.as_str()).cmp(&(b.carrier.as_str(), b.number.as_str()))
+    rows.sort_by(|a, b| {
+        (a.record.carrier.as_str(), a.record.number.as_str())
+            .cmp(&(b.record.carrier.as_str(), b.record.number.as_str()))
     });
     let mut copy = CopyRows::new("policies", POLICY_COLUMNS);
-    for (cur, p) in order {
+    for CurrentRow {
+        cur,
+        record: p,
+        pending,
+    } in rows
+    {
         copy.row()?;
         copy.value(&cur.id)?;
         copy.text(p.carrier.as_str())?;
@@ -1965,6 +2039,10 @@ async fn copy_new_policies(
         copy.text(&p.insured.name)?;
         copy.value(&at)?;
         copy.value(&at)?;
+        copy.jsonb(&pending.record)?;
+        copy.value(&submission_id)?;
+        copy.value(&pending.record_number)?;
+        copy.value(&pending.source_line)?;
     }
     match copy.send(conn).await {
         Err(CopyError::Database(e)) if is_unique_violation(&e) => Err(BatchError::Retry(format!(
@@ -2005,13 +2083,14 @@ async fn lock_rows(
     Ok(ids)
 }
 
-/// Closes the stored versions the batch superseded, then inserts the batch's versions.
+/// Closes the stored versions the batch superseded (`close`: claims; a policy's move to
+/// `policy_history` is in `write_policies`), then inserts `versions`.
 async fn write_versions(
     conn: &mut PgConnection,
     table: &'static str,
     owner_column: &str,
     close: &[(i64, i64)],
-    versions: &[PendingVersion],
+    versions: &[&PendingVersion],
     submission_id: i64,
     at: DateTime<Utc>,
 ) -> BatchResult<()> {
@@ -2036,7 +2115,7 @@ async fn write_versions(
     if versions.is_empty() {
         return Ok(());
     }
-    let columns = if table == "policy_versions" {
+    let columns = if table == "policy_history" {
         POLICY_VERSION_COLUMNS
     } else {
         CLAIM_VERSION_COLUMNS
@@ -2055,7 +2134,7 @@ async fn write_versions(
         copy.value(&v.valid_to)?;
         // The as-of columns: a policy's carrier, status, line, premium and currency; a claim's
         // carrier, status and policy.
-        match (&v.columns, table == "policy_versions") {
+        match (&v.columns, table == "policy_history") {
             (
                 VersionColumns::Policy {
                     carrier,
@@ -2091,7 +2170,7 @@ async fn write_versions(
     Ok(())
 }
 
-/// The columns of a `policy_versions` row, in the order [`write_versions`] writes them.
+/// The columns of a `policy_history` row, in the order [`write_versions`] writes them.
 const POLICY_VERSION_COLUMNS: &[&str] = &[
     "policy_id",
     "version",
@@ -2764,7 +2843,9 @@ impl Store for PgStore {
                 .await?;
             return self.with_extras(page, filter.include_extras).await;
         }
-        let mut q = QueryBuilder::<Postgres>::new("SELECT * FROM policies WHERE 1 = 1");
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {POLICY_SUMMARY_COLUMNS} FROM policies WHERE 1 = 1"
+        ));
         push_carriers(&mut q, scope, "carrier_id");
         push_books(&mut q, scope, "producer");
         if let Some(c) = &filter.carrier {
@@ -2776,15 +2857,10 @@ impl Store for PgStore {
         if let Some(s) = filter.status {
             q.push(" AND status = ").push_bind(s.code());
         }
-        // Through the GIN index on the versions' extras, to the policies whose current
-        // version has them.
+        // Through the GIN index on the current records' extras (`policies_extras`).
         for (key, value) in &filter.extras {
-            q.push(
-                " AND id IN (SELECT w.policy_id FROM policy_versions w \
-                 WHERE w.valid_to IS NULL AND w.record -> 'extras' @> ",
-            )
-            .push_bind(extras_filter(key, value))
-            .push(")");
+            q.push(" AND record -> 'extras' @> ")
+                .push_bind(extras_filter(key, value));
         }
         let page = self
             .keyset_page(q, "id", &filter.page, Self::policy_summary_from_row, |p| {
@@ -2796,10 +2872,8 @@ impl Store for PgStore {
 
     async fn get_policy(&self, id: i64, scope: &Scope) -> Result<Option<PolicyDetail>> {
         let mut q = QueryBuilder::<Postgres>::new(
-            "SELECT p.*, v.record, v.submission_id, v.record_number, v.source_line, \
-             (SELECT COUNT(*) FROM policy_versions x WHERE x.policy_id = p.id) AS versions \
-             FROM policies p JOIN policy_versions v ON v.policy_id = p.id AND v.version = p.version \
-             WHERE p.id = ",
+            "SELECT p.*, (SELECT COUNT(*) FROM policy_versions x WHERE x.policy_id = p.id) AS versions \
+             FROM policies p WHERE p.id = ",
         );
         q.push_bind(id);
         push_carriers(&mut q, scope, "p.carrier_id");

@@ -316,4 +316,37 @@ async fn postgres_versions_written_before_as_of_reads_are_backfilled() {
 
     let store = open_store(database.url()).await.unwrap();
     assert_history_reads(&store).await;
+
+    // postgres/0014 moved the current version into its `policies` row: the history table
+    // holds the superseded versions only (v1 from before the upgrade, v2 closed by the
+    // ingest above), each closed, and the versions read back whole, lineage included.
+    let mut conn = sqlx::PgConnection::connect(database.url()).await.unwrap();
+    let history: Vec<(i64, i64, i64, bool)> = sqlx::query_as(
+        "SELECT version, record_number, source_line, valid_to IS NOT NULL \
+         FROM policy_history WHERE policy_id = 1 ORDER BY version",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(history, [(1, 1, 2, true), (2, 2, 3, true)]);
+    let (version, number): (i64, String) =
+        sqlx::query_as("SELECT version, record ->> 'number' FROM policies WHERE id = 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((version, number.as_str()), (3, "P1"));
+    conn.close().await.unwrap();
+    let versions = store.list_policy_versions(1, &Scope::all()).await.unwrap();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| (v.version, v.lineage.record_number, v.lineage.line))
+            .collect::<Vec<_>>(),
+        [(1, 1, 2), (2, 2, 3), (3, 1, 2)]
+    );
+    assert_eq!(versions[0].valid_from, at("2025-01-01T00:00:00Z"));
+    assert_eq!(versions[0].valid_to, Some(at("2025-02-01T00:00:00Z")));
+    assert_eq!(versions[1].valid_from, at("2025-02-01T00:00:00Z"));
+    assert_eq!(versions[1].valid_to, Some(versions[2].valid_from));
+    assert_eq!(versions[2].valid_to, None);
 }
