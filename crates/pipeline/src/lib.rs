@@ -663,12 +663,12 @@ impl ParseJob {
             match item {
                 Err(e) => reject_unreadable(&mut batch, e, sheet.as_deref()),
                 Ok(raw) => match bound.map_record(&self.carrier, &raw) {
-                    Mapped::Record(record) => batch.records.push(StagedRecord {
+                    Mapped::Record(record) => batch.records.push(StagedRecord::mapped(
                         record,
                         record_number,
-                        source_line: raw.position.line,
-                        sheet: sheet.clone(),
-                    }),
+                        raw.position.line,
+                        sheet.clone(),
+                    )),
                     Mapped::Skipped(_) => batch.skipped_records += 1,
                     Mapped::Rejected(errors) => reject_unmappable(
                         &mut batch,

@@ -674,7 +674,7 @@ impl<'b> BatchState<'b> {
         for staged in &batch.records {
             let (json, hash) = match &staged.record {
                 CanonicalRecord::Policy(p) => {
-                    let (json, hash) = p.canonical_json_and_hash();
+                    let (json, hash) = staged.policy_json_and_hash(p);
                     (Some(json), Some(hash))
                 }
                 CanonicalRecord::Claim(c) => (None, Some(c.content_hash())),

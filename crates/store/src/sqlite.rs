@@ -780,7 +780,7 @@ async fn upsert_policy(
     policy: &Policy,
     at: &str,
 ) -> Result<Upsert> {
-    let hash = policy.content_hash();
+    let (json, hash) = staged.policy_json_and_hash(policy);
     let key = (
         policy.carrier.as_str().to_owned(),
         policy.number.as_str().to_owned(),
@@ -877,7 +877,7 @@ async fn upsert_policy(
         policy_id,
         version,
         content_hash: hash,
-        record: serde_json::to_string(policy).expect("policies serialise"),
+        record: json,
         record_number: staged.record_number as i64,
         source_line: staged.source_line as i64,
         valid_to: None,
@@ -1011,6 +1011,7 @@ async fn apply_transaction(
     );
     let as_state = StagedRecord {
         record: CanonicalRecord::Policy(next.clone()),
+        canonical: None,
         ..staged.clone()
     };
     let outcome =

@@ -216,6 +216,45 @@ pub struct StagedRecord {
     pub source_line: u64,
     /// Spreadsheets: the sheet `source_line` is a row of.
     pub sheet: Option<std::sync::Arc<str>>,
+    /// A policy's canonical JSON and content hash (`Policy::canonical_json_and_hash`), when
+    /// they were computed with the record ([`StagedRecord::mapped`]); `None`: the store
+    /// computes them. The pipeline computes them on its parsing thread, so that the writer,
+    /// which holds the batch's transaction meanwhile, does not.
+    pub canonical: Option<(String, String)>,
+}
+
+impl StagedRecord {
+    /// A record as mapped from a payload, a policy's canonical JSON and hash computed now.
+    pub fn mapped(
+        record: CanonicalRecord,
+        record_number: u64,
+        source_line: u64,
+        sheet: Option<std::sync::Arc<str>>,
+    ) -> Self {
+        let canonical = match &record {
+            CanonicalRecord::Policy(p) => Some(p.canonical_json_and_hash()),
+            _ => None,
+        };
+        Self {
+            record,
+            record_number,
+            source_line,
+            sheet,
+            canonical,
+        }
+    }
+
+    /// A policy record's canonical JSON and content hash: the ones computed with it, or
+    /// computed now.
+    pub(crate) fn policy_json_and_hash(
+        &self,
+        policy: &carrierhub_model::Policy,
+    ) -> (String, String) {
+        match &self.canonical {
+            Some(canonical) => canonical.clone(),
+            None => policy.canonical_json_and_hash(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -726,6 +726,7 @@ mod tests {
                     record_number: 1,
                     source_line: 2,
                     sheet: None,
+                    canonical: None,
                 }],
                 rejections: vec![],
                 rejected_records: 0,

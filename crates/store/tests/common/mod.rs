@@ -303,12 +303,7 @@ pub fn batch(submission_id: i64, owner: &str, records: Vec<CanonicalRecord>) -> 
         records: records
             .into_iter()
             .enumerate()
-            .map(|(i, record)| StagedRecord {
-                record,
-                record_number: i as u64 + 1,
-                source_line: i as u64 + 2,
-                sheet: None,
-            })
+            .map(|(i, record)| StagedRecord::mapped(record, i as u64 + 1, i as u64 + 2, None))
             .collect(),
         rejections: vec![],
         rejected_records: 0,
