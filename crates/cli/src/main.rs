@@ -1,5 +1,11 @@
 //! `carrierhub`: the one binary. Every verb an operator needs, over the same library crates.
 
+/// mimalloc instead of the system allocator: the batch writer and the query engine allocate
+/// and free many small values, and glibc's `malloc` and `free` took about a fifth of the
+/// client's CPU time in an ingest into PostgreSQL (`bench/postgres.sh` under `perf`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod app;
 mod backup;
 mod config;

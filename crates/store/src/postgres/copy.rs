@@ -158,7 +158,7 @@ impl CopyRows {
 
     fn checked_bytes(&mut self, prefix: &[u8], value: &str) -> Result<(), StoreError> {
         let column = self.next_column()?;
-        if let Some(at) = value.bytes().position(|b| b == 0) {
+        if let Some(at) = memchr::memchr(0, value.as_bytes()) {
             return Err(self.invalid(format!(
                 "column {column}: the value contains a NUL character (at byte {at}), \
                  which PostgreSQL cannot store in text"
