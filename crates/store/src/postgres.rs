@@ -77,9 +77,9 @@ pub struct PgStore {
 }
 
 /// The columns of `policies` a [`PolicySummary`] is read from (not the record).
-const POLICY_SUMMARY_COLUMNS: &str = "id, carrier_id, policy_number, version, content_hash, \
+const POLICY_SUMMARY_COLUMNS: &str = "id, carrier_id, policy_number, version, \
      line_of_business, line_of_business_original, status, status_original, effective_date, \
-     expiration_date, premium, currency, producer, insured_name, created_at, updated_at";
+     expiration_date, premium, currency, producer, insured_name, updated_at";
 
 /// A natural key: (carrier, policy or claim number).
 type Key = (String, String);
