@@ -16,6 +16,10 @@
 //! Not copied: the warehouse's Parquet files (they are rebuilt from the store with
 //! `carrierhub warehouse sync`), and the spool of uploads in flight.
 //!
+//! `restore` checks the backup, copies it into place, and lets go of the claims (leases,
+//! messages awaiting their acknowledgement) that the original's processes held: none works on
+//! the copy, so its interrupted work resumes as soon as a server starts on it.
+//!
 //! PostgreSQL deployments back up with `pg_dump` (the database holds the documents' bytes
 //! too); `backup` says so and exits.
 
@@ -192,15 +196,25 @@ pub async fn restore(location: &Location, args: RestoreArgs) -> anyhow::Result<E
                 staging.display()
             )
         })?;
-        let mut staged = connect(&staging, false).await?;
+        // Checked, and the claims of the processes that worked on the original let go: none
+        // works on this copy, and the first server started on it resumes their work at once.
+        // In rollback-journal mode, so that the change is in the one file moved into place.
+        let mut staged = connect(&staging, true).await?;
+        sqlx::query("PRAGMA journal_mode = DELETE")
+            .execute(&mut staged)
+            .await?;
         verify_database(&mut staged, &staging).await?;
-        staged.close().await?;
-        carrierhub_store::pending_migrations(&staging.display().to_string())
+        let released = carrierhub_store::release_claims(&mut staged)
             .await
-            .context("the backup's schema")
+            .with_context(|| format!("releasing the claims held in {}", staging.display()))?;
+        staged.close().await?;
+        let pending = carrierhub_store::pending_migrations(&staging.display().to_string())
+            .await
+            .context("the backup's schema")?;
+        anyhow::Ok((pending, released))
     };
-    let pending = match staged.await {
-        Ok(pending) => pending,
+    let (pending, released) = match staged.await {
+        Ok(staged) => staged,
         Err(e) => {
             remove_staging(&staging);
             return Err(e);
@@ -264,6 +278,13 @@ pub async fn restore(location: &Location, args: RestoreArgs) -> anyhow::Result<E
         documents.len(),
         schema_version
     );
+    if released.submissions > 0 {
+        println!(
+            "{} submissions were being processed when the backup was taken: the next `carrierhub \
+             serve` resumes each after its last committed batch",
+            released.submissions
+        );
+    }
     if !pending.is_empty() {
         let list: Vec<String> = pending.iter().map(ToString::to_string).collect();
         println!(

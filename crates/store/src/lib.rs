@@ -33,7 +33,7 @@ pub use cursor::Cursor;
 pub use idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotentResponse};
 pub use postgres::PgStore;
 pub use schema::MigrationInfo;
-pub use sqlite::SqliteStore;
+pub use sqlite::{release_claims, ReleasedClaims, SqliteStore};
 pub use types::*;
 pub use webhooks::*;
 

@@ -41,6 +41,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 mod events;
 mod live;
+mod restore;
+
+pub use restore::{release_claims, ReleasedClaims};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

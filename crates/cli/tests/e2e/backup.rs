@@ -291,6 +291,40 @@ async fn a_backup_taken_during_an_ingest_restores_to_a_consistent_store() {
         String::from_utf8_lossy(&out.stderr)
     );
     let restored_db = store_of(&restored);
+    // The claims of the original's workers are let go in the copy (no process works on it),
+    // so the next server resumes them at once instead of waiting out their leases.
+    let processing = {
+        let pool = sqlite(&backup_db).await;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM submissions WHERE status = 'processing' AND lease_until IS NOT NULL",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        n
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if processing > 0 {
+        assert!(
+            stdout.contains(&format!("{processing} submissions were being processed")),
+            "{stdout}"
+        );
+    }
+    {
+        let pool = sqlite(&restored_db).await;
+        let held: (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM submissions WHERE lease_owner IS NOT NULL \
+                       OR lease_until IS NOT NULL), \
+                    (SELECT COUNT(*) FROM broker_deliveries \
+                       WHERE visible_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        assert_eq!(held, (0, 0), "claims still held in the restored store");
+    }
     let opened = carrierhub_store::open_store_with(&restored_db, false)
         .await
         .expect("the restored store opens without migrating");
