@@ -1,8 +1,7 @@
 //! The broker's behaviour, one suite for every implementation: each test runs as
 //! `embedded_sqlite::NAME`, `embedded_postgres::NAME` and `nats::NAME` (see `common/mod.rs`).
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use carrierhub_broker::*;
 use common::Target;

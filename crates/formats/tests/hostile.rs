@@ -1,7 +1,7 @@
 //! Hostile payloads: each ends in a clear error with bounded memory, never a crash, and
 //! where the problem is one record, the records after it still come through.
 
-mod common;
+use crate::common;
 
 use carrierhub_formats::{FormatError, ReaderSpec, SourceFormat};
 use common::*;

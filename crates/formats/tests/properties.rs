@@ -1,6 +1,6 @@
 //! Round trips: what a writer puts in, the readers give back, at the right line.
 
-mod common;
+use crate::common;
 
 use carrierhub_formats::{DelimitedOptions, DelimitedReader, ReaderSpec, SourceFormat, Value};
 use common::*;

@@ -1,7 +1,7 @@
 //! XLSX (written here with rust_xlsxwriter) and XLS (a committed fixture, see
 //! fixtures/make_xls.py) through `open()`.
 
-mod common;
+use crate::common;
 
 use carrierhub_formats::{FormatError, ReaderSpec, SourceFormat, Value};
 use chrono::NaiveDate;

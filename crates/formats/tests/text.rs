@@ -1,6 +1,6 @@
 //! Delimited and fixed-width text through `open()`.
 
-mod common;
+use crate::common;
 
 use carrierhub_formats::{FixedColumn, FormatError, SourceFormat, TextEncoding, Value};
 use common::*;

@@ -1,6 +1,6 @@
 //! JSON, NDJSON and XML through `open()`.
 
-mod common;
+use crate::common;
 
 use carrierhub_formats::{FormatError, ReaderSpec, SourceFormat, TextEncoding, Value};
 use common::*;

@@ -6,8 +6,7 @@
 //! `CARRIERHUB_TEST_POSTGRES_URL` says otherwise. Without a server the PostgreSQL half skips
 //! with a notice, except under `CI=true`, where it fails.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use carrierhub_model::*;
 use carrierhub_store::Scope;

@@ -2,8 +2,7 @@
 //! earlier ones with rows in place (the mappings table is rebuilt under the submissions that
 //! refer to it; the versions' as-of columns are filled from their records).
 
-#[allow(unused_macros)]
-mod common;
+use crate::common;
 
 use carrierhub_model::{CanonicalRecord, CarrierId, PolicyStatus};
 use carrierhub_store::testing::TestDatabase;
