@@ -50,6 +50,7 @@ use sqlx::postgres::types::PgInterval;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 use std::time::Duration;
@@ -470,12 +471,13 @@ enum Upsert {
 }
 
 /// A policy's current version as the batch sees it.
-struct CurrentPolicy {
+struct CurrentPolicy<'b> {
     id: i64,
     version: i64,
     content_hash: String,
-    /// The current version's record; read from the database only where needed.
-    record: Option<Policy>,
+    /// The current version's record; read from the database only where needed. A record
+    /// of the batch is borrowed from it, not copied.
+    record: Option<Cow<'b, Policy>>,
     /// Transactions were applied to the policy: a reported state may be one they superseded.
     has_transactions: bool,
     /// The version the database holds; `None` for a policy the batch creates.
@@ -495,11 +497,12 @@ struct CurrentClaim {
     policy_id: i64,
 }
 
-struct PendingVersion {
+struct PendingVersion<'b> {
     owner_id: i64,
     version: i64,
     content_hash: String,
-    record: String,
+    /// The record's JSON text; a policy's is borrowed from the batch, serialised there.
+    record: Cow<'b, str>,
     record_number: i64,
     source_line: i64,
     /// Set when a later record of the same batch supersedes this version.
@@ -580,12 +583,12 @@ struct BatchState<'b> {
     batch: &'b Batch,
     at: DateTime<Utc>,
     /// Content hash of each record of the batch (policies and claims), in batch order.
-    hashes: Vec<Option<String>>,
+    hashes: Vec<Option<Cow<'b, str>>>,
     /// A policy record's canonical JSON, serialised with its hash; taken when it is written.
-    policy_json: Vec<Option<String>>,
+    policy_json: Vec<Option<Cow<'b, str>>>,
     /// Policies the batch writes or reads for a transaction: the ones stored (locked), and
     /// the ones it creates, from the moment it creates them.
-    policies: HashMap<Key, CurrentPolicy>,
+    policies: HashMap<Key, CurrentPolicy<'b>>,
     /// Stored policies the batch's claims refer to and the batch does not otherwise touch.
     referenced_policies: HashMap<Key, i64>,
     claims: HashMap<Key, CurrentClaim>,
@@ -595,8 +598,8 @@ struct BatchState<'b> {
     new_policy_ids: VecDeque<i64>,
     new_claim_ids: VecDeque<i64>,
     rejections: Vec<NewRejection>,
-    policy_versions: Vec<PendingVersion>,
-    claim_versions: Vec<PendingVersion>,
+    policy_versions: Vec<PendingVersion<'b>>,
+    claim_versions: Vec<PendingVersion<'b>>,
     /// Stored open versions the batch closes: (id, version).
     close_policy_versions: Vec<(i64, i64)>,
     close_claim_versions: Vec<(i64, i64)>,
@@ -669,15 +672,15 @@ async fn allocate_ids(
 impl<'b> BatchState<'b> {
     /// Locks and reads everything the batch needs from the database, a few queries in all.
     async fn load(conn: &mut PgConnection, batch: &'b Batch) -> BatchResult<Self> {
-        let mut hashes: Vec<Option<String>> = Vec::with_capacity(batch.records.len());
-        let mut policy_json: Vec<Option<String>> = Vec::with_capacity(batch.records.len());
+        let mut hashes: Vec<Option<Cow<'b, str>>> = Vec::with_capacity(batch.records.len());
+        let mut policy_json: Vec<Option<Cow<'b, str>>> = Vec::with_capacity(batch.records.len());
         for staged in &batch.records {
             let (json, hash) = match &staged.record {
                 CanonicalRecord::Policy(p) => {
                     let (json, hash) = staged.policy_json_and_hash(p);
                     (Some(json), Some(hash))
                 }
-                CanonicalRecord::Claim(c) => (None, Some(c.content_hash())),
+                CanonicalRecord::Claim(c) => (None, Some(Cow::Owned(c.content_hash()))),
                 CanonicalRecord::Transaction(_) => (None, None),
             };
             hashes.push(hash);
@@ -895,7 +898,7 @@ impl<'b> BatchState<'b> {
                 records.insert(id, record);
             }
             for cur in policies.values_mut() {
-                cur.record = records.remove(&cur.id);
+                cur.record = records.remove(&cur.id).map(Cow::Owned);
             }
         }
         if !wanted_claims.is_empty() {
@@ -1039,8 +1042,12 @@ impl<'b> BatchState<'b> {
         })
     }
 
-    /// The current record of a policy the batch has not changed yet, read if `load` did not.
-    async fn policy_record(&mut self, conn: &mut PgConnection, key: &Key) -> BatchResult<Policy> {
+    /// The current record of a policy, read if `load` did not.
+    async fn policy_record(
+        &mut self,
+        conn: &mut PgConnection,
+        key: &Key,
+    ) -> BatchResult<Cow<'b, Policy>> {
         let cur = self
             .policies
             .get(key)
@@ -1056,7 +1063,7 @@ impl<'b> BatchState<'b> {
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(|e| StoreError::Corrupt(format!("policy {id} v{version}: {e}")))?;
-        Ok(record)
+        Ok(Cow::Owned(record))
     }
 
     async fn claim_record(&mut self, conn: &mut PgConnection, key: &Key) -> BatchResult<Claim> {
@@ -1146,15 +1153,16 @@ impl<'b> BatchState<'b> {
         &mut self,
         conn: &mut PgConnection,
         staged: &StagedRecord,
-        policy: &Policy,
-        hash: String,
-        json: Option<String>,
+        record: Cow<'b, Policy>,
+        hash: Cow<'b, str>,
+        json: Option<Cow<'b, str>>,
     ) -> BatchResult<Upsert> {
+        let policy: &Policy = &record;
         let key = policy_key(policy);
         let index = self.policy_versions.len();
         let (policy_id, version, previous, outcome) = match self.policies.get(&key) {
             Some(cur) => {
-                if cur.content_hash == hash {
+                if *cur.content_hash == *hash {
                     return Ok(Upsert::Unchanged);
                 }
                 let id = cur.id;
@@ -1173,8 +1181,8 @@ impl<'b> BatchState<'b> {
                     None => self.close_policy_versions.push((cur.id, cur.version)),
                 }
                 cur.version += 1;
-                cur.content_hash = hash.clone();
-                cur.record = Some(policy.clone());
+                cur.content_hash = hash.to_string();
+                cur.record = Some(record.clone());
                 cur.open_pending = Some(index);
                 (cur.id, cur.version, Some(previous), Upsert::Updated)
             }
@@ -1188,8 +1196,8 @@ impl<'b> BatchState<'b> {
                     CurrentPolicy {
                         id,
                         version: 1,
-                        content_hash: hash.clone(),
-                        record: Some(policy.clone()),
+                        content_hash: hash.to_string(),
+                        record: Some(record.clone()),
                         has_transactions: false,
                         stored_version: None,
                         open_pending: Some(index),
@@ -1200,12 +1208,12 @@ impl<'b> BatchState<'b> {
         };
         let record = match json {
             Some(json) => json,
-            None => to_json(policy, format_args!("policy '{}'", policy.number))?,
+            None => Cow::Owned(to_json(policy, format_args!("policy '{}'", policy.number))?),
         };
         self.policy_versions.push(PendingVersion {
             owner_id: policy_id,
             version,
-            content_hash: hash,
+            content_hash: hash.into_owned(),
             record,
             record_number: staged.record_number as i64,
             source_line: staged.source_line as i64,
@@ -1218,7 +1226,7 @@ impl<'b> BatchState<'b> {
                 currency: policy.premium.currency.as_str().to_owned(),
             },
         });
-        for t in derive_premium_transactions(previous.as_ref(), policy) {
+        for t in derive_premium_transactions(previous.as_deref(), policy) {
             self.premiums.push(PendingPremium {
                 policy_id,
                 version,
@@ -1309,7 +1317,7 @@ impl<'b> BatchState<'b> {
         let first_premium = self.premiums.len();
         let next_hash = next.content_hash();
         let outcome = self
-            .upsert_policy(conn, staged, &next, next_hash, None)
+            .upsert_policy(conn, staged, Cow::Owned(next), Cow::Owned(next_hash), None)
             .await?;
         let version = self
             .policies
@@ -1412,7 +1420,7 @@ impl<'b> BatchState<'b> {
             owner_id: claim_id,
             version,
             content_hash: hash,
-            record,
+            record: Cow::Owned(record),
             record_number: staged.record_number as i64,
             source_line: staged.source_line as i64,
             valid_to: None,
@@ -1470,11 +1478,13 @@ impl<'b> BatchState<'b> {
                 CanonicalRecord::Policy(p) => {
                     let hash = hash.ok_or_else(|| internal("a policy's hash is missing"))?;
                     let json = self.policy_json.get_mut(i).and_then(Option::take);
-                    self.upsert_policy(conn, staged, p, hash, json).await?
+                    self.upsert_policy(conn, staged, Cow::Borrowed(p), hash, json)
+                        .await?
                 }
                 CanonicalRecord::Claim(c) => {
                     let hash = hash.ok_or_else(|| internal("a claim's hash is missing"))?;
-                    self.upsert_claim(conn, staged, c, hash).await?
+                    self.upsert_claim(conn, staged, c, hash.into_owned())
+                        .await?
                 }
                 CanonicalRecord::Transaction(t) => self.apply_transaction(conn, staged, t).await?,
             };
@@ -1676,7 +1686,7 @@ impl<'b> BatchState<'b> {
             .iter()
             .map(|r| r.record.insured.name.as_str())
             .collect();
-        let records: Vec<&str> = changed.iter().map(|r| r.pending.record.as_str()).collect();
+        let records: Vec<&str> = changed.iter().map(|r| r.pending.record.as_ref()).collect();
         let record_numbers: Vec<i64> = changed.iter().map(|r| r.pending.record_number).collect();
         let source_lines: Vec<i64> = changed.iter().map(|r| r.pending.source_line).collect();
         let done = sqlx::query(
@@ -1995,9 +2005,9 @@ const POLICY_COLUMNS: &[&str] = &[
 
 /// A policy's version that becomes its `policies` row.
 struct CurrentRow<'s> {
-    cur: &'s CurrentPolicy,
+    cur: &'s CurrentPolicy<'s>,
     record: &'s Policy,
-    pending: &'s PendingVersion,
+    pending: &'s PendingVersion<'s>,
 }
 
 /// Inserts the batch's new policies with one `COPY`, in key order (two batches creating some of
@@ -2090,7 +2100,7 @@ async fn write_versions(
     table: &'static str,
     owner_column: &str,
     close: &[(i64, i64)],
-    versions: &[&PendingVersion],
+    versions: &[&PendingVersion<'_>],
     submission_id: i64,
     at: DateTime<Utc>,
 ) -> BatchResult<()> {
@@ -2754,7 +2764,10 @@ impl Store for PgStore {
             let mut tx = self.pool.begin().await?;
             let failure = match apply_batch(&mut tx, &batch).await {
                 Ok(outcome) => match tx.commit().await {
-                    Ok(()) => return Ok(outcome),
+                    Ok(()) => {
+                        batch.release();
+                        return Ok(outcome);
+                    }
                     Err(e) => BatchError::from(e),
                 },
                 Err(e) => {

@@ -784,6 +784,7 @@ async fn upsert_policy(
     at: &str,
 ) -> Result<Upsert> {
     let (json, hash) = staged.policy_json_and_hash(policy);
+    let (json, hash) = (json.into_owned(), hash.into_owned());
     let key = (
         policy.carrier.as_str().to_owned(),
         policy.number.as_str().to_owned(),

@@ -7,6 +7,7 @@ use carrierhub_model::{
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use std::borrow::Cow;
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
@@ -244,15 +245,18 @@ impl StagedRecord {
         }
     }
 
-    /// A policy record's canonical JSON and content hash: the ones computed with it, or
-    /// computed now.
+    /// A policy record's canonical JSON and content hash: the ones computed with it
+    /// (borrowed), or computed now.
     pub(crate) fn policy_json_and_hash(
         &self,
         policy: &carrierhub_model::Policy,
-    ) -> (String, String) {
+    ) -> (Cow<'_, str>, Cow<'_, str>) {
         match &self.canonical {
-            Some(canonical) => canonical.clone(),
-            None => policy.canonical_json_and_hash(),
+            Some((json, hash)) => (Cow::Borrowed(json), Cow::Borrowed(hash)),
+            None => {
+                let (json, hash) = policy.canonical_json_and_hash();
+                (Cow::Owned(json), Cow::Owned(hash))
+            }
         }
     }
 }
@@ -286,6 +290,21 @@ pub struct Batch {
     pub through_record: u64,
     /// The broker message being processed, recorded with the progress it committed.
     pub message_id: Option<String>,
+}
+
+impl Batch {
+    /// Frees a committed batch off the committing task: its records were allocated by the
+    /// thread that parsed them, and freeing thousands of them is work the next batch's
+    /// transaction need not wait for. Small batches, or no runtime, are dropped here.
+    pub(crate) fn release(self) {
+        const IN_BACKGROUND_FROM: usize = 256;
+        if self.records.len() < IN_BACKGROUND_FROM {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(move || drop(self));
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]

@@ -12,8 +12,9 @@
 //! `UNNEST` statements wrote (numerics, timestamps to the microsecond, dates), and text needs no
 //! escaping: a tab, a newline, a backslash or `\N` in a carrier's data is just bytes, where the
 //! text format would have to escape each of them. The one character PostgreSQL cannot store in
-//! text, NUL, is refused here with the table and column it was meant for (the mapping already
-//! refuses it in a carrier's data, so this is a backstop); PostgreSQL would refuse it too.
+//! text, NUL, is refused here in text columns with the table and column it was meant for (the
+//! mapping already refuses it in a carrier's data, so this is a backstop); PostgreSQL would
+//! refuse it too. JSON columns are not searched: serde_json, which writes them, escapes it.
 //!
 //! The format (PostgreSQL's documentation, "COPY", "Binary Format"): a signature and two
 //! 32-bit words, then per row the number of fields (16 bits) and each field as its length
@@ -41,6 +42,7 @@ impl CopyRows {
     /// An empty `COPY` into `table`'s `columns` (the others take their defaults).
     pub(super) fn new(table: &'static str, columns: &'static [&'static str]) -> Self {
         let mut buf = PgArgumentBuffer::default();
+        *buf = pool::take();
         buf.extend_from_slice(HEADER);
         Self {
             table,
@@ -106,8 +108,13 @@ impl CopyRows {
 
     /// A `jsonb` value from its JSON text (the binary form is a version byte, 1, and the
     /// text; the server parses and checks it as it does a `::jsonb` cast).
+    ///
+    /// Not searched for NUL: JSON has none outside strings, and serde_json, which writes every
+    /// JSON text stored, escapes one inside a string (`\u0000`). A NUL in text that was not
+    /// is refused by the server's JSON parser, failing the `COPY`.
     pub(super) fn jsonb(&mut self, json: &str) -> Result<(), StoreError> {
-        self.checked_bytes(&[1], json)
+        let column = self.next_column()?;
+        self.put_bytes(column, &[1], json.as_bytes())
     }
 
     /// SQL NULL.
@@ -117,10 +124,17 @@ impl CopyRows {
         Ok(())
     }
 
-    /// The complete `COPY` data: header, rows and trailer.
-    fn into_bytes(mut self) -> Result<Vec<u8>, StoreError> {
+    /// Ends the data with the trailer.
+    fn finish(&mut self) -> Result<(), StoreError> {
         self.check_row_complete()?;
         self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        Ok(())
+    }
+
+    /// The complete `COPY` data: header, rows and trailer.
+    #[cfg(test)]
+    fn into_bytes(mut self) -> Result<Vec<u8>, StoreError> {
+        self.finish()?;
         Ok(std::mem::take(&mut *self.buf))
     }
 
@@ -135,17 +149,17 @@ impl CopyRows {
 
     /// Runs the `COPY` on `conn` (inside the caller's transaction) and checks that the server
     /// stored every row. Nothing is sent for no rows.
-    pub(super) async fn send(self, conn: &mut PgConnection) -> Result<(), CopyError> {
+    pub(super) async fn send(mut self, conn: &mut PgConnection) -> Result<(), CopyError> {
         if self.rows == 0 {
             return Ok(());
         }
         let table = self.table;
         let expected = self.rows;
         let statement = self.statement();
-        let data = self.into_bytes()?;
+        self.finish()?;
         let mut copy = conn.copy_in_raw(&statement).await?;
         // On an error the dropped `copy` tells the server to abandon the COPY.
-        copy.send(data).await?;
+        copy.send(self.buf.as_slice()).await?;
         let stored = copy.finish().await?;
         if stored != expected {
             return Err(StoreError::Invalid(format!(
@@ -164,6 +178,11 @@ impl CopyRows {
                  which PostgreSQL cannot store in text"
             )));
         }
+        self.put_bytes(column, prefix, value.as_bytes())
+    }
+
+    /// A field of `prefix` and `value`, after its length.
+    fn put_bytes(&mut self, column: &str, prefix: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let len = prefix.len() + value.len();
         let len = i32::try_from(len).map_err(|_| {
             self.invalid(format!(
@@ -172,7 +191,7 @@ impl CopyRows {
         })?;
         self.buf.extend_from_slice(&len.to_be_bytes());
         self.buf.extend_from_slice(prefix);
-        self.buf.extend_from_slice(value.as_bytes());
+        self.buf.extend_from_slice(value);
         Ok(())
     }
 
@@ -208,6 +227,45 @@ impl CopyRows {
             "COPY into {}, row {}: {what}",
             self.table, self.rows
         ))
+    }
+}
+
+impl Drop for CopyRows {
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut *self.buf));
+    }
+}
+
+/// Buffers of finished `COPY`s, kept for the next ones on the same thread: a batch's `COPY`
+/// data is megabytes, and a new buffer grows by copying itself and faults its pages in again.
+mod pool {
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread: a batch's `COPY`s are sent one at a time.
+    const KEPT: usize = 4;
+    /// A buffer larger than this (an unusual batch) is freed rather than kept.
+    const LARGEST: usize = 64 << 20;
+
+    thread_local! {
+        static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn take() -> Vec<u8> {
+        FREE.with(|free| free.borrow_mut().pop())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn give(mut buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > LARGEST {
+            return;
+        }
+        buf.clear();
+        FREE.with(|free| {
+            let mut free = free.borrow_mut();
+            if free.len() < KEPT {
+                free.push(buf);
+            }
+        });
     }
 }
 
