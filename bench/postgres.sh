@@ -24,6 +24,8 @@
 #   BENCH_PG_URL=postgres://postgres@127.0.0.1:5432  the server (no database name)
 #   BENCH_OUT=bench/out                            working directory (gitignored)
 #   BENCH_KEEP=1                                   keep feeds, data dirs, CSV and databases
+#   BENCH_NO_BUILD=1                               use target/release/carrierhub as it is
+#   BENCH_BIN=path/to/carrierhub                   another binary (no build)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,7 +37,7 @@ PG_SERVER="${PG_SERVER%/}"
 OUT="${BENCH_OUT:-$ROOT/bench/out}"
 KEEP="${BENCH_KEEP:-0}"
 CARRIER=northwind
-BIN="$ROOT/target/release/carrierhub"
+BIN="${BENCH_BIN:-$ROOT/target/release/carrierhub}"
 PSQL=psql
 TIME=/usr/bin/time
 RESULTS="$OUT/postgres-results.md"
@@ -92,8 +94,10 @@ drop_dbs() {
 trap drop_dbs EXIT
 
 # --- build -------------------------------------------------------------------
-log "building release binary"
-cargo build --release -p carrierhub
+if [[ "${BENCH_NO_BUILD:-0}" != 1 && -z "${BENCH_BIN:-}" ]]; then
+    log "building release binary"
+    cargo build --release -p carrierhub
+fi
 [[ -x "$BIN" ]] || die "$BIN not found after build"
 
 mkdir -p "$OUT"
@@ -272,7 +276,7 @@ done
 {
     echo "## PostgreSQL ingestion benchmark"
     echo
-    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (dirty)'), $(nproc) cores, load average $LOAD_BEFORE at start, PostgreSQL $PG_VERSION"
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (dirty)')${BENCH_BIN:+, binary $BENCH_BIN}, $(nproc) cores, load average $LOAD_BEFORE at start, PostgreSQL $PG_VERSION"
     echo
     echo "| rows | CSV MiB | CarrierHub→PG s | CarrierHub→PG rows/s | peak RSS MiB | re-send s | re-send rows/s | re-send RSS MiB | normalised CSV MiB | COPY s | COPY rows/s | ratio CarrierHub/COPY | COPY all tables s | ratio CarrierHub/COPY all | SQLite s | SQLite rows/s | SQLite RSS MiB |"
     echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
