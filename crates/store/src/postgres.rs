@@ -658,8 +658,13 @@ async fn allocate_ids(
     if n == 0 {
         return Ok(VecDeque::new());
     }
+    // The sequence is looked up once (`OFFSET 0` keeps the subquery from being folded into
+    // the outer one): `nextval` of its name as text would look the name up again for every
+    // id, eight times the cost of `nextval` itself.
     let mut ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)",
+        "SELECT nextval(q.seq) \
+         FROM (SELECT pg_get_serial_sequence($1, 'id')::regclass AS seq OFFSET 0) q, \
+              generate_series(1, $2)",
     )
     .bind(table)
     .bind(n as i64)
