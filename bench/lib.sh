@@ -39,6 +39,11 @@ rss_mib() {
 rate() { # rate ROWS SECS
     awk -v n="$1" -v s="$2" 'BEGIN { if (s <= 0) s = 0.01; printf "%.0f", n / s }'
 }
+# median_index X...: the index (from 0) of the median of the numbers X (the lower middle
+# one of an even count).
+median_index() {
+    printf '%s\n' "$@" | awk '{ print NR - 1, $1 }' | sort -k2,2g | awk -v n="$#" 'NR == int((n + 1) / 2) { print $1 }'
+}
 ratio() { # ratio A B [DIGITS]: A / B, to DIGITS decimals (default 2)
     awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b <= 0) print "n/a"; else printf "%.*f", d, a / b }'
 }

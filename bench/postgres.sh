@@ -24,6 +24,7 @@
 #   BENCH_PG_URL=postgres://postgres@127.0.0.1:5432  the server (no database name)
 #   BENCH_OUT=bench/out                            working directory (gitignored)
 #   BENCH_KEEP=1                                   keep feeds, data dirs, CSV and databases
+#   BENCH_RUNS=3                                   timed runs of each side (the median is reported)
 #   BENCH_NO_BUILD=1                               use target/release/carrierhub as it is
 #   BENCH_BIN=path/to/carrierhub                   another binary (no build)
 set -euo pipefail
@@ -36,6 +37,7 @@ PG_SERVER="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 PG_SERVER="${PG_SERVER%/}"
 OUT="${BENCH_OUT:-$ROOT/bench/out}"
 KEEP="${BENCH_KEEP:-0}"
+RUNS="${BENCH_RUNS:-3}"
 CARRIER=northwind
 BIN="${BENCH_BIN:-$ROOT/target/release/carrierhub}"
 PSQL=psql
@@ -46,6 +48,7 @@ DB_PREFIX="chbench_$$"
 
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive number"
 
 # The store's URL must not leak into the SQLite run, nor a log filter into the timings.
 unset CARRIERHUB_DATABASE_URL CARRIERHUB_DATA_DIR CARRIERHUB_NO_MIGRATE CARRIERHUB_LOG RUST_LOG
@@ -106,6 +109,8 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 rows_md=()
 cpu_md=()
 sizes_md=()
+runs_md=()
+ALL_TABLES="carriers mappings documents submissions policies policy_history premium_transactions outbox"
 for N in $SIZES; do
     [[ "$N" =~ ^[0-9]+$ ]] || die "bad size '$N' in BENCH_SIZES"
     W="$OUT/postgres-$N"
@@ -117,6 +122,7 @@ for N in $SIZES; do
     NORM="$W/policies-normalised.csv"
     CH_DB="${DB_PREFIX}_${N}_carrierhub"
     COPY_DB="${DB_PREFIX}_${N}_copy"
+    ALL_DB="${DB_PREFIX}_${N}_all"
 
     # --- generate --------------------------------------------------------------
     log "N=$N: generating feed"
@@ -127,118 +133,144 @@ for N in $SIZES; do
     [[ "$lines" -eq $((N + 1)) ]] || die "$CSV has $lines lines, expected $((N + 1))"
     csv_mib=$(awk -v b="$(stat -c %s "$CSV")" 'BEGIN { printf "%.1f", b / 1048576 }')
 
-    # --- CarrierHub → PostgreSQL: first ingest into a fresh database ------------
-    log "N=$N: carrierhub ingest into PostgreSQL (fresh database $CH_DB)"
-    create_db "$CH_DB"
-    quiesce
-    srv0=$(pg_server_cpu)
-    timed "$W/pg-ingest.time" \
-        "$BIN" --log-format json --database-url "$(db_url "$CH_DB")" --data-dir "$W/pg-data" \
-        ingest --carrier "$CARRIER" --mapping "$MAP" --json "$CSV" \
-        >"$W/pg-ingest.json" 2>"$W/pg-ingest.log"
-    pg_srv=$(diff_secs "$srv0" "$(pg_server_cpu)")
-    check_exit "$W/pg-ingest.time" "carrierhub ingest (PostgreSQL)"
-    pg_cpu=$(cpu_secs "$W/pg-ingest.time")
-    status=$(json_get "$W/pg-ingest.json" .status)
-    inserted=$(json_get "$W/pg-ingest.json" .counts.inserted)
-    [[ "$status" == completed ]] || die "ingest status '$status', expected 'completed'"
-    [[ "$inserted" -eq "$N" ]] || die "PostgreSQL ingest inserted $inserted rows, expected $N"
-    stored=$(sql "$CH_DB" 'SELECT count(*) FROM policies')
-    [[ "$stored" -eq "$N" ]] || die "policies holds $stored rows after the ingest, expected $N"
-    pg_s=$(wall_secs "$W/pg-ingest.time")
-    pg_rss=$(rss_mib "$W/pg-ingest.time")
-    # What the ingest wrote, per table (for the notes under the table).
-    sql "$CH_DB" "SELECT string_agg(format('%s %s MiB', relname,
-                      round(pg_total_relation_size(relid) / 1048576.0)), ', ' ORDER BY relname)
-                  FROM pg_stat_user_tables
-                  WHERE relname IN ('policies', 'policy_history', 'premium_transactions', 'outbox')" \
-        >"$W/pg-sizes.txt"
+    # --- the timed runs: CarrierHub, then each baseline, $RUNS times over -------------
+    # Interleaved, so that every side meets the same state of the machine (the server's
+    # checkpoints and the page cache vary from one minute to the next); each side is reported
+    # by its median run. The first run's database is kept for the re-send and the exports.
+    ch_walls=(); ch_cpus=(); ch_srvs=(); ch_rsss=()
+    cp_walls=(); cp_srvs=()
+    all_walls=(); all_srvs=()
+    for ((r = 1; r <= RUNS; r++)); do
+        # --- CarrierHub → PostgreSQL: first ingest into a fresh database --------------
+        db="$CH_DB"; [[ $r -gt 1 ]] && db="${CH_DB}_r$r"
+        log "N=$N: run $r/$RUNS: carrierhub ingest into PostgreSQL (fresh database $db)"
+        create_db "$db"
+        rm -rf "$W/pg-data-$r"
+        quiesce
+        srv0=$(pg_server_cpu)
+        timed "$W/pg-ingest-$r.time" \
+            "$BIN" --log-format json --database-url "$(db_url "$db")" --data-dir "$W/pg-data-$r" \
+            ingest --carrier "$CARRIER" --mapping "$MAP" --json "$CSV" \
+            >"$W/pg-ingest-$r.json" 2>"$W/pg-ingest-$r.log"
+        ch_srvs+=("$(diff_secs "$srv0" "$(pg_server_cpu)")")
+        check_exit "$W/pg-ingest-$r.time" "carrierhub ingest (PostgreSQL)"
+        status=$(json_get "$W/pg-ingest-$r.json" .status)
+        inserted=$(json_get "$W/pg-ingest-$r.json" .counts.inserted)
+        [[ "$status" == completed ]] || die "ingest status '$status', expected 'completed'"
+        [[ "$inserted" -eq "$N" ]] || die "PostgreSQL ingest inserted $inserted rows, expected $N"
+        stored=$(sql "$db" 'SELECT count(*) FROM policies')
+        [[ "$stored" -eq "$N" ]] || die "policies holds $stored rows after the ingest, expected $N"
+        ch_walls+=("$(wall_secs "$W/pg-ingest-$r.time")")
+        ch_cpus+=("$(cpu_secs "$W/pg-ingest-$r.time")")
+        ch_rsss+=("$(rss_mib "$W/pg-ingest-$r.time")")
+        if [[ $r -gt 1 && "$KEEP" != 1 ]]; then
+            sql postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+            rm -rf "$W/pg-data-$r"
+        fi
 
-    # --- CarrierHub → PostgreSQL: re-send of the identical file -----------------
-    log "N=$N: carrierhub ingest into PostgreSQL (re-send, same database)"
-    quiesce
-    timed "$W/pg-resend.time" \
-        "$BIN" --log-format json --database-url "$(db_url "$CH_DB")" --data-dir "$W/pg-data" \
-        ingest --carrier "$CARRIER" --mapping "$MAP" --json "$CSV" \
-        >"$W/pg-resend.json" 2>"$W/pg-resend.log"
-    check_exit "$W/pg-resend.time" "carrierhub ingest (PostgreSQL re-send)"
-    unchanged=$(json_get "$W/pg-resend.json" .counts.unchanged)
-    r_inserted=$(json_get "$W/pg-resend.json" .counts.inserted)
-    r_updated=$(json_get "$W/pg-resend.json" .counts.updated)
-    [[ "$unchanged" -eq "$N" && "$r_inserted" -eq 0 && "$r_updated" -eq 0 ]] ||
-        die "re-send: unchanged=$unchanged inserted=$r_inserted updated=$r_updated, expected unchanged=$N"
-    rs_s=$(wall_secs "$W/pg-resend.time")
-    rs_rss=$(rss_mib "$W/pg-resend.time")
+        if [[ $r -eq 1 ]]; then
+            # What the ingest wrote, per table (for the notes under the table).
+            sql "$CH_DB" "SELECT string_agg(format('%s %s MiB', relname,
+                              round(pg_total_relation_size(relid) / 1048576.0)), ', ' ORDER BY relname)
+                          FROM pg_stat_user_tables
+                          WHERE relname IN ('policies', 'policy_history', 'premium_transactions', 'outbox')" \
+                >"$W/pg-sizes.txt"
 
-    # --- baseline: COPY of CarrierHub's own normalised rows ----------------------
-    # Every column of `policies`, in table order, exactly as CarrierHub stored them; the copy
-    # therefore gets the same values (ids and timestamps included), and nothing is parsed,
-    # mapped or validated on the way.
-    log "N=$N: exporting CarrierHub's policies rows to $NORM"
-    sql "$CH_DB" "\\copy (SELECT * FROM policies ORDER BY id) TO '$NORM' WITH (FORMAT csv)"
-    norm_lines=$(wc -l <"$NORM")
-    [[ "$norm_lines" -eq "$N" ]] || die "$NORM has $norm_lines lines, expected $N"
-    norm_mib=$(awk -v b="$(stat -c %s "$NORM")" 'BEGIN { printf "%.1f", b / 1048576 }')
+            # --- CarrierHub → PostgreSQL: re-send of the identical file ---------------
+            log "N=$N: carrierhub ingest into PostgreSQL (re-send, same database)"
+            quiesce
+            timed "$W/pg-resend.time" \
+                "$BIN" --log-format json --database-url "$(db_url "$CH_DB")" --data-dir "$W/pg-data-1" \
+                ingest --carrier "$CARRIER" --mapping "$MAP" --json "$CSV" \
+                >"$W/pg-resend.json" 2>"$W/pg-resend.log"
+            check_exit "$W/pg-resend.time" "carrierhub ingest (PostgreSQL re-send)"
+            unchanged=$(json_get "$W/pg-resend.json" .counts.unchanged)
+            r_inserted=$(json_get "$W/pg-resend.json" .counts.inserted)
+            r_updated=$(json_get "$W/pg-resend.json" .counts.updated)
+            [[ "$unchanged" -eq "$N" && "$r_inserted" -eq 0 && "$r_updated" -eq 0 ]] ||
+                die "re-send: unchanged=$unchanged inserted=$r_inserted updated=$r_updated, expected unchanged=$N"
+            rs_s=$(wall_secs "$W/pg-resend.time")
+            rs_rss=$(rss_mib "$W/pg-resend.time")
 
-    log "N=$N: COPY baseline into (LIKE policies INCLUDING ALL) in fresh database $COPY_DB"
-    create_db "$COPY_DB"
-    "$BIN" --log-format json --database-url "$(db_url "$COPY_DB")" --data-dir "$W/copy-data" \
-        migrate >"$W/copy-migrate.out" 2>"$W/copy-migrate.log" ||
-        die "carrierhub migrate failed (see $W/copy-migrate.log)"
-    # Created before the timed transaction (as CarrierHub's table is), so COPY cannot take
-    # the WAL-skipping path of a table created in its own transaction.
-    sql "$COPY_DB" 'CREATE TABLE policies_copy (LIKE policies INCLUDING ALL)' >/dev/null
-    quiesce
-    srv0=$(pg_server_cpu)
-    timed "$W/copy.time" \
-        "$PSQL" -X -q -v ON_ERROR_STOP=1 "$(db_url "$COPY_DB")" \
-        -c 'BEGIN' \
-        -c "\\copy policies_copy FROM '$NORM' WITH (FORMAT csv)" \
-        -c 'COMMIT' \
-        >"$W/copy.out" 2>&1
-    cp_srv=$(diff_secs "$srv0" "$(pg_server_cpu)")
-    check_exit "$W/copy.time" "psql \\copy"
-    copied=$(sql "$COPY_DB" 'SELECT count(*) FROM policies_copy')
-    [[ "$copied" -eq "$N" ]] || die "COPY loaded $copied rows, expected $N"
-    # Same rows, value for value, as CarrierHub's table.
-    digest='SELECT md5(string_agg(md5(t::text), $$$$ ORDER BY id))'
-    ch_digest=$(sql "$CH_DB" "$digest FROM policies t")
-    copy_digest=$(sql "$COPY_DB" "$digest FROM policies_copy t")
-    [[ "$ch_digest" == "$copy_digest" ]] ||
-        die "policies_copy differs from CarrierHub's policies ($copy_digest vs $ch_digest)"
-    cp_s=$(wall_secs "$W/copy.time")
-    cp_rss=$(rss_mib "$W/copy.time")
+            # --- the baselines' input: CarrierHub's own normalised rows ----------------
+            # Every column of `policies`, in table order, exactly as CarrierHub stored them;
+            # the copy therefore gets the same values (ids and timestamps included), and
+            # nothing is parsed, mapped or validated.
+            log "N=$N: exporting CarrierHub's normalised policies rows to CSV"
+            sql "$CH_DB" "\\copy (SELECT * FROM policies ORDER BY id) TO '$NORM' WITH (FORMAT csv)"
+            norm_lines=$(wc -l <"$NORM")
+            [[ "$norm_lines" -eq "$N" ]] || die "$NORM has $norm_lines lines, expected $N"
+            norm_mib=$(awk -v b="$(stat -c %s "$NORM")" 'BEGIN { printf "%.1f", b / 1048576 }')
+            # CarrierHub keeps more than the policies: the superseded versions (none on a
+            # first load), the premium transactions and the change events. COPYing all of
+            # those rows, as stored, into the same migrated schema (constraints and indexes
+            # included) shows what the write path costs against a bulk load of the same data.
+            copy_args=(-c 'BEGIN')
+            for t in $ALL_TABLES; do
+                sql "$CH_DB" "\\copy (SELECT * FROM $t) TO '$W/all-$t.csv' WITH (FORMAT csv)"
+                copy_args+=(-c "\\copy $t FROM '$W/all-$t.csv' WITH (FORMAT csv)")
+            done
+            copy_args+=(-c 'COMMIT')
+        fi
 
-    # --- second baseline: COPY of every row CarrierHub wrote ----------------------
-    # CarrierHub keeps more than the policies: the superseded versions (none on a first
-    # load), the premium transactions and the change events. COPYing all of those rows, as stored, into the same
-    # migrated schema (constraints and indexes included) shows what the write path costs
-    # against a bulk load of the same data.
-    ALL_DB="${DB_PREFIX}_${N}_all"
-    ALL_TABLES="carriers mappings documents submissions policies policy_history premium_transactions outbox"
-    log "N=$N: COPY of every table CarrierHub wrote into fresh database $ALL_DB"
-    create_db "$ALL_DB"
-    "$BIN" --log-format json --database-url "$(db_url "$ALL_DB")" --data-dir "$W/all-data" \
-        migrate >"$W/all-migrate.out" 2>"$W/all-migrate.log" ||
-        die "carrierhub migrate failed (see $W/all-migrate.log)"
-    copy_args=(-c 'BEGIN')
-    for t in $ALL_TABLES; do
-        sql "$CH_DB" "\\copy (SELECT * FROM $t) TO '$W/all-$t.csv' WITH (FORMAT csv)"
-        copy_args+=(-c "\\copy $t FROM '$W/all-$t.csv' WITH (FORMAT csv)")
+        # --- baseline: COPY of CarrierHub's normalised policies rows --------------------
+        log "N=$N: run $r/$RUNS: COPY baseline into (LIKE policies INCLUDING ALL) in fresh database $COPY_DB"
+        create_db "$COPY_DB"
+        "$BIN" --log-format json --database-url "$(db_url "$COPY_DB")" --data-dir "$W/copy-data" \
+            migrate >"$W/copy-migrate.out" 2>"$W/copy-migrate.log" ||
+            die "carrierhub migrate failed (see $W/copy-migrate.log)"
+        # Created before the timed transaction (as CarrierHub's table is), so COPY cannot
+        # take the WAL-skipping path of a table created in its own transaction.
+        sql "$COPY_DB" 'CREATE TABLE policies_copy (LIKE policies INCLUDING ALL)' >/dev/null
+        quiesce
+        srv0=$(pg_server_cpu)
+        timed "$W/copy-$r.time" \
+            "$PSQL" -X -q -v ON_ERROR_STOP=1 "$(db_url "$COPY_DB")" \
+            -c 'BEGIN' \
+            -c "\\copy policies_copy FROM '$NORM' WITH (FORMAT csv)" \
+            -c 'COMMIT' \
+            >"$W/copy-$r.out" 2>&1
+        cp_srvs+=("$(diff_secs "$srv0" "$(pg_server_cpu)")")
+        check_exit "$W/copy-$r.time" "psql \\copy"
+        copied=$(sql "$COPY_DB" 'SELECT count(*) FROM policies_copy')
+        [[ "$copied" -eq "$N" ]] || die "COPY loaded $copied rows, expected $N"
+        if [[ $r -eq 1 ]]; then
+            # Same rows, value for value, as CarrierHub's table.
+            digest='SELECT md5(string_agg(md5(t::text), $$$$ ORDER BY id))'
+            ch_digest=$(sql "$CH_DB" "$digest FROM policies t")
+            copy_digest=$(sql "$COPY_DB" "$digest FROM policies_copy t")
+            [[ "$ch_digest" == "$copy_digest" ]] ||
+                die "policies_copy differs from CarrierHub's policies ($copy_digest vs $ch_digest)"
+        fi
+        cp_walls+=("$(wall_secs "$W/copy-$r.time")")
+
+        # --- second baseline: COPY of every row CarrierHub wrote ------------------------
+        log "N=$N: run $r/$RUNS: COPY of every table CarrierHub wrote into fresh database $ALL_DB"
+        create_db "$ALL_DB"
+        "$BIN" --log-format json --database-url "$(db_url "$ALL_DB")" --data-dir "$W/all-data" \
+            migrate >"$W/all-migrate.out" 2>"$W/all-migrate.log" ||
+            die "carrierhub migrate failed (see $W/all-migrate.log)"
+        quiesce
+        srv0=$(pg_server_cpu)
+        timed "$W/copy-all-$r.time" \
+            "$PSQL" -X -q -v ON_ERROR_STOP=1 "$(db_url "$ALL_DB")" "${copy_args[@]}" \
+            >"$W/copy-all-$r.out" 2>&1
+        all_srvs+=("$(diff_secs "$srv0" "$(pg_server_cpu)")")
+        check_exit "$W/copy-all-$r.time" "psql \\copy of every table"
+        for t in $ALL_TABLES; do
+            [[ "$(sql "$CH_DB" "SELECT count(*) FROM $t")" -eq "$(sql "$ALL_DB" "SELECT count(*) FROM $t")" ]] ||
+                die "the COPY of $t does not hold CarrierHub's rows"
+        done
+        all_walls+=("$(wall_secs "$W/copy-all-$r.time")")
     done
-    copy_args+=(-c 'COMMIT')
-    quiesce
-    srv0=$(pg_server_cpu)
-    timed "$W/copy-all.time" \
-        "$PSQL" -X -q -v ON_ERROR_STOP=1 "$(db_url "$ALL_DB")" "${copy_args[@]}" \
-        >"$W/copy-all.out" 2>&1
-    all_srv=$(diff_secs "$srv0" "$(pg_server_cpu)")
-    check_exit "$W/copy-all.time" "psql \\copy of every table"
-    for t in $ALL_TABLES; do
-        [[ "$(sql "$CH_DB" "SELECT count(*) FROM $t")" -eq "$(sql "$ALL_DB" "SELECT count(*) FROM $t")" ]] ||
-            die "the COPY of $t does not hold CarrierHub's rows"
-    done
-    all_s=$(wall_secs "$W/copy-all.time")
+    # Each side's median run (its CPU figures are that run's).
+    m=$(median_index "${ch_walls[@]}")
+    pg_s=${ch_walls[$m]}; pg_cpu=${ch_cpus[$m]}; pg_srv=${ch_srvs[$m]}; pg_rss=${ch_rsss[$m]}
+    m=$(median_index "${cp_walls[@]}")
+    cp_s=${cp_walls[$m]}; cp_srv=${cp_srvs[$m]}
+    m=$(median_index "${all_walls[@]}")
+    all_s=${all_walls[$m]}; all_srv=${all_srvs[$m]}
+    runs_md+=("- N=$N, every run in order (s): CarrierHub→PG ${ch_walls[*]}; COPY ${cp_walls[*]}; COPY all tables ${all_walls[*]}")
 
     # --- SQLite: the same file into a fresh data directory -----------------------
     log "N=$N: carrierhub ingest into SQLite (fresh data dir)"
@@ -268,7 +300,7 @@ for N in $SIZES; do
         for db in "$CH_DB" "$COPY_DB" "$ALL_DB"; do
             sql postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
         done
-        rm -rf "$GEN" "$W/pg-data" "$W/copy-data" "$W/sqlite-data" "$NORM"
+        rm -rf "$GEN" "$W"/pg-data-* "$W/copy-data" "$W/all-data" "$W/sqlite-data" "$NORM" "$W"/all-*.csv
     fi
 done
 
@@ -282,6 +314,7 @@ done
     echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     printf '%s\n' "${rows_md[@]}"
     echo
+    echo "Each timed figure is the median of $RUNS runs (BENCH_RUNS), the sides interleaved: CarrierHub, COPY, COPY all tables, and again."
     echo "CarrierHub→PG: \`carrierhub --database-url … ingest\` into a fresh database; re-send: the same file again (all rows unchanged)."
     echo "COPY: \`psql \\copy … FROM … WITH (FORMAT csv)\` in one transaction of CarrierHub's own \`policies\` rows (every column, as stored),"
     echo "into \`(LIKE policies INCLUDING ALL)\` in a fresh database migrated by \`carrierhub migrate\`; checked equal to CarrierHub's table."
@@ -299,5 +332,6 @@ done
     printf '%s\n' "${cpu_md[@]}"
     echo
     printf '%s\n' "${sizes_md[@]}"
+    printf '%s\n' "${runs_md[@]}"
 } | tee "$RESULTS"
 log "results written to $RESULTS"
