@@ -120,12 +120,17 @@ pub struct Pipeline {
     stop: tokio_util::sync::CancellationToken,
 }
 
+/// Records per batch (one transaction each). Measured on a million policies into PostgreSQL:
+/// 2,000 took 25.4-28.8 s, 5,000 23.6-24.0 s, 8,000 and 20,000 no less; peak RSS 110, 155,
+/// 185 and 355 MiB. Each commit's round trips and flush are paid per batch.
+pub const DEFAULT_BATCH_SIZE: usize = 5_000;
+
 impl Pipeline {
     pub fn new(store: Arc<dyn Store>, documents: DocumentStore) -> Self {
         Self {
             store,
             documents,
-            batch_size: 2_000,
+            batch_size: DEFAULT_BATCH_SIZE,
             lease: Duration::from_secs(120),
             stop: tokio_util::sync::CancellationToken::new(),
         }

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 const CARRIER: &str = "rheinland";
-/// More than one batch (2,000 records) per delivery.
-const POLICIES: usize = 2_500;
+/// More than one batch (`DEFAULT_BATCH_SIZE`, 5,000 records) per delivery.
+const POLICIES: usize = 5_500;
 
 struct Feeds {
     policy_mapping: PathBuf,
