@@ -314,7 +314,7 @@ done
     echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     printf '%s\n' "${rows_md[@]}"
     echo
-    echo "Each timed figure is the median of $RUNS runs (BENCH_RUNS), the sides interleaved: CarrierHub, COPY, COPY all tables, and again."
+    echo "CarrierHub→PG, COPY and COPY all tables: each the median of $RUNS runs (BENCH_RUNS), interleaved in that order; the re-send and SQLite run once."
     echo "CarrierHub→PG: \`carrierhub --database-url … ingest\` into a fresh database; re-send: the same file again (all rows unchanged)."
     echo "COPY: \`psql \\copy … FROM … WITH (FORMAT csv)\` in one transaction of CarrierHub's own \`policies\` rows (every column, as stored),"
     echo "into \`(LIKE policies INCLUDING ALL)\` in a fresh database migrated by \`carrierhub migrate\`; checked equal to CarrierHub's table."

@@ -285,6 +285,14 @@ pub async fn restore(location: &Location, args: RestoreArgs) -> anyhow::Result<E
             released.submissions
         );
     }
+    if released.messages + released.other > 0 {
+        println!(
+            "released as well: {} broker messages awaiting acknowledgement (delivered again), {} \
+             other leases and locks (webhook deliveries, idempotency keys, the relay's and the \
+             warehouse's leases)",
+            released.messages, released.other
+        );
+    }
     if !pending.is_empty() {
         let list: Vec<String> = pending.iter().map(ToString::to_string).collect();
         println!(
